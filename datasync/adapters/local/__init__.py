@@ -1,0 +1,30 @@
+"""The embedded adapters: SQLite under ``DATASYNC_HOME`` and a 0600 secrets file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .db import Database
+from .queue import QUEUE_SCHEMA, SqliteMessageQueue, SqliteQueueBackend
+from .runs import RUN_SCHEMA, SqlitePageStore, SqliteRunStore
+from .secrets import FileSecretStore
+from .tenants import TENANT_SCHEMA, SqliteTenantStore
+
+__all__ = ["LocalBackend", "Database", "SqliteTenantStore", "SqliteQueueBackend",
+           "SqliteMessageQueue", "SqliteRunStore", "SqlitePageStore", "FileSecretStore"]
+
+
+class LocalBackend:
+    """Every embedded port over one SQLite file, ``DATASYNC_HOME/datasync.db``."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.db = Database(self.home / "datasync.db", TENANT_SCHEMA + QUEUE_SCHEMA + RUN_SCHEMA)
+        self.tenants = SqliteTenantStore(self.db)
+        self.queues = SqliteQueueBackend(self.db)
+        self.runs = SqliteRunStore(self.db)
+        self.pages = SqlitePageStore(self.db)
+        self.secrets = FileSecretStore(self.home)
+
+    def close(self) -> None:
+        self.db.close()

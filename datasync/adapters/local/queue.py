@@ -1,0 +1,114 @@
+"""Storage-queue semantics on SQLite: visibility timeout, dequeue count, pop receipts."""
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Iterable
+
+from ...exceptions import NotFound
+from ...ports import QueueItem
+from .db import Database
+
+__all__ = ["SqliteQueueBackend", "SqliteMessageQueue", "QUEUE_SCHEMA"]
+
+QUEUE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue_messages (
+    id TEXT PRIMARY KEY, queue TEXT NOT NULL, body TEXT NOT NULL, visible_at REAL NOT NULL,
+    dequeue_count INTEGER NOT NULL DEFAULT 0, pop_receipt TEXT, inserted_at REAL NOT NULL,
+    reason TEXT);
+CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (queue, visible_at);
+"""
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+
+
+def _item(row) -> QueueItem:
+    return QueueItem(id=row["id"], body=row["body"], dequeue_count=row["dequeue_count"],
+                     pop_receipt=row["pop_receipt"] or "", inserted_at=_dt(row["inserted_at"]),
+                     next_visible_at=_dt(row["visible_at"]), reason=row["reason"])
+
+
+class SqliteMessageQueue:
+    """One named queue (``flow-jobs``, ``flow-jobs-poison``) in the embedded database."""
+
+    def __init__(self, db: Database, name: str) -> None:
+        self.db = db
+        self.name = name
+
+    def send(self, text: str, *, visibility_delay: float = 0.0, reason: str | None = None) -> str:
+        message_id = uuid.uuid4().hex
+        now = time.time()
+        with self.db.write() as con:
+            con.execute("INSERT INTO queue_messages (id, queue, body, visible_at, inserted_at, "
+                        "reason) VALUES (?, ?, ?, ?, ?, ?)",
+                        (message_id, self.name, text, now + max(0.0, visibility_delay), now,
+                         reason))
+        return message_id
+
+    def send_many(self, texts: Iterable[str]) -> None:
+        now = time.time()
+        rows = [(uuid.uuid4().hex, self.name, t, now, now) for t in texts]
+        if rows:
+            with self.db.write() as con:
+                con.executemany("INSERT INTO queue_messages (id, queue, body, visible_at, "
+                                "inserted_at) VALUES (?, ?, ?, ?, ?)", rows)
+
+    def receive(self, max_messages: int, visibility_timeout: float) -> list[QueueItem]:
+        now = time.time()
+        receipt = uuid.uuid4().hex
+        with self.db.write() as con:
+            rows = con.execute(
+                "UPDATE queue_messages SET visible_at = ?, dequeue_count = dequeue_count + 1, "
+                "pop_receipt = ? || id WHERE id IN (SELECT id FROM queue_messages "
+                "WHERE queue = ? AND visible_at <= ? ORDER BY visible_at LIMIT ?) RETURNING *",
+                (now + visibility_timeout, receipt, self.name, now, max_messages)).fetchall()
+        return sorted((_item(r) for r in rows), key=lambda i: i.inserted_at or 0)
+
+    def delete(self, item: QueueItem) -> None:
+        with self.db.write() as con:
+            con.execute("DELETE FROM queue_messages WHERE id = ? AND pop_receipt = ?",
+                        (item.id, item.pop_receipt))
+
+    def extend(self, item: QueueItem, visibility_timeout: float) -> QueueItem:
+        with self.db.write() as con:
+            cur = con.execute("UPDATE queue_messages SET visible_at = ? WHERE id = ? "
+                              "AND pop_receipt = ?",
+                              (time.time() + visibility_timeout, item.id, item.pop_receipt))
+        if cur.rowcount != 1:
+            raise NotFound(f"message {item.id} is no longer held by this receiver")
+        return item
+
+    def peek_all(self) -> list[QueueItem]:
+        rows = self.db.read().execute("SELECT * FROM queue_messages WHERE queue = ? "
+                                      "ORDER BY inserted_at", (self.name,)).fetchall()
+        return [_item(r) for r in rows]
+
+    def remove(self, message_id: str) -> QueueItem:
+        with self.db.write() as con:
+            row = con.execute("DELETE FROM queue_messages WHERE id = ? AND queue = ? "
+                              "RETURNING *", (message_id, self.name)).fetchone()
+        if row is None:
+            raise NotFound(f"no message {message_id!r} in queue {self.name}")
+        return _item(row)
+
+    def count(self) -> int:
+        return self.db.read().execute("SELECT count(*) FROM queue_messages WHERE queue = ?",
+                                      (self.name,)).fetchone()[0]
+
+    def move_to(self, item: QueueItem, target: "SqliteMessageQueue", reason: str) -> None:
+        """Atomically re-home a message (poisoning keeps its body and records why)."""
+        with self.db.write() as con:
+            con.execute("UPDATE queue_messages SET queue = ?, visible_at = ?, reason = ?, "
+                        "dequeue_count = 0, pop_receipt = NULL WHERE id = ? AND pop_receipt = ?",
+                        (target.name, time.time(), reason[:2000], item.id, item.pop_receipt))
+
+
+class SqliteQueueBackend:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def queue(self, name: str) -> SqliteMessageQueue:
+        return SqliteMessageQueue(self.db, name)

@@ -1,0 +1,142 @@
+"""Tenant documents in SQLite, with a per-flow schedule index for the scheduler's due query.
+
+``nextRunUtc`` lives in the ``flow_schedule`` rows (the index the scan reads and writes) and
+is overlaid on the stored document when it is read, so a tick never rewrites documents.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Iterator
+
+from ...exceptions import NotFound
+from ...models import Tenant, parse_tenant
+from ...names import format_utc
+from ...ports import DueFlow
+from .db import Database
+
+__all__ = ["SqliteTenantStore", "TENANT_SCHEMA"]
+
+TENANT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenants (
+    id TEXT PRIMARY KEY, doc TEXT NOT NULL, etag INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS flow_schedule (
+    tenant_id TEXT NOT NULL, flow_index INTEGER NOT NULL, flow_name TEXT NOT NULL,
+    cron TEXT NOT NULL, timezone TEXT NOT NULL, next_run_utc TEXT NOT NULL, active INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, flow_index));
+CREATE INDEX IF NOT EXISTS flow_schedule_due
+    ON flow_schedule (active, next_run_utc, tenant_id, flow_index);
+"""
+
+
+class SqliteTenantStore:
+    """The embedded :class:`~datasync.ports.TenantStore`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- reads ---------------------------------------------------------------------------
+    def _load(self, con, tenant_id: str) -> tuple[dict[str, Any], int]:
+        row = con.execute("SELECT doc, etag FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"unknown tenant {tenant_id!r}")
+        doc = json.loads(row["doc"])
+        nexts = dict(con.execute(
+            "SELECT flow_index, next_run_utc FROM flow_schedule WHERE tenant_id = ?",
+            (tenant_id,)).fetchall())
+        for i, entry in enumerate(doc.get("flows", [])):
+            if nexts.get(i):
+                entry["nextRunUtc"] = nexts[i]
+        return doc, row["etag"]
+
+    def get_with_etag(self, tenant_id: str) -> tuple[Tenant, str]:
+        con = self.db.read()
+        con.execute("BEGIN")
+        try:
+            doc, etag = self._load(con, tenant_id)
+        finally:
+            con.execute("COMMIT")
+        return parse_tenant(doc), str(etag)
+
+    def get(self, tenant_id: str) -> Tenant:
+        return self.get_with_etag(tenant_id)[0]
+
+    def list(self) -> Iterator[Tenant]:
+        ids = [r[0] for r in self.db.read().execute("SELECT id FROM tenants ORDER BY id")]
+        for tenant_id in ids:
+            try:
+                yield self.get(tenant_id)
+            except NotFound:  # deleted meanwhile
+                continue
+
+    # -- writes --------------------------------------------------------------------------
+    @staticmethod
+    def _write(con, tenant: Tenant, etag: int) -> None:
+        doc = tenant.to_doc()
+        con.execute("INSERT INTO tenants (id, doc, etag) VALUES (?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, etag = excluded.etag",
+                    (tenant.tenant_id, json.dumps(doc, separators=(",", ":")), etag))
+        con.execute("DELETE FROM flow_schedule WHERE tenant_id = ?", (tenant.tenant_id,))
+        con.executemany(
+            "INSERT INTO flow_schedule VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(tenant.tenant_id, i, f.name, f.cron, tenant.timezone,
+              format_utc(f.next_run_utc) if f.next_run_utc else "",
+              int(f.enabled and not tenant.paused))
+             for i, f in enumerate(tenant.flows)])
+
+    def upsert_many(self, tenants: list[Tenant]) -> None:
+        with self.db.write() as con:
+            for tenant in tenants:
+                row = con.execute("SELECT etag FROM tenants WHERE id = ?",
+                                  (tenant.tenant_id,)).fetchone()
+                self._write(con, tenant, (row[0] + 1) if row else 1)
+
+    def replace_if_match(self, tenant: Tenant, etag: str) -> bool:
+        with self.db.write() as con:
+            row = con.execute("SELECT etag FROM tenants WHERE id = ?",
+                              (tenant.tenant_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"unknown tenant {tenant.tenant_id!r}")
+            if str(row[0]) != etag:
+                return False
+            self._write(con, tenant, row[0] + 1)
+            return True
+
+    # -- scheduler -----------------------------------------------------------------------
+    def due_flows(self, now: datetime, *, page_size: int = 1000) -> Iterator[list[DueFlow]]:
+        """Active flows with ``nextRunUtc`` missing or <= now, in keyset-paged batches.
+
+        The etag of a row is the ``nextRunUtc`` it was read with: :meth:`advance` is a
+        compare-and-set on that value, so racing schedulers and edits lose cleanly."""
+        cutoff = format_utc(now)
+        last: tuple[str, str, int] = ("", "", -1)
+        con = self.db.read()
+        while True:
+            rows = con.execute(
+                "SELECT tenant_id, flow_index, flow_name, cron, timezone, next_run_utc "
+                "FROM flow_schedule WHERE active = 1 AND next_run_utc <= ? "
+                "AND (next_run_utc, tenant_id, flow_index) > (?, ?, ?) "
+                "ORDER BY next_run_utc, tenant_id, flow_index LIMIT ?",
+                (cutoff, *last, page_size)).fetchall()
+            if not rows:
+                return
+            yield [DueFlow(r[0], r[1], r[2], r[3], r[4], r[5] or None, r[5]) for r in rows]
+            last = (rows[-1][5], rows[-1][0], rows[-1][1])
+            if len(rows) < page_size:
+                return
+
+    def advance(self, updates: list[tuple[DueFlow, str]]) -> list[DueFlow]:
+        """Compare-and-set each flow's next run against the value the scan read."""
+        lost: list[DueFlow] = []
+        with self.db.write() as con:
+            for flow, next_run in updates:
+                cur = con.execute(
+                    "UPDATE flow_schedule SET next_run_utc = ? WHERE tenant_id = ? "
+                    "AND flow_index = ? AND next_run_utc = ? AND active = 1",
+                    (next_run, flow.tenant_id, flow.flow_index, flow.etag))
+                if cur.rowcount != 1:
+                    lost.append(flow)
+            if updates:
+                con.executemany("UPDATE tenants SET etag = etag + 1 WHERE id = ?",
+                                sorted({(f.tenant_id,) for f, _ in updates}))
+        return lost

@@ -1,0 +1,413 @@
+"""The embedded local runtime: what the Functions host does, for ``function_app.py``.
+
+``LocalHost`` imports the app, finds its functions through the ``azure.functions`` object
+model, and drives them the way the host would:
+
+===================  ==========================================================
+Functions host        here
+===================  ==========================================================
+timer trigger         a thread firing at the NCRONTAB schedule (``%SETTING%`` resolved
+                      from the environment), once at start, then on schedule
+queue trigger         receive from the configured queue (SQLite or Azure Storage), call the
+                      function, delete on success; on failure make it visible again,
+                      poison into ``<queue>-poison`` after ``maxDequeueCount`` (host.json)
+durable client        the real ``DurableOrchestrationClient`` against a loopback server
+                      speaking the extension's HTTP API (:mod:`.rpc`)
+orchestrations        :class:`~datasync.runtime.durable.DurableEngine`: SQLite history,
+                      real SDK replay, ``RetryOptions``, ``continue_as_new``
+activities            a worker pool calling the user functions with the JSON input
+===================  ==========================================================
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import azure.functions as func
+
+from ..config import Settings, project_root
+from ..names import utcnow
+from ..ports import FLOW_JOBS_POISON, QueueItem
+from ..redact import install_redaction, redact_exception
+from ..schedule import next_occurrence
+from ..services import Services, build_services, reset_services
+from .durable import DurableEngine
+from .rpc import DurableRpcServer
+
+__all__ = ["LocalHost", "HostConfig", "run_local", "configure_logging"]
+
+log = logging.getLogger("datasync.runtime")
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """The parts of ``host.json`` the runtime honours (queues and durable settings)."""
+
+    batch_size: int = 16
+    max_dequeue_count: int = 5
+    visibility_timeout: float = 0.0        # delay before a failed message is retried
+    message_lease: float = 60.0            # how long a received message stays invisible
+    task_hub: str = "DataSyncHub"
+
+    @classmethod
+    def load(cls, root: Path) -> "HostConfig":
+        path = root / "host.json"
+        if not path.exists():
+            return cls()
+        data = json.loads(path.read_text())
+        queues = data.get("extensions", {}).get("queues", {})
+        durable = data.get("extensions", {}).get("durableTask", {})
+        return cls(batch_size=int(queues.get("batchSize", 16)),
+                   max_dequeue_count=int(queues.get("maxDequeueCount", 5)),
+                   visibility_timeout=_timespan(queues.get("visibilityTimeout", "00:00:00")),
+                   task_hub=durable.get("hubName", "DataSyncHub").replace("%", "") or
+                   "DataSyncHub")
+
+
+def _timespan(value: str) -> float:
+    h, m, s = value.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+@dataclass
+class _Functions:
+    timers: list[tuple[Any, Any]] = field(default_factory=list)          # (function, trigger)
+    queues: list[tuple[Any, Any, str | None]] = field(default_factory=list)  # + client param
+    orchestrators: dict[str, Callable[[str], str]] = field(default_factory=dict)
+    activities: dict[str, tuple[Callable[..., Any], str]] = field(default_factory=dict)
+
+
+def load_app(root: Path) -> Any:
+    """Import ``function_app.py`` the way the Python worker does and return its ``app``."""
+    path = root / "function_app.py"
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    spec = importlib.util.spec_from_file_location("function_app", path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"no function_app.py in {root}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["function_app"] = module
+    spec.loader.exec_module(module)
+    return module.app
+
+
+def index_functions(app: Any) -> _Functions:
+    """Sort the app's functions by trigger, indexing every name a caller may use."""
+    found = _Functions()
+    for fn in [builder._function for builder in app._function_builders]:
+        trigger = fn.get_trigger()
+        user = fn.get_user_function()
+        names = {fn.get_function_name(), getattr(fn, "_name", None)}
+        if trigger.type == "timerTrigger":
+            found.timers.append((fn, trigger))
+        elif trigger.type == "queueTrigger":
+            client = next((b.name for b in fn.get_bindings() if b.type == "durableClient"), None)
+            found.queues.append((fn, trigger, client))
+        elif trigger.type == "orchestrationTrigger":
+            for name in names | {getattr(trigger, "orchestration", None)}:
+                if name:
+                    found.orchestrators[name] = user
+        elif trigger.type == "activityTrigger":
+            for name in names | {getattr(trigger, "activity", None)}:
+                if name:
+                    found.activities[name] = (user, trigger.name)
+    return found
+
+
+def _resolve(expr: str) -> str:
+    """``%SETTING%`` → its value, as the host resolves binding expressions."""
+    if expr.startswith("%") and expr.endswith("%"):
+        name = expr.strip("%")
+        value = os.environ.get(name)
+        if not value:
+            from ..config import DEFAULT_SCAN_SCHEDULE
+            if name == "DATASYNC_SCAN_SCHEDULE":
+                return DEFAULT_SCAN_SCHEDULE
+            raise KeyError(f"app setting {name} is not set")
+        return value
+    return expr
+
+
+class LocalHost:
+    """Runs one Functions app on the embedded (or emulator-backed) services."""
+
+    def __init__(self, settings: Settings | None = None, *, services: Services | None = None,
+                 root: Path | None = None, activity_workers: int | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.root = root or project_root()
+        self.config = HostConfig.load(self.root)
+        self.services = services or build_services(self.settings)
+        reset_services(self.services)
+        self.functions = index_functions(load_app(self.root))
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self.loop.run_forever, name="async-loop",
+                                             daemon=True)
+        self.engine = DurableEngine(
+            self.settings.home / "durable.db",
+            orchestrators=self.functions.orchestrators, activities=self.functions.activities,
+            on_resume=self.services.runs.mark_resumed, activity_runner=self._call,
+            error_text=self._error_text)
+        self.rpc = DurableRpcServer(self.engine, self.config.task_hub)
+        self.stopping = threading.Event()
+        self.activity_workers = activity_workers or int(
+            os.environ.get("DATASYNC_ACTIVITY_WORKERS") or 4)
+        self._threads: list[threading.Thread] = []
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
+        self.poisoned = 0
+        self.ticks = 0
+
+    # -- invoking user functions ---------------------------------------------------------
+    def _call(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            return asyncio.run_coroutine_threadsafe(fn(**kwargs), self.loop).result()
+        return fn(**kwargs)
+
+    @staticmethod
+    def _error_text(exc: BaseException) -> tuple[str, str]:
+        return redact_exception(exc, limit=2000), ""
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> "LocalHost":
+        self._loop_thread.start()
+        self.rpc.start()
+        spawn = self._spawn
+        spawn("orchestrations", self._worker_loop, self.engine.run_orchestration_once)
+        for i in range(self.activity_workers):
+            spawn(f"activities-{i}", self._worker_loop, self.engine.run_activity_once)
+        for fn, trigger, client in self.functions.queues:
+            spawn(f"queue-{trigger.queue_name}", self._queue_loop, fn, trigger, client)
+        spawn("heartbeat", self._heartbeat)
+        log.info("local runtime up: %d functions, durable client at %s, home %s",
+                 len(self.functions.activities) + len(self.functions.orchestrators),
+                 self.rpc.base_url, self.settings.home)
+        return self
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop taking work, let in-flight work finish (up to ``grace``), hand back leases."""
+        self.stopping.set()
+        with self.engine.wakeup:
+            self.engine.wakeup.notify_all()
+        deadline = time.time() + grace
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.time()))
+        self.engine.release_all()
+        self.rpc.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._loop_thread.join(2)
+        self.engine.close()
+
+    # -- workers -------------------------------------------------------------------------
+    def _worker_loop(self, step: Callable[[], bool]) -> None:
+        while not self.stopping.is_set():
+            try:
+                did = step()
+            except Exception:
+                log.exception("runtime worker error (will retry)")
+                did = False
+                self.stopping.wait(0.5)
+            if not did:
+                with self.engine.wakeup:
+                    self.engine.wakeup.wait(0.2)
+
+    def _heartbeat(self) -> None:
+        while not self.stopping.wait(self.engine.lease_seconds / 3):
+            try:
+                self.engine.renew_leases()
+            except Exception:
+                log.exception("lease renewal failed")
+
+    def fire_timers(self) -> None:
+        """Run every timer function now (``run`` does this at start)."""
+        for fn, trigger in self.functions.timers:
+            self._fire(fn, trigger, past_due=False)
+
+    def _fire(self, fn: Any, trigger: Any, past_due: bool) -> None:
+        try:
+            self._call(fn.get_user_function(),
+                       {trigger.name: func.TimerRequest(past_due=past_due)})
+            self.ticks += 1
+        except Exception:
+            log.exception("timer function %s failed", fn.get_function_name())
+
+    def _timer_loop(self, fn: Any, trigger: Any) -> None:
+        schedule = _resolve(trigger.schedule)
+        while not self.stopping.is_set():
+            now = utcnow()
+            due = next_occurrence(schedule, "UTC", now)
+            log.info("next scheduler tick at %s", due.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            if self.stopping.wait(max(0.0, (due - utcnow()).total_seconds())):
+                return
+            self._fire(fn, trigger, past_due=False)
+
+    def _queue_loop(self, fn: Any, trigger: Any, client_param: str | None) -> None:
+        queue = self.services.queues.queue(trigger.queue_name)
+        poison = self.services.queues.queue(trigger.queue_name + "-poison"
+                                            if trigger.queue_name != "flow-jobs"
+                                            else FLOW_JOBS_POISON)
+        user = fn.get_user_function()
+        limit = threading.Semaphore(self.config.batch_size)
+        while not self.stopping.is_set():
+            try:
+                items = queue.receive(self.config.batch_size, self.config.message_lease)
+            except Exception:
+                log.exception("receiving from %s failed", trigger.queue_name)
+                self.stopping.wait(1.0)
+                continue
+            if not items:
+                self.stopping.wait(0.1)
+                continue
+            futures: list[Future[Any]] = []
+            for item in items:
+                limit.acquire()
+                with self._inflight_lock:
+                    self._inflight += 1
+                fut = asyncio.run_coroutine_threadsafe(
+                    self._deliver(user, trigger, client_param, queue, poison, item), self.loop)
+                fut.add_done_callback(lambda _f: (limit.release(), self._done()))
+                futures.append(fut)
+            for fut in futures:
+                fut.result()
+
+    def _done(self) -> None:
+        with self._inflight_lock:
+            self._inflight -= 1
+
+    async def _deliver(self, user: Callable[..., Any], trigger: Any, client_param: str | None,
+                       queue: Any, poison: Any, item: QueueItem) -> None:
+        if item.dequeue_count > self.config.max_dequeue_count:
+            await asyncio.to_thread(self._poison, queue, poison, item,
+                                    f"dequeue count {item.dequeue_count} exceeds "
+                                    f"{self.config.max_dequeue_count}")
+            return
+        message = func.QueueMessage(id=item.id, body=item.body.encode(),
+                                    dequeue_count=item.dequeue_count,
+                                    pop_receipt=item.pop_receipt)
+        kwargs: dict[str, Any] = {trigger.name: message}
+        if client_param:
+            kwargs[client_param] = self.rpc.binding_json()
+        try:
+            result = user(**kwargs)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            reason = redact_exception(exc, limit=1000)
+            if item.dequeue_count >= self.config.max_dequeue_count:
+                await asyncio.to_thread(self._poison, queue, poison, item, reason)
+            else:
+                log.warning("message %s failed (attempt %d of %d): %s", item.id,
+                            item.dequeue_count, self.config.max_dequeue_count, reason)
+                await asyncio.to_thread(self._retry_later, queue, item)
+            return
+        await asyncio.to_thread(queue.delete, item)
+
+    def _retry_later(self, queue: Any, item: QueueItem) -> None:
+        try:
+            queue.extend(item, self.config.visibility_timeout)
+        except Exception:  # lost the message meanwhile: it comes back on its own
+            pass
+
+    def _poison(self, queue: Any, poison: Any, item: QueueItem, reason: str) -> None:
+        log.error("moving message %s to %s after %d attempts: %s", item.id, poison.name,
+                  item.dequeue_count, reason)
+        queue.move_to(item, poison, reason)
+        self.poisoned += 1
+
+    # -- draining ------------------------------------------------------------------------
+    def idle(self) -> bool:
+        """No queued job, no message in flight and no active orchestration."""
+        with self._inflight_lock:
+            inflight = self._inflight
+        if inflight:
+            return False
+        if any(self.services.queues.queue(t.queue_name).count() for _, t, _ in
+               self.functions.queues):
+            return False
+        return self.engine.active_count() == 0
+
+    def wait_idle(self, poll: float = 0.1) -> None:
+        calm = 0
+        while not self.stopping.is_set():
+            calm = calm + 1 if self.idle() else 0
+            if calm >= 3:
+                return
+            self.stopping.wait(poll)
+
+    def failed_runs(self) -> list[str]:
+        statuses = self.engine.statuses(list(self.rpc.started))
+        return sorted(i for i, s in statuses.items() if s in ("Failed", "Terminated"))
+
+    def run(self, *, once: bool) -> int:
+        """``run``: serve until stopped. ``run --once``: one tick, drain, exit 0/1."""
+        self.start()
+        try:
+            self.fire_timers()
+            if once:
+                self.wait_idle()
+                failed = self.failed_runs()
+                for instance_id in failed:
+                    log.error("run failed: %s", instance_id)
+                if self.poisoned:
+                    log.error("%d job message(s) moved to %s", self.poisoned, FLOW_JOBS_POISON)
+                started = len(self.rpc.started)
+                log.info("done: %d run(s) started, %d failed", started, len(failed))
+                return 1 if failed or self.poisoned else 0
+            for fn, trigger in self.functions.timers:
+                self._spawn(f"timer-{fn.get_function_name()}", self._timer_loop, fn, trigger)
+            while not self.stopping.wait(0.5):
+                pass
+            return 0
+        finally:
+            self.stop()
+
+
+def configure_logging(level: str | None = None) -> None:
+    level = (level or os.environ.get("DATASYNC_LOG_LEVEL") or "INFO").upper()
+    root = logging.getLogger()
+    if not any(getattr(h, "_datasync", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: "
+                                               "%(message)s", "%H:%M:%S"))
+        handler._datasync = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("azure", "httpx", "httpcore", "urllib3", "aiohttp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    install_redaction()
+
+
+def run_local(*, once: bool, settings: Settings | None = None) -> int:
+    """``python -m datasync run [--once]``: exit code 0 ok, 1 a run failed."""
+    configure_logging()
+    host = LocalHost(settings)
+    previous = {}
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("received %s: finishing in-flight work, then stopping",
+                 signal.Signals(signum).name)
+        host.stopping.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, _stop)
+    try:
+        return host.run(once=once)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

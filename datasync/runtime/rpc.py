@@ -1,0 +1,129 @@
+"""The Durable extension's HTTP API on loopback, so the real ``DurableOrchestrationClient``
+works unchanged against the embedded engine (see ``shared/notes/durable-local.md`` §E)."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .durable import DurableEngine
+
+__all__ = ["DurableRpcServer"]
+
+log = logging.getLogger("datasync.durable.rpc")
+PREFIX = "/durabletask/"
+
+
+class DurableRpcServer:
+    """Serves start/status/terminate/purge for one engine on ``127.0.0.1:<port>``."""
+
+    def __init__(self, engine: DurableEngine, task_hub: str = "DataSyncHub") -> None:
+        self.engine = engine
+        self.task_hub = task_hub
+        self.started: list[str] = []          # instance ids created through this server
+        self._started_lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def _reply(self, status: int, body: Any = None) -> None:
+                data = b"" if body is None else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self) -> bytes:
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def do_POST(self) -> None:  # noqa: N802
+                url = urlsplit(self.path)
+                parts = [unquote(p) for p in url.path[len(PREFIX):].split("/") if p]
+                body = self._body()
+                if parts[:1] == ["orchestrators"] and len(parts) in (2, 3):
+                    name = parts[1]
+                    instance_id = parts[2] if len(parts) == 3 else None
+                    server._start(self, name, instance_id, body)
+                elif parts[:1] == ["instances"] and len(parts) == 3 and parts[2] == "terminate":
+                    reason = parse_qs(url.query).get("reason", [""])[0]
+                    ok = server.engine.terminate(parts[1], reason)
+                    self._reply(202 if ok else 410)
+                else:
+                    self._reply(404, {"Message": f"not supported: POST {url.path}"})
+
+            def do_GET(self) -> None:  # noqa: N802
+                url = urlsplit(self.path)
+                parts = [unquote(p) for p in url.path[len(PREFIX):].split("/") if p]
+                if parts[:1] == ["instances"] and len(parts) == 2:
+                    status = server.engine.get_status(parts[1])
+                    if status is None:
+                        self._reply(404)
+                    else:
+                        code = 202 if status.runtime_status in ("Pending", "Running") else 200
+                        self._reply(code, status.to_json())
+                else:
+                    self._reply(404, {"Message": f"not supported: GET {url.path}"})
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="durable-rpc",
+                                        daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{PREFIX}"
+
+    def binding_json(self) -> str:
+        """The ``durableClient`` binding payload the host passes to a client function."""
+        base = self.base_url
+        mgmt = f"{base}instances/INSTANCEID"
+        return json.dumps({
+            "taskHubName": self.task_hub,
+            "creationUrls": {"createNewInstancePostUri": f"{base}orchestrators/{{functionName}}",
+                             "createAndWaitOnNewInstancePostUri": f"{base}orchestrators/"
+                                                                  f"{{functionName}}"},
+            "managementUrls": {"id": "INSTANCEID", "statusQueryGetUri": mgmt,
+                               "sendEventPostUri": f"{mgmt}/raiseEvent/{{eventName}}",
+                               "terminatePostUri": f"{mgmt}/terminate?reason={{text}}",
+                               "rewindPostUri": f"{mgmt}/rewind?reason={{text}}",
+                               "purgeHistoryDeleteUri": mgmt},
+            "baseUrl": base, "requiredQueryStringParameters": "", "rpcBaseUrl": base})
+
+    def _start(self, handler: Any, name: str, instance_id: str | None, body: bytes) -> None:
+        import uuid
+        instance_id = instance_id or uuid.uuid4().hex
+        try:
+            input_json = json.loads(body) if body else None   # the client double-encodes
+        except ValueError:
+            handler._reply(400, {"ExceptionMessage": "input is not JSON"})
+            return
+        try:
+            created = self.engine.start_new(name, instance_id, input_json)
+        except KeyError as exc:
+            handler._reply(400, {"ExceptionMessage": str(exc)})
+            return
+        if not created:
+            handler._reply(409, {"Message": f"An Orchestration instance with the ID "
+                                            f"'{instance_id}' already exists."})
+            return
+        with self._started_lock:
+            self.started.append(instance_id)
+        handler._reply(202, {"id": instance_id,
+                             "statusQueryGetUri": f"{self.base_url}instances/{instance_id}"})
+
+    def start(self) -> "DurableRpcServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
