@@ -1,0 +1,417 @@
+"""Tenant documents, jobs and run records.
+
+Validation is strict (no coercion of ``"yes"`` to ``true``, of numbers to strings or of
+dates without an offset). :func:`parse_tenant` / :func:`parse_tenants` turn every problem
+into short messages that name the tenant and the camelCase document path, e.g.
+``tenant acme: flows[0].cron: cron '0 * * * *' has 5 fields; ...``.
+
+Documents keep unknown keys (``extra="allow"``) and write them back unchanged.
+``Tenant.to_doc()`` omits ``nextRunUtc`` when it is unset (``None``), as "missing"
+already means "compute from now".
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from .exceptions import InvalidDocument, NotFound, ValidationError
+from .names import (format_utc, instance_id, parse_utc, validate_flow_name,
+                    validate_tenant_id)
+from .schedule import validate_cron, validate_timezone
+
+__all__ = [
+    "FlowEntry", "Tenant", "Job", "RunRecord", "RUN_STATUSES", "InvalidDocuments",
+    "parse_tenant", "parse_tenants",
+]
+
+RUN_STATUSES = ("Pending", "Running", "Completed", "Failed", "Skipped", "Terminated")
+
+_CONFIG = ConfigDict(strict=True, extra="allow", alias_generator=to_camel,
+                     validate_by_name=True, validate_by_alias=True, serialize_by_alias=True,
+                     validate_assignment=True)
+
+
+class _FieldProblem(ValueError):
+    """Raised by cross-field checks to report a problem at a precise document path."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        self.loc = loc
+        super().__init__(message)
+
+
+def _show(value: Any) -> str:
+    """A value as a user would recognise it from JSON."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _aware(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_utc(value)
+    if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            raise ValueError("time has no UTC offset")
+        return parse_utc(value.isoformat())
+    raise ValueError(f"expected an ISO 8601 time with an offset, got {_show(value)}")
+
+
+class FlowEntry(BaseModel):
+    """One flow of a tenant, as in the document's ``flows`` list."""
+
+    model_config = _CONFIG
+
+    name: str
+    enabled: bool = True
+    cron: str
+    next_run_utc: datetime | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    overlap: Literal["skip", "queue", "allow"] = "skip"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return validate_flow_name(v)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        validate_cron(v)
+        return v
+
+    @field_validator("next_run_utc", mode="before")
+    @classmethod
+    def _next_run(cls, v: Any) -> datetime | None:
+        return _aware(v)
+
+    def to_doc(self) -> dict[str, Any]:
+        """JSON-ready, camelCase; ``nextRunUtc`` as ``...Z`` or omitted when unset."""
+        doc = self.model_dump(mode="json", by_alias=True)
+        if self.next_run_utc is None:
+            doc.pop("nextRunUtc", None)
+        else:
+            doc["nextRunUtc"] = format_utc(self.next_run_utc)
+        return doc
+
+
+class Tenant(BaseModel):
+    """A tenant document (Cosmos container ``tenants``, partition key ``/tenantId``)."""
+
+    model_config = _CONFIG
+
+    id: str
+    type: Literal["Tenant"] = "Tenant"
+    tenant_id: str
+    name: str = ""
+    timezone: str = "UTC"
+    paused: bool = False
+    max_concurrent_runs: int = Field(default=2, ge=1)
+    flows: list[FlowEntry] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_ids(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            tid_key = "tenantId" if "tenantId" in data else "tenant_id"
+            if "id" in data and tid_key not in data:
+                data = {**data, "tenantId": data["id"]}
+            elif "id" not in data and tid_key in data:
+                data = {**data, "id": data[tid_key]}
+        return data
+
+    @field_validator("id", "tenant_id")
+    @classmethod
+    def _tenant(cls, v: str) -> str:
+        return validate_tenant_id(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        validate_timezone(v)
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Tenant:
+        if self.id != self.tenant_id:
+            raise _FieldProblem(("tenantId",),
+                                f"must equal id ({self.id!r}), got {self.tenant_id!r}")
+        seen: set[str] = set()
+        for i, entry in enumerate(self.flows):
+            if entry.name in seen:
+                raise _FieldProblem(("flows", i, "name"), f"duplicate flow name {entry.name!r}")
+            seen.add(entry.name)
+        return self
+
+    def flow(self, name: str) -> FlowEntry:
+        """The flow entry called ``name``; :class:`NotFound` when absent."""
+        for entry in self.flows:
+            if entry.name == name:
+                return entry
+        raise NotFound(f"tenant {self.tenant_id} has no flow {name!r}")
+
+    def to_doc(self) -> dict[str, Any]:
+        """The document as stored: camelCase keys, ``...Z`` times, unknown keys kept."""
+        doc = self.model_dump(mode="json", by_alias=True)
+        doc["flows"] = [entry.to_doc() for entry in self.flows]
+        return doc
+
+
+# -- turning pydantic errors into short messages ---------------------------------------------
+
+def _path(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_EXPECTED = {
+    "bool_type": "true or false", "string_type": "a string", "int_type": "an integer",
+    "float_type": "a number", "dict_type": "a JSON object", "model_type": "a JSON object",
+    "model_attributes_type": "a JSON object", "list_type": "a list",
+    "datetime_type": "an ISO 8601 time with an offset",
+}
+
+
+def _message(err: Any) -> tuple[tuple[str | int, ...], str]:
+    loc, kind, ctx = tuple(err["loc"]), err["type"], err.get("ctx") or {}
+    got = _show(err.get("input"))
+    if kind == "value_error" and isinstance(ctx.get("error"), BaseException):
+        exc = ctx["error"]
+        return (loc + exc.loc if isinstance(exc, _FieldProblem) else loc), str(exc)
+    if kind in _EXPECTED:
+        return loc, f"expected {_EXPECTED[kind]}, got {got}"
+    if kind == "missing":
+        return loc, "required"
+    if kind == "literal_error":
+        return loc, f"expected {ctx.get('expected')}, got {got}"
+    if kind == "greater_than_equal":
+        return loc, f"must be at least {ctx.get('ge')}, got {got}"
+    if kind == "int_from_float" or kind == "int_parsing":
+        return loc, f"expected an integer, got {got}"
+    return loc, str(err.get("msg", "invalid"))
+
+
+def _label(obj: dict[str, Any], label: str | None) -> str:
+    for key in ("id", "tenantId"):
+        value = obj.get(key)
+        if isinstance(value, str) and value:
+            try:
+                return validate_tenant_id(value)
+            except ValidationError:
+                return _show(value)
+    return label or "?"
+
+
+def _unknown_flows(obj: dict[str, Any], known: Collection[str]) -> list[tuple[str, str]]:
+    flows = obj.get("flows")
+    if not isinstance(flows, list):
+        return []
+    names = sorted(known)
+    shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "") if names else "none"
+    out = []
+    for i, entry in enumerate(flows):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if isinstance(name, str) and name not in known:
+            try:
+                validate_flow_name(name)
+            except ValidationError:
+                continue  # already reported as a bad name
+            out.append((f"flows[{i}].name", f"unknown flow {name!r} (registered: {shown})"))
+    return out
+
+
+def _flow_index(problem: tuple[str, str]) -> int:
+    match = re.match(r"flows\[(\d+)\]", problem[0])
+    return int(match.group(1)) if match else -1
+
+
+def parse_tenant(obj: Any, *, known_flows: Collection[str] | None = None,
+                 label: str | None = None) -> Tenant:
+    """Validate one tenant document; every problem at once in an :class:`InvalidDocument`.
+
+    The error names the tenant by the document's ``id``/``tenantId`` when readable, else
+    by ``label`` (e.g. ``"#2"``); paths are camelCase document paths (``flows[0].cron``)."""
+    if not isinstance(obj, dict):
+        raise InvalidDocument(label or "?", [("", f"expected a JSON object, got {_show(obj)}")])
+    problems: list[tuple[str, str]] = []
+    tenant: Tenant | None = None
+    try:
+        tenant = Tenant.model_validate(obj)
+    except pydantic.ValidationError as exc:
+        seen: set[tuple[str, str]] = set()
+        for err in exc.errors(include_url=False):
+            loc, msg = _message(err)
+            item = (_path(loc), msg)
+            if item not in seen:
+                seen.add(item)
+                problems.append(item)
+        if ("id", "required") in seen:   # neither id nor tenantId: say it once
+            problems = [p for p in problems if p != ("tenantId", "required")]
+            problems = [("id", "required (id or tenantId)") if p == ("id", "required") else p
+                        for p in problems]
+        for key in ("id", "tenantId"):  # a key filled in from the other: say it once
+            if key not in obj and (key != "tenantId" or "tenant_id" not in obj):
+                problems = [p for p in problems if p[0] != key or p[1].startswith("required")]
+    if known_flows is not None:
+        problems += _unknown_flows(obj, known_flows)
+    problems.sort(key=_flow_index)   # stable: top-level first, then flows in order
+    if problems or tenant is None:
+        raise InvalidDocument(_label(obj, label), problems or [("", "invalid document")])
+    return tenant
+
+
+class InvalidDocuments(InvalidDocument):
+    """Several documents were invalid (from :func:`parse_tenants`).
+
+    ``documents`` holds one :class:`InvalidDocument` per bad document; ``str(err)`` has one
+    line per problem across all of them (``tenant acme: flows[0].cron: ...``). ``tenant``,
+    ``path`` and ``errors`` describe the first document, as for an ``InvalidDocument``."""
+
+    def __init__(self, documents: list[InvalidDocument]) -> None:
+        self.documents = documents
+        first = documents[0]
+        self.errors = first.errors
+        ValidationError.__init__(self, "\n".join(str(d) for d in documents),
+                                 tenant=first.tenant, path=first.path)
+
+
+def parse_tenants(obj: Any, *, known_flows: Collection[str] | None = None) -> list[Tenant]:
+    """Validate a document or a list of documents, all of them before failing.
+
+    Raises :class:`InvalidDocuments` (an :class:`InvalidDocument`) listing every problem of
+    every document; a tenant id used twice in the input is a problem too. Documents
+    without a readable id are labelled ``#n`` (n counts from 1)."""
+    docs = [obj] if isinstance(obj, dict) else obj
+    if not isinstance(docs, list):
+        raise InvalidDocuments([InvalidDocument("?", [
+            ("", f"expected a JSON object or a list of objects, got {_show(obj)}")])])
+    tenants: list[Tenant] = []
+    bad: list[InvalidDocument] = []
+    first_seen: dict[str, int] = {}
+    for n, doc in enumerate(docs, start=1):
+        try:
+            tenant = parse_tenant(doc, known_flows=known_flows, label=f"#{n}")
+        except InvalidDocument as exc:
+            bad.append(exc)
+            continue
+        if tenant.tenant_id in first_seen:
+            bad.append(InvalidDocument(tenant.tenant_id, [
+                ("id", f"duplicate tenant id (also document #{first_seen[tenant.tenant_id]})")]))
+            continue
+        first_seen[tenant.tenant_id] = n
+        tenants.append(tenant)
+    if bad:
+        raise InvalidDocuments(bad)
+    return tenants
+
+
+# -- jobs and run records -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Job:
+    """One queued run: ``{"tenantId", "flowName", "scheduledFor"}`` on ``flow-jobs``.
+
+    The constructor trusts its caller; :meth:`from_message` validates everything."""
+
+    tenant_id: str
+    flow_name: str
+    scheduled_for: datetime
+
+    def to_message(self) -> str:
+        return json.dumps({"tenantId": self.tenant_id, "flowName": self.flow_name,
+                           "scheduledFor": format_utc(self.scheduled_for)},
+                          separators=(",", ":"))
+
+    @classmethod
+    def from_message(cls, text: str | bytes) -> Job:
+        """Parse a queue message; :class:`ValidationError` says what is wrong with it."""
+        if isinstance(text, (bytes, bytearray)):
+            try:
+                text = bytes(text).decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValidationError("job message is not UTF-8 text") from None
+        if not isinstance(text, str):
+            raise ValidationError(f"job message must be text, got {type(text).__name__}")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"job message is not valid JSON: {exc.msg} "
+                                  f"at position {exc.pos}") from None
+        if not isinstance(data, dict):
+            raise ValidationError(f"job message must be a JSON object, got {_show(data)}")
+        missing = [k for k in ("tenantId", "flowName", "scheduledFor") if k not in data]
+        if missing:
+            raise ValidationError(f"job message is missing {', '.join(map(repr, missing))}")
+        try:
+            tenant = validate_tenant_id(data["tenantId"])
+            flow = validate_flow_name(data["flowName"])
+            when = parse_utc(data["scheduledFor"])
+        except ValidationError as exc:
+            raise ValidationError(f"job message: {exc}") from None
+        return cls(tenant, flow, when)
+
+    @property
+    def instance_id(self) -> str:
+        """``Workflow-<tenant>-<flow>-<yyyyMMddTHHmmssZ>``."""
+        return instance_id(self.tenant_id, self.flow_name, self.scheduled_for)
+
+
+_RUN_KEYS = {
+    "instance_id": "instanceId", "tenant_id": "tenantId", "flow_name": "flowName",
+    "scheduled_for": "scheduledFor", "status": "status", "started_at": "startedAt",
+    "finished_at": "finishedAt", "pages": "pages", "records_in": "recordsIn",
+    "records_out": "recordsOut", "resumes": "resumes", "error": "error",
+}
+
+
+@dataclass
+class RunRecord:
+    """One run's history row. Times are ``...Z`` strings; ``status`` in RUN_STATUSES."""
+
+    instance_id: str
+    tenant_id: str
+    flow_name: str
+    scheduled_for: str
+    status: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    pages: int = 0
+    records_in: int = 0
+    records_out: int = 0
+    resumes: int = 0
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """camelCase keys, exactly those of the ``runs --json`` contract."""
+        return {_RUN_KEYS[k]: v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RunRecord:
+        if not isinstance(d, dict):
+            raise ValidationError(f"run record must be a JSON object, got {_show(d)}")
+        required = ("instanceId", "tenantId", "flowName", "scheduledFor", "status")
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise ValidationError(f"run record is missing {', '.join(map(repr, missing))}")
+        return cls(**{field: d[key] for field, key in _RUN_KEYS.items() if key in d})
