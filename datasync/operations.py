@@ -1,0 +1,147 @@
+"""What the CLI (and later the web page) does, as plain functions over the ports.
+
+Each function takes the :class:`~datasync.services.Services` and, where time matters, ``now``;
+it returns data and raises :mod:`datasync.exceptions` errors. Nothing here prints.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable
+
+from .exceptions import TransientError, ValidationError
+from .models import RUN_STATUSES, RunRecord, Tenant, parse_tenants
+from .names import validate_secret_part, validate_tenant_id
+from .ports import FLOW_JOBS, FLOW_JOBS_POISON, QueueItem
+from .schedule import next_occurrence
+from .services import Services
+
+__all__ = [
+    "apply_tenants", "list_tenants", "show_tenant", "trigger", "pause",
+    "resume", "set_secret", "list_runs", "queue_put", "poison_list", "poison_replay",
+    "paused_note",
+]
+
+_TRIES = 3
+
+
+def _second(now: datetime) -> datetime:
+    return now.replace(microsecond=0)
+
+
+def apply_tenants(svc: Services, obj: Any, now: datetime) -> list[Tenant]:
+    """Validate every document in ``obj`` (an object or a list), then upsert them all.
+
+    Any invalid document raises :class:`ValidationError` and nothing is written. A flow
+    without ``nextRunUtc`` gets the next occurrence of its cron after ``now``."""
+    tenants = parse_tenants(obj, known_flows=set(svc.registry.names()))
+    for tenant in tenants:
+        for entry in tenant.flows:
+            if entry.next_run_utc is None:
+                entry.next_run_utc = next_occurrence(entry.cron, tenant.timezone, now)
+    svc.tenants.upsert_many(tenants)
+    return tenants
+
+
+def list_tenants(svc: Services) -> list[Tenant]:
+    return list(svc.tenants.list())
+
+
+def show_tenant(svc: Services, tenant_id: str) -> Tenant:
+    """The tenant document; :class:`NotFound` when unknown."""
+    return svc.tenants.get(tenant_id)
+
+
+def _modify(svc: Services, tenant_id: str, change: Callable[[Tenant], None]) -> Tenant:
+    """Read-modify-write one tenant document, guarded by its etag (a few tries)."""
+    for _ in range(_TRIES):
+        tenant, etag = svc.tenants.get_with_etag(tenant_id)
+        change(tenant)
+        if svc.tenants.replace_if_match(tenant, etag):
+            return tenant
+    raise TransientError(f"tenant {tenant_id} kept changing while being updated; try again")
+
+
+def paused_note(tenant: Tenant, flow: str) -> str | None:
+    """Why ``flow`` of ``tenant`` will not start now, or None when nothing stops it."""
+    if tenant.paused:
+        return (f"tenant {tenant.tenant_id} is paused: the run will not start until it is "
+                f"resumed")
+    if not tenant.flow(flow).enabled:
+        return (f"flow {flow} of tenant {tenant.tenant_id} is disabled: the run will not "
+                f"start until it is resumed")
+    return None
+
+
+def trigger(svc: Services, tenant_id: str, flow: str, now: datetime) -> tuple[Tenant, str | None]:
+    """Make ``flow`` due now (to the second); the note says when pause/disable still holds."""
+    def change(tenant: Tenant) -> None:
+        tenant.flow(flow).next_run_utc = _second(now)
+    tenant = _modify(svc, tenant_id, change)
+    return tenant, paused_note(tenant, flow)
+
+
+def pause(svc: Services, tenant_id: str, flow: str | None = None) -> Tenant:
+    """Pause a whole tenant, or disable one of its flows."""
+    def change(tenant: Tenant) -> None:
+        if flow is None:
+            tenant.paused = True
+        else:
+            tenant.flow(flow).enabled = False
+    return _modify(svc, tenant_id, change)
+
+
+def resume(svc: Services, tenant_id: str, flow: str | None = None, *,
+           now: datetime) -> Tenant:
+    """Unpause a tenant (or enable one flow); resumed flows run at their next occurrence."""
+    def change(tenant: Tenant) -> None:
+        if flow is None:
+            tenant.paused = False
+            entries = list(tenant.flows)
+        else:
+            entry = tenant.flow(flow)
+            entry.enabled = True
+            entries = [entry]
+        for entry in entries:
+            entry.next_run_utc = next_occurrence(entry.cron, tenant.timezone, now)
+    return _modify(svc, tenant_id, change)
+
+
+def set_secret(svc: Services, tenant_id: str, system: str, key: str, value: str) -> None:
+    """Store a secret for an existing tenant. The value never appears in any error."""
+    validate_tenant_id(tenant_id)
+    validate_secret_part(system, "system")
+    validate_secret_part(key, "key")
+    if not value:
+        raise ValidationError("the secret value is empty")
+    svc.tenants.get(tenant_id)          # NotFound for an unknown tenant
+    svc.secrets.set(tenant_id, system, key, value)
+
+
+def list_runs(svc: Services, *, tenant: str | None = None, flow: str | None = None,
+              status: str | None = None, limit: int = 100) -> list[RunRecord]:
+    if status is not None and status not in RUN_STATUSES:
+        raise ValidationError(f"unknown status {status!r}: use one of "
+                              f"{', '.join(RUN_STATUSES)}")
+    if limit < 1:
+        raise ValidationError(f"limit must be at least 1, not {limit}")
+    return svc.runs.list(tenant=tenant, flow=flow, status=status, limit=limit)
+
+
+def queue_put(svc: Services, text: str) -> str:
+    """Put raw ``text`` on ``flow-jobs`` (not validated: for replays and tests)."""
+    return svc.queues.queue(FLOW_JOBS).send(text)
+
+
+def poison_list(svc: Services) -> list[QueueItem]:
+    return svc.queues.queue(FLOW_JOBS_POISON).peek_all()
+
+
+def poison_replay(svc: Services, message_id: str) -> str:
+    """Move one poison message back to ``flow-jobs``; returns its new id (NotFound if absent)."""
+    item = svc.queues.queue(FLOW_JOBS_POISON).remove(message_id)
+    try:
+        return svc.queues.queue(FLOW_JOBS).send(item.body)
+    except Exception:
+        svc.queues.queue(FLOW_JOBS_POISON).send(item.body)   # do not lose it
+        raise
+
