@@ -34,3 +34,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .datasync .pytest_cache
+
+## the local Azure emulators (Azurite, Cosmos emulator server) into ./node_modules
+.PHONY: emulators-install
+emulators-install: package.json package-lock.json
+	npm ci --no-audit --no-fund

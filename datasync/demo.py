@@ -58,7 +58,8 @@ def _summary(console: Console, settings: Settings, apis: DemoApis, title: str,
         svc.close()
     table = Table(title=title, title_justify="left")
     for column in ("run", "status", "pages", "records in", "records out", "error"):
-        table.add_column(column, justify="right" if column.startswith(("pages", "rec")) else "left")
+        table.add_column(column, no_wrap=column == "run",
+                         justify="right" if column.startswith(("pages", "rec")) else "left")
     for run in sorted(runs, key=lambda r: r.instance_id):
         table.add_row(run.instance_id, run.status, str(run.pages), str(run.records_in),
                       str(run.records_out), (run.error or "")[:60])
@@ -76,7 +77,7 @@ def _summary(console: Console, settings: Settings, apis: DemoApis, title: str,
 
 def run_demo(home: Path | None = None) -> int:
     """Run the demo; exit code 0 when both runs moved every record exactly once."""
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=max(120, Console().width))
     os.environ.setdefault("DATASYNC_LOG_LEVEL", "WARNING")
     os.environ.setdefault("DATASYNC_HTTP_BACKOFF_BASE", "0.05")
     configure_logging()

@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import azure.functions as func
+from azure.functions.queue import QueueMessage
+from azure.functions.timer import TimerRequest
 
 from ..config import Settings, project_root
 from ..names import utcnow
@@ -140,6 +142,22 @@ def _resolve(expr: str) -> str:
     return expr
 
 
+def _fresh_durable_client_session() -> None:
+    """The Durable SDK keeps one module-global aiohttp session (and lock) bound to the first
+    event loop that used it; a runtime with a new loop must start from a clean slate."""
+    from azure.durable_functions.models.utils import http_utils
+    http_utils._client_session = None
+    http_utils._session_lock = asyncio.Lock()
+
+
+async def _close_durable_client_session() -> None:
+    from azure.durable_functions.models.utils import http_utils
+    session = http_utils._client_session
+    if session is not None and not session.closed:
+        await session.close()
+    http_utils._client_session = None
+
+
 class LocalHost:
     """Runs one Functions app on the embedded (or emulator-backed) services."""
 
@@ -181,6 +199,7 @@ class LocalHost:
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> "LocalHost":
+        _fresh_durable_client_session()
         self._loop_thread.start()
         self.rpc.start()
         spawn = self._spawn
@@ -190,8 +209,9 @@ class LocalHost:
         for fn, trigger, client in self.functions.queues:
             spawn(f"queue-{trigger.queue_name}", self._queue_loop, fn, trigger, client)
         spawn("heartbeat", self._heartbeat)
-        log.info("local runtime up: %d functions, durable client at %s, home %s",
-                 len(self.functions.activities) + len(self.functions.orchestrators),
+        log.info("local runtime up: %d activities, %d orchestrators, durable client at %s, "
+                 "home %s", len({id(f) for f, _ in self.functions.activities.values()}),
+                 len({id(f) for f in self.functions.orchestrators.values()}),
                  self.rpc.base_url, self.settings.home)
         return self
 
@@ -210,6 +230,10 @@ class LocalHost:
             thread.join(max(0.0, deadline - time.time()))
         self.engine.release_all()
         self.rpc.stop()
+        try:
+            asyncio.run_coroutine_threadsafe(_close_durable_client_session(), self.loop).result(5)
+        except Exception:  # pragma: no cover - best effort on shutdown
+            log.debug("closing the durable client session failed", exc_info=True)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._loop_thread.join(2)
         self.engine.close()
@@ -242,7 +266,7 @@ class LocalHost:
     def _fire(self, fn: Any, trigger: Any, past_due: bool) -> None:
         try:
             self._call(fn.get_user_function(),
-                       {trigger.name: func.TimerRequest(past_due=past_due)})
+                       {trigger.name: TimerRequest(past_due=past_due)})
             self.ticks += 1
         except Exception:
             log.exception("timer function %s failed", fn.get_function_name())
@@ -284,7 +308,10 @@ class LocalHost:
                 fut.add_done_callback(lambda _f: (limit.release(), self._done()))
                 futures.append(fut)
             for fut in futures:
-                fut.result()
+                try:
+                    fut.result()
+                except Exception:  # _deliver handles message errors; this is a bug guard
+                    log.exception("delivering a %s message failed", trigger.queue_name)
 
     def _done(self) -> None:
         with self._inflight_lock:
@@ -297,7 +324,7 @@ class LocalHost:
                                     f"dequeue count {item.dequeue_count} exceeds "
                                     f"{self.config.max_dequeue_count}")
             return
-        message = func.QueueMessage(id=item.id, body=item.body.encode(),
+        message = QueueMessage(id=item.id, body=item.body.encode(),
                                     dequeue_count=item.dequeue_count,
                                     pop_receipt=item.pop_receipt)
         kwargs: dict[str, Any] = {trigger.name: message}
