@@ -19,8 +19,14 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m datasync demo
 
-## every test suite (unit, end-to-end, emulators when available)
-test: $(STAMP)
+NODE_STAMP := node_modules/.installed
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+## every test suite: unit, end-to-end on the local runtime, integration on the emulators
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
@@ -37,5 +43,4 @@ clean:
 
 ## the local Azure emulators (Azurite, Cosmos emulator server) into ./node_modules
 .PHONY: emulators-install
-emulators-install: package.json package-lock.json
-	npm ci --no-audit --no-fund
+emulators-install: $(NODE_STAMP)
