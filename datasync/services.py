@@ -5,12 +5,17 @@ the same in its own process. Either way the function code calls :func:`get_servi
 """
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
-from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .ports import PageStore, QueueBackend, RunStore, SecretStore, TenantStore
+
+if TYPE_CHECKING:
+    from .registry import FlowRegistry
 
 __all__ = ["Services", "build_services", "get_services", "reset_services"]
 
@@ -25,17 +30,39 @@ class Services:
     pages: PageStore
     _closers: list = field(default_factory=list, repr=False)
 
-    @cached_property
-    def registry(self):
-        """The flows in ``settings.flows_dir`` (discovered once per process)."""
-        from .registry import FlowRegistry
+    _registry: Any = field(default=None, repr=False)
+    _registry_key: tuple = field(default=(), repr=False)
+
+    @property
+    def registry(self) -> "FlowRegistry":
+        """The flows in ``settings.flows_dir``, re-discovered when a file there changes.
+
+        A long-running runtime thus picks up a flow file dropped in (or fixed) without a
+        restart; the check is one directory listing."""
         from .config import project_root
-        return FlowRegistry.discover(self.settings.flows_dir, project_root())
+        from .registry import FlowRegistry
+        key = _flows_signature(self.settings.flows_dir)
+        with _registry_lock:
+            if self._registry is None or key != self._registry_key:
+                self._registry = FlowRegistry.discover(self.settings.flows_dir, project_root())
+                self._registry_key = key
+            return self._registry
 
     def close(self) -> None:
         for close in reversed(self._closers):
             close()
         self._closers.clear()
+
+
+_registry_lock = threading.Lock()
+
+
+def _flows_signature(flows_dir: Path) -> tuple:
+    try:
+        return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size)
+                            for e in os.scandir(flows_dir) if e.name.endswith(".py")))
+    except FileNotFoundError:
+        return ()
 
 
 def build_services(settings: Settings | None = None) -> Services:

@@ -19,6 +19,8 @@ log = logging.getLogger("datasync.scheduler")
                   use_monitor=True)
 def schedule_flows(timer: func.TimerRequest) -> None:
     svc = get_services()
-    known = None if svc.registry.errors else svc.registry.names()
+    registry = svc.registry
+    for error in registry.errors:    # a broken file's flows are skipped (not advanced), so
+        log.error("flow file problem: %s", error)   # they run once it is fixed
     scan_and_enqueue(svc.tenants, svc.queues.queue(names.JOB_QUEUE), utcnow(),
-                     known_flows=known)
+                     known_flows=set(registry.names()))

@@ -33,6 +33,10 @@ async def start_flow(msg: func.QueueMessage, client: df.DurableOrchestrationClie
     tenant = svc.tenants.get(job.tenant_id)
     entry = tenant.flow(job.flow_name)
     svc.registry.get(job.flow_name)              # unknown or broken flow: raise → poison
+    if tenant.paused or not entry.enabled:
+        log.info("skipping %s: %s", job.instance_id,
+                 "tenant is paused" if tenant.paused else "flow is disabled")
+        return
     instance_id = job.instance_id
     status = await client.get_status(instance_id)
     if status and status.runtime_status and status.runtime_status.value in ALREADY:
