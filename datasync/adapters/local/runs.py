@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from ...exceptions import NotFound
@@ -32,6 +33,15 @@ _COLUMNS = ("instance_id", "tenant_id", "flow_name", "scheduled_for", "status", 
 ACTIVE = ("Pending", "Running")
 
 
+def _insert(con, run: RunRecord, *, upsert: bool = False) -> None:
+    sql = (f"INSERT INTO runs ({', '.join(_COLUMNS)}, created_at) "
+           f"VALUES ({', '.join('?' * (len(_COLUMNS) + 1))})")
+    if upsert:
+        sql += " ON CONFLICT DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}"
+                                                         for c in _COLUMNS[1:])
+    con.execute(sql, (*(getattr(run, c) for c in _COLUMNS), format_utc(utcnow())))
+
+
 def _run(row) -> RunRecord:
     return RunRecord(**{c: row[c] for c in _COLUMNS})
 
@@ -55,10 +65,7 @@ class SqliteRunStore:
             row = con.execute("SELECT status FROM runs WHERE instance_id = ?",
                               (run.instance_id,)).fetchone()
             if row is None:
-                con.execute(
-                    f"INSERT INTO runs ({', '.join(_COLUMNS)}, created_at) "
-                    f"VALUES ({', '.join('?' * (len(_COLUMNS) + 1))})",
-                    (*(getattr(run, c) for c in _COLUMNS), format_utc(utcnow())))
+                _insert(con, run)
                 return True
             if row["status"] in (*ACTIVE, "Completed"):
                 return False
@@ -72,11 +79,9 @@ class SqliteRunStore:
             row = con.execute("SELECT * FROM runs WHERE instance_id = ?",
                               (run.instance_id,)).fetchone()
             if row is None:
-                con.execute(
-                    f"INSERT INTO runs ({', '.join(_COLUMNS)}, created_at) "
-                    f"VALUES ({', '.join('?' * (len(_COLUMNS) + 1))})",
-                    (run.instance_id, run.tenant_id, run.flow_name, run.scheduled_for,
-                     "Running", now, None, 0, 0, 0, 0, None, now))
+                _insert(con, replace(run, status="Running", started_at=now, finished_at=None,
+                                     pages=0, records_in=0, records_out=0, resumes=0,
+                                     error=None))
             elif row["started_at"] is None:      # Pending → Running
                 con.execute("UPDATE runs SET status = 'Running', started_at = ? "
                             "WHERE instance_id = ?", (now, run.instance_id))
@@ -118,11 +123,7 @@ class SqliteRunStore:
 
     def record(self, run: RunRecord) -> None:
         with self.db.write() as con:
-            con.execute(
-                f"INSERT INTO runs ({', '.join(_COLUMNS)}, created_at) "
-                f"VALUES ({', '.join('?' * (len(_COLUMNS) + 1))}) ON CONFLICT DO UPDATE SET "
-                + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:]),
-                (*(getattr(run, c) for c in _COLUMNS), format_utc(utcnow())))
+            _insert(con, run, upsert=True)
 
     def list(self, *, tenant: str | None = None, flow: str | None = None,
              status: str | None = None, limit: int = 100) -> list[RunRecord]:
