@@ -3,11 +3,14 @@ under ``func start``, plain environment for the embedded runtime)."""
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["Settings", "DEFAULT_SCAN_SCHEDULE", "project_root"]
+from .exceptions import ConfigError
+
+__all__ = ["Settings", "DEFAULT_SCAN_SCHEDULE", "project_root", "fault_point", "env_seconds"]
 
 DEFAULT_SCAN_SCHEDULE = "0 0 * * * *"
 
@@ -18,10 +21,49 @@ def project_root() -> Path:
     return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
 
 
+def fault_point(name: str) -> None:
+    """Test hook, off by default: ``DATASYNC_FAULT_POINT=<name>`` SIGKILLs this process
+    right here (the fault-injection suite crashes the runtime at exact points with it)."""
+    if os.environ.get("DATASYNC_FAULT_POINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A duration in seconds from the environment variable ``name`` (``default`` when unset)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
 def _flag(value: str | None, default: bool) -> bool:
     if value is None or value == "":
         return default
     return value.strip().lower() not in {"0", "false", "no", "off"}
+
+
+_IDENTITY_STORAGE = (("Blob", "blobServiceUri"), ("Queue", "queueServiceUri"),
+                     ("Table", "tableServiceUri"))
+
+
+def _identity_storage(env: Mapping[str, str]) -> str | None:
+    """The host's identity-based ``AzureWebJobsStorage__accountName`` (or
+    ``__blobServiceUri``/``__queueServiceUri``/``__tableServiceUri``) as an endpoints-only
+    connection string; the Storage adapters then authenticate with the managed identity."""
+    account = env.get("AzureWebJobsStorage__accountName")
+    parts = []
+    for service, key in _IDENTITY_STORAGE:
+        uri = env.get(f"AzureWebJobsStorage__{key}") or (
+            f"https://{account}.{service.lower()}.core.windows.net" if account else None)
+        if uri:
+            parts.append(f"{service}Endpoint={uri}")
+    return ";".join(parts) or None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,7 +80,7 @@ class Settings:
     cosmos_verify_tls: bool = True
     storage_connection: str | None = None
     keyvault_url: str | None = None
-    pages_per_generation: int = 50
+    pages_per_generation: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -55,9 +97,10 @@ class Settings:
             cosmos_database=env.get("COSMOS_DATABASE") or "flowsync",
             cosmos_container=env.get("COSMOS_CONTAINER") or "tenants",
             cosmos_verify_tls=_flag(env.get("COSMOS_VERIFY_TLS"), True),
-            storage_connection=env.get("AzureWebJobsStorage") or None,
+            storage_connection=(env.get("AzureWebJobsStorage")
+                                or _identity_storage(env) or None),
             keyvault_url=env.get("KEYVAULT_URL") or None,
-            pages_per_generation=int(env.get("DATASYNC_PAGES_PER_GENERATION") or 50),
+            pages_per_generation=int(env.get("DATASYNC_PAGES_PER_GENERATION") or 10),
         )
 
     @property

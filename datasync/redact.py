@@ -36,8 +36,15 @@ _forms: set[str] = set()
 _pattern: re.Pattern[str] | None = None   # replaced whole, read without the lock
 
 
+# httpx percent-encodes a URL given as text only partly (WHATWG query / path sets), so a
+# value put into a URL by an f-string shows up in error messages in these forms too.
+_QUERY_SAFE = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in '"#<>%')
+_PATH_SAFE = "".join(c for c in _QUERY_SAFE if c not in "?`{}")
+
+
 def _forms_of(value: str) -> set[str]:
     return {value, quote(value, safe=""), quote_plus(value, safe=""),
+            quote(value, safe=_QUERY_SAFE), quote(value, safe=_PATH_SAFE),
             json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
 
 

@@ -366,7 +366,10 @@ def call_step(fn: Callable[..., Any], *args: Any) -> Any:
         return result
     try:
         asyncio.get_running_loop()
+        running = True
     except RuntimeError:
+        running = False
+    if not running:     # outside the except block: the step's own error gets no __context__
         return thread_loop().run_until_complete(_await(result))
     return asyncio.run_coroutine_threadsafe(_await(result), _helper()).result()
 

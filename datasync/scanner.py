@@ -6,15 +6,16 @@ the same ``scheduledFor`` on the next tick, and the instance id collapses the du
 """
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .config import fault_point
 from .exceptions import ValidationError
-from .models import Job
 from .names import format_utc, parse_utc
 from .ports import DueFlow, MessageQueue, TenantStore
 from .schedule import next_occurrence, validate_cron
@@ -32,9 +33,13 @@ class ScanResult:
     invalid: list[str] = field(default_factory=list)   # "tenant acme: flows[0].cron: ..."
 
 
-@lru_cache(maxsize=4096)
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+_encode_job = json.JSONEncoder(separators=(",", ":")).encode   # the text of Job.to_message
+_MAX_PLANS = 4096         # distinct (cron, timezone) pairs remembered during one tick
+
+
 def _check(cron: object, timezone: object) -> str | None:
-    """Problem with a (cron, timezone) pair as stored, or None. Cached: pairs repeat."""
+    """Problem with a (cron, timezone) pair as stored, or None."""
     if not isinstance(cron, str):
         return f"cron: expected a string, got {type(cron).__name__}"
     try:
@@ -50,15 +55,28 @@ def _check(cron: object, timezone: object) -> str | None:
     return None
 
 
-def _problem(flow: DueFlow, known_flows: Collection[str] | None) -> str | None:
+def _plan(cron: object, timezone: object, now: datetime) -> tuple[str | None, str]:
+    """``(problem, "")`` or ``(None, next run text)`` for a (cron, timezone) pair at ``now``.
+
+    Computed once per distinct pair and tick: thousands of flows share a few pairs."""
+    problem = _check(cron, timezone)
+    if problem is not None:
+        return problem, ""
+    try:
+        return None, format_utc(next_occurrence(cron, timezone, now))  # type: ignore[arg-type]
+    except ValidationError as exc:          # e.g. a cron that never fires ("0 0 0 30 2 *")
+        return f"cron: {exc}", ""
+
+
+def _problem(flow: DueFlow, known_flows: Collection[str] | None,
+             plan_problem: str | None) -> str | None:
     where = f"tenant {flow.tenant_id}: flows[{flow.flow_index}]"
     if known_flows is not None and flow.flow_name not in known_flows:
         return f"{where}.name: unknown flow {flow.flow_name!r}"
-    problem = _check(flow.cron, flow.timezone)
-    if problem is not None:
-        field_ = "timezone" if problem.startswith("timezone") else None
-        return (f"tenant {flow.tenant_id}: {problem}" if field_
-                else f"{where}.{problem}")
+    if plan_problem is not None:
+        if plan_problem.startswith("timezone"):
+            return f"tenant {flow.tenant_id}: {plan_problem}"
+        return f"{where}.{plan_problem}"
     return None
 
 
@@ -70,28 +88,43 @@ def scan_and_enqueue(tenants: TenantStore, queue: MessageQueue, now: datetime, *
     Invalid flows are reported (tenant id and field) and skipped; the scan goes on."""
     result = ScanResult()
     now_text = format_utc(now)
+    plans: dict[tuple[object, object], tuple[str | None, str]] = {}
     for page in tenants.due_flows(now, page_size=page_size):
         jobs: list[str] = []
         updates: list[tuple[DueFlow, str]] = []
         for flow in page:
-            problem = _problem(flow, known_flows)
-            stored = None
-            if problem is None and flow.next_run_utc is not None:
+            key = (flow.cron, flow.timezone)
+            try:
+                plan = plans[key]
+            except KeyError:
+                plan = _plan(flow.cron, flow.timezone, now)
+                if len(plans) < _MAX_PLANS:
+                    plans[key] = plan
+            except TypeError:               # unhashable values in a hand-edited document
+                plan = _plan(flow.cron, flow.timezone, now)
+            problem = None
+            if plan[0] is not None or known_flows is not None:
+                problem = _problem(flow, known_flows, plan[0])
+            scheduled = None
+            text = flow.next_run_utc
+            if problem is None and text is not None:
                 try:
-                    stored = parse_utc(flow.next_run_utc)
+                    stored = parse_utc(text)
+                    scheduled = text if _CANONICAL.fullmatch(text) else format_utc(stored)
                 except ValidationError as exc:
                     problem = f"tenant {flow.tenant_id}: flows[{flow.flow_index}].nextRunUtc: {exc}"
             if problem is not None:
                 result.invalid.append(problem)
                 log.error("skipping invalid flow: %s", problem)
                 continue
-            next_run = format_utc(next_occurrence(flow.cron, flow.timezone, now))
-            if stored is not None and format_utc(stored) <= now_text:
-                jobs.append(Job(flow.tenant_id, flow.flow_name, stored).to_message())
-            updates.append((flow, next_run))
+            if scheduled is not None and scheduled <= now_text:
+                jobs.append(_encode_job({"tenantId": flow.tenant_id, "flowName": flow.flow_name,
+                                         "scheduledFor": scheduled}))
+            updates.append((flow, plan[1]))
         if jobs:
             queue.send_many(jobs)
             result.due += len(jobs)
+        fault_point("scan-after-enqueue")          # test hook (tests/faults), off by default
         lost = tenants.advance(updates) if updates else []
         result.advanced += len(updates) - len(lost)
         result.conflicts += len(lost)

@@ -66,24 +66,49 @@ def _flows_signature(flows_dir: Path) -> tuple:
 
 
 def build_services(settings: Settings | None = None) -> Services:
-    """Pick an adapter per port: Azure where its setting is present, embedded otherwise."""
+    """Pick an adapter per port: Azure where its setting is present, embedded otherwise.
+
+    ``COSMOS_ENDPOINT`` → tenants, runs and checkpoints on Cosmos (one shared client);
+    ``AzureWebJobsStorage`` → job queues on Storage queues and staged pages on Blob
+    Storage; ``KEYVAULT_URL`` → secrets on Key Vault. The embedded SQLite backend under
+    ``DATASYNC_HOME`` is opened only when some port still needs it, so a fully Azure
+    configuration writes nothing to the (read-only, per-instance) app disk."""
     settings = settings or Settings.from_env()
-    from .adapters.local import LocalBackend
-    local = LocalBackend(settings.home)
-    tenants: TenantStore = local.tenants
-    queues: QueueBackend = local.queues
-    secrets: SecretStore = local.secrets
-    runs: RunStore = local.runs
-    pages: PageStore = local.pages
-    closers = [local.close]
+    closers: list = []
+    local = None
+
+    def embedded():
+        nonlocal local
+        if local is None:
+            from .adapters.local import LocalBackend
+            local = LocalBackend(settings.home)
+            closers.append(local.close)
+        return local
+
     if settings.uses_cosmos or settings.uses_azure_queue or settings.uses_keyvault:
         from .adapters import azure
-        if settings.uses_cosmos:
-            tenants = azure.cosmos_tenant_store(settings)
-        if settings.uses_azure_queue:
-            queues = azure.storage_queue_backend(settings)
-        if settings.uses_keyvault:
-            secrets = azure.keyvault_secret_store(settings)
+    if settings.uses_cosmos:
+        database = azure.cosmos_database(settings)
+        closers.append(database.close)
+        tenants: TenantStore = azure.cosmos_tenant_store(settings, database)
+        runs: RunStore = azure.cosmos_run_store(settings, database)
+    else:
+        tenants, runs = embedded().tenants, embedded().runs
+    if settings.uses_azure_queue:
+        queue_backend = azure.storage_queue_backend(settings)
+        closers.append(queue_backend.close)
+        page_store = azure.blob_page_store(settings)
+        closers.append(page_store.close)
+        queues: QueueBackend = queue_backend
+        pages: PageStore = page_store
+    else:
+        queues, pages = embedded().queues, embedded().pages
+    if settings.uses_keyvault:
+        vault = azure.keyvault_secret_store(settings)
+        closers.append(vault.close)
+        secrets: SecretStore = vault
+    else:
+        secrets = embedded().secrets
     return Services(settings=settings, tenants=tenants, queues=queues, secrets=secrets,
                     runs=runs, pages=pages, _closers=closers)
 

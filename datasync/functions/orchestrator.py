@@ -37,7 +37,7 @@ def sync_flow(context: df.DurableOrchestrationContext):
             carry = {"cursor": start["cursor"], "state": start["state"],
                      "pages": start["pages"], "recordsIn": start["recordsIn"],
                      "recordsOut": start["recordsOut"]}
-        limit = int(job.get("pagesPerGeneration") or 50)
+        limit = int(job.get("pagesPerGeneration") or 10)
         for _ in range(limit):
             page_no = carry["pages"] + 1
             step = {**base, "pageKey": f"{context.instance_id}/p{page_no:06d}"}

@@ -12,6 +12,7 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
+from ..config import env_seconds, fault_point
 from ..models import Job, RunRecord
 from ..names import format_utc, utcnow
 from ..services import get_services
@@ -22,6 +23,8 @@ log = logging.getLogger("datasync.starter")
 
 ALREADY = ("Pending", "Running", "Completed", "ContinuedAsNew")
 REQUEUE_DELAY = 30.0
+"""Seconds a deferred job (overlap=queue, maxConcurrentRuns) waits before it is tried again;
+``DATASYNC_REQUEUE_DELAY`` overrides it."""
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=names.JOB_QUEUE,
@@ -55,11 +58,13 @@ async def start_flow(msg: func.QueueMessage, client: df.DurableOrchestrationClie
         svc.runs.record(run)
         return
     if (same_flow and entry.overlap == "queue") or len(others) >= tenant.max_concurrent_runs:
+        delay = env_seconds("DATASYNC_REQUEUE_DELAY", REQUEUE_DELAY)
         log.info("deferring %s by %ss: %d runs active for tenant %s", instance_id,
-                 REQUEUE_DELAY, len(others), job.tenant_id)
-        svc.queues.queue(names.JOB_QUEUE).send(job.to_message(), visibility_delay=REQUEUE_DELAY)
+                 delay, len(others), job.tenant_id)
+        svc.queues.queue(names.JOB_QUEUE).send(job.to_message(), visibility_delay=delay)
         return
     svc.runs.mark_pending(run)
+    fault_point("starter-before-start")          # test hook (tests/faults), off by default
     try:
         await client.start_new(names.ORCHESTRATOR, instance_id,
                                {**_job_input(job), "pagesPerGeneration":

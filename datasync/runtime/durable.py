@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,6 +80,34 @@ def _ts(t: float | None = None) -> str:
 def _event(event_type: int, event_id: int = -1, **fields: Any) -> dict[str, Any]:
     return {"EventType": event_type, "EventId": event_id, "IsPlayed": False,
             "Timestamp": _ts(), **fields}
+
+
+def _install_fast_timestamps() -> None:
+    """Parse history timestamps without dateutil's generic parser.
+
+    The SDK builds every ``HistoryEvent`` of every replay with ``dateutil.parser.parse``;
+    for the timestamps this engine writes (``...T..:..:..ffffffZ``) that was most of an
+    episode's cost. The result is the same value (aware, ``tzutc()``); any other text
+    still goes to dateutil."""
+    import sys
+    from dateutil.tz import tzutc
+    import azure.durable_functions.models.history.HistoryEvent  # noqa: F401
+    module = sys.modules["azure.durable_functions.models.history.HistoryEvent"]
+    original = module.dt_parse
+    if getattr(original, "_datasync_fast", False):
+        return
+    utc = tzutc()
+
+    def parse(text: Any, *args: Any, **kwargs: Any) -> datetime:
+        if not args and not kwargs and isinstance(text, str) and text.endswith("Z"):
+            try:
+                return datetime.fromisoformat(text[:-1]).replace(tzinfo=utc)
+            except ValueError:
+                pass
+        return original(text, *args, **kwargs)
+
+    parse._datasync_fast = True  # type: ignore[attr-defined]
+    module.dt_parse = parse
 
 
 def _iso(t: float | None) -> str | None:
@@ -138,6 +167,7 @@ class DurableEngine:
                  on_resume: Callable[[str], None] | None = None,
                  activity_runner: Callable[[Callable[..., Any], dict[str, Any]], Any] | None = None,
                  error_text: Callable[[BaseException], tuple[str, str]] | None = None) -> None:
+        _install_fast_timestamps()
         self.db = Database(path, SCHEMA)
         self.orchestrators = orchestrators
         self.activities = activities
@@ -146,8 +176,19 @@ class DurableEngine:
         self.on_resume = on_resume
         self.activity_runner = activity_runner or (lambda fn, kwargs: fn(**kwargs))
         self.error_text = error_text or (lambda exc: (f"{type(exc).__name__}: {exc}", ""))
-        self.wakeup = threading.Condition()
+        self.wakeup = threading.Condition()   # orchestration workers wait here
+        # Work posted per kind, and where each kind waits: a new activity wakes one
+        # activity worker, not every thread of the runtime.
+        self._posted = {"orchestration": 0, "activity": 0}
+        self._waits = {"orchestration": self.wakeup, "activity": threading.Condition()}
         self.episodes: list[Episode] = []     # bounded: see _record_episode
+        # History of instances this runtime ran lately: (execution id, history_bytes, events).
+        # Valid while the stored row still shows that execution and size (another runtime
+        # appending to it changes the size), so a leased instance is not re-read each episode.
+        self._history: OrderedDict[str, tuple[str, int, list[str]]] = OrderedDict()
+        self._history_lock = threading.Lock()
+        self._orchestrations_idle = True       # last look found nothing: look before locking
+        self._activities_idle = True
         self._held: set[tuple[str, str]] = set()   # ("instance"|"activity", key) leases held
         self._held_lock = threading.Lock()
 
@@ -175,7 +216,7 @@ class DurableEngine:
                                                     "ExecutionId": execution})
             con.execute("INSERT INTO inbox (instance_id, execution_id, event, visible_at) "
                         "VALUES (?, ?, ?, ?)", (instance_id, execution, json.dumps(started), now))
-        self._notify()
+        self._notify("orchestration")
         return True
 
     def get_status(self, instance_id: str) -> InstanceStatus | None:
@@ -236,9 +277,49 @@ class DurableEngine:
         with self._held_lock:
             (self._held.add if held else self._held.discard)((kind, key))
 
-    def _notify(self) -> None:
-        with self.wakeup:
-            self.wakeup.notify_all()
+    def _notify(self, kind: str, n: int = 1) -> None:
+        """Post ``kind`` of work and wake ``n`` of the workers waiting for it."""
+        cond = self._waits[kind]
+        with cond:
+            self._posted[kind] += 1
+            cond.notify(n)
+
+    def posted(self, kind: str) -> int:
+        """How often work of ``kind`` (``"orchestration"``/``"activity"``) was posted: read it
+        before looking for work, then :meth:`wait_for_work` with it (no lost wake-ups)."""
+        return self._posted[kind]
+
+    def wait_for_work(self, kind: str, seen: int, timeout: float) -> None:
+        """Sleep until work of ``kind`` is posted after ``seen``, at most ``timeout`` s
+        (timers coming due and other runtimes' work are found by the next look)."""
+        cond = self._waits[kind]
+        with cond:
+            cond.wait_for(lambda: self._posted[kind] != seen, timeout)
+
+    def wake_all(self) -> None:
+        """Wake every waiting worker (shutdown)."""
+        for kind, cond in self._waits.items():
+            with cond:
+                self._posted[kind] += 1
+                cond.notify_all()
+
+    def _cached_history(self, instance_id: str, execution: str, size: int) -> list[str] | None:
+        with self._history_lock:
+            hit = self._history.get(instance_id)
+            if hit is None or hit[0] != execution or hit[1] != size:
+                return None
+            self._history.move_to_end(instance_id)
+            return hit[2]
+
+    def _cache_history(self, instance_id: str, entry: tuple[str, int, list[str]] | None) -> None:
+        with self._history_lock:
+            if entry is None:
+                self._history.pop(instance_id, None)
+                return
+            self._history[instance_id] = entry
+            self._history.move_to_end(instance_id)
+            while len(self._history) > 128:
+                self._history.popitem(last=False)
 
     def _took_over(self, con, instance_id: str, previous_owner: str | None) -> None:
         """Count a takeover from a dead runtime once per instance per runtime."""
@@ -255,39 +336,64 @@ class DurableEngine:
                 self.on_resume(instance_id)
 
     # -- orchestrations ----------------------------------------------------------------
-    def run_orchestration_once(self) -> bool:
-        """Claim one instance with a deliverable event and run one episode. False if none."""
+    def run_orchestration_once(self, batch: int = 8) -> bool:
+        """Claim up to ``batch`` instances with a deliverable event (one transaction) and run
+        one episode for each. False if there were none."""
         now = time.time()
+        if self._orchestrations_idle and self.db.read().execute(   # a cheap look first
+                "SELECT 1 FROM inbox b JOIN instances i ON i.instance_id = b.instance_id "
+                "WHERE b.visible_at <= ? AND i.lease_until < ? LIMIT 1",
+                (now, now)).fetchone() is None:
+            return False
         with self.db.write() as con:
-            row = con.execute(
-                "SELECT i.instance_id, i.lease_owner FROM inbox b JOIN instances i "
-                "ON i.instance_id = b.instance_id WHERE b.visible_at <= ? AND i.lease_until < ? "
-                "ORDER BY b.id LIMIT 1", (now, now)).fetchone()
-            if row is None:
-                return False
-            instance_id = row["instance_id"]
-            con.execute("UPDATE instances SET lease_owner = ?, lease_until = ? "
-                        "WHERE instance_id = ?", (self.owner, now + self.lease_seconds,
-                                                  instance_id))
-            self._took_over(con, instance_id, row["lease_owner"])
-        self._hold("instance", instance_id, True)
+            rows = con.execute(
+                "SELECT i.instance_id, i.lease_owner, min(b.id) AS first FROM inbox b "
+                "JOIN instances i ON i.instance_id = b.instance_id WHERE b.visible_at <= ? "
+                "AND i.lease_until < ? GROUP BY i.instance_id ORDER BY first LIMIT ?",
+                (now, now, batch)).fetchall()
+            con.executemany("UPDATE instances SET lease_owner = ?, lease_until = ? "
+                            "WHERE instance_id = ?",
+                            [(self.owner, now + self.lease_seconds, r["instance_id"])
+                             for r in rows])
+            for row in rows:
+                self._took_over(con, row["instance_id"], row["lease_owner"])
+        self._orchestrations_idle = not rows
+        claimed = [r["instance_id"] for r in rows]
+        for instance_id in claimed:
+            self._hold("instance", instance_id, True)
+        done: set[str] = set()
         try:
-            self._episode(instance_id)
+            for instance_id in claimed:
+                try:
+                    self._episode(instance_id)
+                finally:
+                    done.add(instance_id)
+                    self._hold("instance", instance_id, False)
         finally:
-            self._hold("instance", instance_id, False)
-        return True
+            for instance_id in claimed:         # an episode raised: hand the rest back
+                if instance_id not in done:
+                    self._hold("instance", instance_id, False)
+                    self._release(instance_id)
+        return bool(rows)
+
+    def _release(self, instance_id: str) -> None:
+        with self.db.write() as w:
+            w.execute("UPDATE instances SET lease_owner = NULL, lease_until = 0 "
+                      "WHERE instance_id = ? AND lease_owner = ?", (instance_id, self.owner))
 
     def _episode(self, instance_id: str) -> None:
         con = self.db.read()
         inst = con.execute("SELECT * FROM instances WHERE instance_id = ?",
                            (instance_id,)).fetchone()
         execution = inst["execution_id"]
-        stale = con.execute("SELECT id FROM inbox WHERE instance_id = ? AND execution_id != ?",
-                            (instance_id, execution)).fetchall()
-        delivered = con.execute(
-            "SELECT id, event FROM inbox WHERE instance_id = ? AND execution_id = ? "
-            "AND visible_at <= ? ORDER BY id LIMIT 1",
-            (instance_id, execution, time.time())).fetchone()
+        now = time.time()
+        stale, delivered = [], None
+        for row in con.execute("SELECT id, execution_id, event, visible_at FROM inbox "
+                               "WHERE instance_id = ? ORDER BY id", (instance_id,)):
+            if row["execution_id"] != execution:
+                stale.append(row)
+            elif delivered is None and row["visible_at"] <= now:
+                delivered = row
         if inst["status"] not in ACTIVE_STATUSES or delivered is None:
             with self.db.write() as w:     # nothing to do: drop undeliverable events
                 w.executemany("DELETE FROM inbox WHERE id = ?",
@@ -297,8 +403,10 @@ class DurableEngine:
                 w.execute("UPDATE instances SET lease_owner = NULL, lease_until = 0 "
                           "WHERE instance_id = ? AND lease_owner = ?", (instance_id, self.owner))
             return
-        history = [r[0] for r in con.execute(
-            "SELECT event FROM history WHERE instance_id = ? ORDER BY seq", (instance_id,))]
+        history = self._cached_history(instance_id, execution, inst["history_bytes"])
+        if history is None:
+            history = [r[0] for r in con.execute(
+                "SELECT event FROM history WHERE instance_id = ? ORDER BY seq", (instance_id,))]
         next_id: int = inst["next_event_id"]
         retry: dict[str, Any] = json.loads(inst["retry_state"])
         event = json.loads(delivered["event"])
@@ -329,7 +437,8 @@ class DurableEngine:
                 new_activities.append((task_id, state["name"], state["input"]))
 
         # 2. replay through the SDK
-        context = ('{"history":[' + ",".join(history + [json.dumps(e) for e in new_events])
+        new_rows = [json.dumps(e) for e in new_events]
+        context = ('{"history":[' + ",".join(history + new_rows)
                    + '],"input":' + json.dumps(inst["input"]) + ',"instanceId":'
                    + json.dumps(instance_id) + ',"isReplaying":false,'
                    '"parentInstanceId":null,"upperSchemaVersion":0}')
@@ -390,11 +499,14 @@ class DurableEngine:
 
         # 4. commit the episode
         now = time.time()
+        wake: tuple[str, int] | None = None       # (kind of work posted, workers to wake)
+        cache: tuple[str, int, list[str]] | None = None
         with self.db.write() as w:
             owner = w.execute("SELECT lease_owner FROM instances WHERE instance_id = ?",
                               (instance_id,)).fetchone()
             if owner is None or owner[0] != self.owner:
                 log.warning("lost the lease on %s; another runtime continues it", instance_id)
+                self._cache_history(instance_id, None)
                 return
             w.executemany("DELETE FROM inbox WHERE id = ?",
                           [(delivered["id"],)] + [(r["id"],) for r in stale])
@@ -414,27 +526,37 @@ class DurableEngine:
                 w.execute("INSERT INTO inbox (instance_id, execution_id, event, visible_at) "
                           "VALUES (?, ?, ?, ?)",
                           (instance_id, new_execution, json.dumps(started_event), now))
+                wake = ("orchestration", 1)
             elif result.get("isDone"):
                 self._finish(w, instance_id, "Completed", json.dumps(result.get("output")))
             else:
                 seq0 = len(history)
-                rows = [json.dumps(e) for e in new_events + after_events]
+                rows = new_rows + [json.dumps(e) for e in after_events]
                 w.executemany("INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)",
                               [(instance_id, seq0 + i, r) for i, r in enumerate(rows)])
-                w.executemany("INSERT INTO activities (instance_id, execution_id, task_id, "
-                              "name, input) VALUES (?, ?, ?, ?, ?)",
-                              [(instance_id, execution, t, n, i) for t, n, i in new_activities])
-                w.executemany("INSERT INTO inbox (instance_id, execution_id, event, visible_at) "
-                              "VALUES (?, ?, ?, ?)",
-                              [(instance_id, execution, json.dumps(e), at)
-                               for e, at in new_timers])
+                if new_activities:
+                    w.executemany("INSERT INTO activities (instance_id, execution_id, task_id, "
+                                  "name, input) VALUES (?, ?, ?, ?, ?)",
+                                  [(instance_id, execution, t, n, i)
+                                   for t, n, i in new_activities])
+                if new_timers:
+                    w.executemany("INSERT INTO inbox (instance_id, execution_id, event, "
+                                  "visible_at) VALUES (?, ?, ?, ?)",
+                                  [(instance_id, execution, json.dumps(e), at)
+                                   for e, at in new_timers])
                 w.execute("UPDATE instances SET status = 'Running', next_event_id = ?, "
                           "actions_seen = ?, retry_state = ?, updated_at = ?, "
                           "history_bytes = history_bytes + ?, lease_owner = NULL, "
                           "lease_until = 0 WHERE instance_id = ?",
                           (next_id, len(actions), json.dumps(retry), now,
                            sum(len(r) for r in rows), instance_id))
-        self._notify()
+                cache = (execution, inst["history_bytes"] + sum(len(r) for r in rows),
+                         history + rows)
+                if new_activities:
+                    wake = ("activity", len(new_activities))
+        self._cache_history(instance_id, cache)
+        if wake is not None:
+            self._notify(*wake)
 
     @staticmethod
     def _finish(con, instance_id: str, status: str, output: str) -> None:
@@ -460,9 +582,14 @@ class DurableEngine:
     def run_activity_once(self) -> bool:
         """Claim one activity work item, run it, post its result. False if none."""
         now = time.time()
+        if self._activities_idle and self.db.read().execute(
+                "SELECT 1 FROM activities WHERE lease_until < ? LIMIT 1",
+                (now,)).fetchone() is None:           # a cheap look before the write lock
+            return False
         with self.db.write() as con:
             row = con.execute("SELECT * FROM activities WHERE lease_until < ? ORDER BY id "
                               "LIMIT 1", (now,)).fetchone()
+            self._activities_idle = row is None
             if row is None:
                 return False
             con.execute("UPDATE activities SET lease_owner = ?, lease_until = ? WHERE id = ?",
@@ -501,13 +628,19 @@ class DurableEngine:
             con.execute("INSERT INTO inbox (instance_id, execution_id, event, visible_at) "
                         "VALUES (?, ?, ?, ?)", (row["instance_id"], row["execution_id"],
                                                 json.dumps(event), time.time()))
-        self._notify()
+        self._notify("orchestration")
 
     # -- introspection -----------------------------------------------------------------
     def next_wakeup(self) -> float | None:
         """Seconds until the earliest invisible inbox event (a timer), None if none."""
         row = self.db.read().execute("SELECT min(visible_at) FROM inbox").fetchone()
         return None if row[0] is None else max(0.0, row[0] - time.time())
+
+    def ended_badly_since(self, since: float) -> list[str]:
+        """Instances that became Failed or Terminated at or after ``since`` (epoch s)."""
+        return [r[0] for r in self.db.read().execute(
+            "SELECT instance_id FROM instances WHERE status IN ('Failed', 'Terminated') "
+            "AND updated_at >= ?", (since,))]
 
     def statuses(self, instance_ids: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}

@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,7 +39,7 @@ import azure.functions as func
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
-from ..config import Settings, project_root
+from ..config import Settings, env_seconds, project_root
 from ..names import utcnow
 from ..ports import FLOW_JOBS_POISON, QueueItem
 from ..redact import install_redaction, redact_exception
@@ -60,11 +60,21 @@ class HostConfig:
     batch_size: int = 16
     max_dequeue_count: int = 5
     visibility_timeout: float = 0.0        # delay before a failed message is retried
-    message_lease: float = 60.0            # how long a received message stays invisible
+    message_lease: float = 6.0             # a received message stays invisible this long,
+                                           # renewed while handled: a dead runtime's
+                                           # messages come back within it
     task_hub: str = "DataSyncHub"
 
     @classmethod
     def load(cls, root: Path) -> "HostConfig":
+        """``host.json``; ``DATASYNC_QUEUE_RETRY_DELAY`` (seconds) overrides its
+        ``visibilityTimeout`` (the fault-injection tests make poisoning fast with it)."""
+        config = cls._from_file(root)
+        return replace(config, visibility_timeout=env_seconds("DATASYNC_QUEUE_RETRY_DELAY",
+                                                              config.visibility_timeout))
+
+    @classmethod
+    def _from_file(cls, root: Path) -> "HostConfig":
         path = root / "host.json"
         if not path.exists():
             return cls()
@@ -184,6 +194,9 @@ class LocalHost:
         self._threads: list[threading.Thread] = []
         self._inflight = 0
         self._inflight_lock = threading.Lock()
+        self._messages: dict[str, tuple[Any, QueueItem]] = {}   # held: id → (queue, item)
+        self._messages_lock = threading.Lock()
+        self.started_at = time.time()
         self.poisoned = 0
         self.ticks = 0
 
@@ -203,9 +216,11 @@ class LocalHost:
         self._loop_thread.start()
         self.rpc.start()
         spawn = self._spawn
-        spawn("orchestrations", self._worker_loop, self.engine.run_orchestration_once)
+        spawn("orchestrations", self._worker_loop, self.engine.run_orchestration_once,
+              "orchestration")
         for i in range(self.activity_workers):
-            spawn(f"activities-{i}", self._worker_loop, self.engine.run_activity_once)
+            spawn(f"activities-{i}", self._worker_loop, self.engine.run_activity_once,
+                  "activity")
         for fn, trigger, client in self.functions.queues:
             spawn(f"queue-{trigger.queue_name}", self._queue_loop, fn, trigger, client)
         spawn("heartbeat", self._heartbeat)
@@ -223,8 +238,7 @@ class LocalHost:
     def stop(self, grace: float = 10.0) -> None:
         """Stop taking work, let in-flight work finish (up to ``grace``), hand back leases."""
         self.stopping.set()
-        with self.engine.wakeup:
-            self.engine.wakeup.notify_all()
+        self.engine.wake_all()
         deadline = time.time() + grace
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.time()))
@@ -239,17 +253,19 @@ class LocalHost:
         self.engine.close()
 
     # -- workers -------------------------------------------------------------------------
-    def _worker_loop(self, step: Callable[[], bool]) -> None:
+    def _worker_loop(self, step: Callable[[], bool], kind: str) -> None:
+        """Run ``step`` while it finds work; else sleep until the engine posts ``kind`` of
+        work (an activity result, a new activity), or 0.2 s for timers and other runtimes."""
         while not self.stopping.is_set():
+            seen = self.engine.posted(kind)
             try:
                 did = step()
             except Exception:
                 log.exception("runtime worker error (will retry)")
                 did = False
                 self.stopping.wait(0.5)
-            if not did:
-                with self.engine.wakeup:
-                    self.engine.wakeup.wait(0.2)
+            if not did and not self.stopping.is_set():
+                self.engine.wait_for_work(kind, seen, 0.2)
 
     def _heartbeat(self) -> None:
         while not self.stopping.wait(self.engine.lease_seconds / 3):
@@ -257,6 +273,23 @@ class LocalHost:
                 self.engine.renew_leases()
             except Exception:
                 log.exception("lease renewal failed")
+            self._renew_messages()
+
+    def _renew_messages(self) -> None:
+        """Keep the messages being handled invisible (their lease is short: see HostConfig)."""
+        with self._messages_lock:
+            for message_id, (queue, item) in list(self._messages.items()):
+                try:
+                    self._messages[message_id] = (queue, queue.extend(
+                        item, self.config.message_lease))
+                except Exception:
+                    log.warning("could not renew the lease on message %s", message_id)
+
+    def _settle(self, item: QueueItem, action: Callable[[QueueItem], None]) -> None:
+        """Stop renewing ``item`` and act on it with its latest pop receipt."""
+        with self._messages_lock:
+            _, latest = self._messages.pop(item.id, (None, item))
+            action(latest)
 
     def fire_timers(self) -> None:
         """Run every timer function now (``run`` does this at start)."""
@@ -298,6 +331,8 @@ class LocalHost:
             if not items:
                 self.stopping.wait(0.1)
                 continue
+            with self._messages_lock:
+                self._messages.update((item.id, (queue, item)) for item in items)
             futures: list[Future[Any]] = []
             for item in items:
                 limit.acquire()
@@ -319,10 +354,19 @@ class LocalHost:
 
     async def _deliver(self, user: Callable[..., Any], trigger: Any, client_param: str | None,
                        queue: Any, poison: Any, item: QueueItem) -> None:
+        try:
+            await self._handle(user, trigger, client_param, queue, poison, item)
+        finally:
+            with self._messages_lock:
+                self._messages.pop(item.id, None)
+
+    async def _handle(self, user: Callable[..., Any], trigger: Any, client_param: str | None,
+                      queue: Any, poison: Any, item: QueueItem) -> None:
         if item.dequeue_count > self.config.max_dequeue_count:
-            await asyncio.to_thread(self._poison, queue, poison, item,
-                                    f"dequeue count {item.dequeue_count} exceeds "
-                                    f"{self.config.max_dequeue_count}")
+            reason = (f"dequeue count {item.dequeue_count} exceeds "
+                      f"{self.config.max_dequeue_count}")
+            await asyncio.to_thread(self._settle, item,
+                                    lambda it: self._poison(queue, poison, it, reason))
             return
         message = QueueMessage(id=item.id, body=item.body.encode(),
                                     dequeue_count=item.dequeue_count,
@@ -337,13 +381,15 @@ class LocalHost:
         except Exception as exc:
             reason = redact_exception(exc, limit=1000)
             if item.dequeue_count >= self.config.max_dequeue_count:
-                await asyncio.to_thread(self._poison, queue, poison, item, reason)
+                await asyncio.to_thread(self._settle, item,
+                                        lambda it: self._poison(queue, poison, it, reason))
             else:
                 log.warning("message %s failed (attempt %d of %d): %s", item.id,
                             item.dequeue_count, self.config.max_dequeue_count, reason)
-                await asyncio.to_thread(self._retry_later, queue, item)
+                await asyncio.to_thread(self._settle, item,
+                                        lambda it: self._retry_later(queue, it))
             return
-        await asyncio.to_thread(queue.delete, item)
+        await asyncio.to_thread(self._settle, item, queue.delete)
 
     def _retry_later(self, queue: Any, item: QueueItem) -> None:
         try:
@@ -378,8 +424,10 @@ class LocalHost:
             self.stopping.wait(poll)
 
     def failed_runs(self) -> list[str]:
+        """Runs started here, or resumed here after another runtime died, that failed."""
         statuses = self.engine.statuses(list(self.rpc.started))
-        return sorted(i for i, s in statuses.items() if s in ("Failed", "Terminated"))
+        failed = {i for i, s in statuses.items() if s in ("Failed", "Terminated")}
+        return sorted(failed | set(self.engine.ended_badly_since(self.started_at)))
 
     def run(self, *, once: bool) -> int:
         """``run``: serve until stopped. ``run --once``: one tick, drain, exit 0/1."""

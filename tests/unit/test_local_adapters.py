@@ -34,7 +34,7 @@ def test_queue_visibility_dequeue_count_and_poison(backend):
     q.move_to(again, poison, "ValueError: bad job")
     assert q.count() == 0
     [bad] = poison.peek_all()
-    assert (bad.body, bad.reason) == ("a", "ValueError: bad job")
+    assert (bad.body, bad.reason, bad.dequeue_count) == ("a", "ValueError: bad job", 2)
     assert poison.remove(bad.id).body == "a"
     with pytest.raises(NotFound):
         poison.remove(bad.id)
@@ -91,3 +91,15 @@ def test_pages_are_staged_and_cleared(backend):
     with pytest.raises(NotFound):
         backend.pages.get("run/p000001/pulled")
     assert backend.pages.get("run/p000002/pulled") == [{"id": 2}]
+
+
+def test_a_document_broken_in_the_store_does_not_hide_the_others(backend):
+    from datasync.exceptions import InvalidDocument
+    from datasync.models import parse_tenant
+    backend.tenants.upsert_many([parse_tenant({"id": t, "flows": []}) for t in ("a", "b", "c")])
+    with backend.db.write() as con:
+        con.execute("""UPDATE tenants SET doc = '{"id": "b", "timezone": "Mars/Base"}'
+                       WHERE id = 'b'""")
+    assert [t.tenant_id for t in backend.tenants.list()] == ["a", "c"]
+    with pytest.raises(InvalidDocument, match="tenant b: timezone"):
+        backend.tenants.get("b")

@@ -1,4 +1,4 @@
-"""The Azure adapters (Cosmos DB, Storage queues, Key Vault).
+"""The Azure adapters (Cosmos DB, Storage queues and blobs, Key Vault).
 
 Built by ``datasync.services.build_services`` when their settings are present. The Azure
 SDKs are imported lazily, so the embedded runtime never pays for them."""
@@ -11,18 +11,41 @@ from ...exceptions import ConfigError
 
 if TYPE_CHECKING:
     from .cosmos import CosmosTenantStore
+    from .cosmos_db import CosmosDatabase
     from .keyvault import KeyVaultSecretStore
+    from .pages import BlobPageStore
+    from .runs import CosmosRunStore
     from .storage_queue import StorageQueueBackend
 
-__all__ = ["cosmos_tenant_store", "storage_queue_backend", "keyvault_secret_store"]
+__all__ = ["cosmos_database", "cosmos_tenant_store", "cosmos_run_store",
+           "storage_queue_backend", "blob_page_store", "keyvault_secret_store"]
 
 
-def cosmos_tenant_store(settings: Settings) -> "CosmosTenantStore":
-    """Tenants on Cosmos (``COSMOS_ENDPOINT``; ``COSMOS_KEY`` or managed identity)."""
+def cosmos_database(settings: Settings) -> "CosmosDatabase":
+    """The process's one Cosmos client and database (``COSMOS_ENDPOINT``; ``COSMOS_KEY``
+    or managed identity), shared by the tenant and run stores."""
+    if not settings.cosmos_endpoint:
+        raise ConfigError("COSMOS_ENDPOINT is not set")
+    from .cosmos_db import CosmosDatabase
+    return CosmosDatabase(settings)
+
+
+def cosmos_tenant_store(settings: Settings,
+                        database: "CosmosDatabase | None" = None) -> "CosmosTenantStore":
+    """Tenants on Cosmos: container ``COSMOS_CONTAINER`` (default ``tenants``)."""
     if not settings.cosmos_endpoint:
         raise ConfigError("COSMOS_ENDPOINT is not set")
     from .cosmos import CosmosTenantStore
-    return CosmosTenantStore(settings)
+    return CosmosTenantStore(settings, database=database)
+
+
+def cosmos_run_store(settings: Settings,
+                     database: "CosmosDatabase | None" = None) -> "CosmosRunStore":
+    """Run history and checkpoints on Cosmos: containers ``runs`` and ``checkpoints``."""
+    if not settings.cosmos_endpoint:
+        raise ConfigError("COSMOS_ENDPOINT is not set")
+    from .runs import CosmosRunStore
+    return CosmosRunStore(settings, database=database)
 
 
 def storage_queue_backend(settings: Settings) -> "StorageQueueBackend":
@@ -32,6 +55,14 @@ def storage_queue_backend(settings: Settings) -> "StorageQueueBackend":
         raise ConfigError("AzureWebJobsStorage is not set")
     from .storage_queue import StorageQueueBackend
     return StorageQueueBackend(settings.storage_connection)
+
+
+def blob_page_store(settings: Settings) -> "BlobPageStore":
+    """Staged pages in the blob container ``datasync-pages`` of ``AzureWebJobsStorage``."""
+    if not settings.storage_connection:
+        raise ConfigError("AzureWebJobsStorage is not set")
+    from .pages import BlobPageStore
+    return BlobPageStore(settings.storage_connection)
 
 
 def keyvault_secret_store(settings: Settings) -> "KeyVaultSecretStore":

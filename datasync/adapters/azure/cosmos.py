@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import warnings
 from datetime import datetime
 from typing import Any, Iterator
 
@@ -27,6 +26,7 @@ from ...exceptions import ConfigError, InvalidDocument, NotFound
 from ...models import Tenant, parse_tenant
 from ...names import format_utc
 from ...ports import DueFlow
+from .cosmos_db import CosmosDatabase
 
 __all__ = ["CosmosTenantStore", "DUE_QUERY", "SYSTEM_KEYS"]
 
@@ -60,19 +60,20 @@ class CosmosTenantStore:
     """The Cosmos :class:`~datasync.ports.TenantStore`.
 
     Connects lazily (first use), so building the services never blocks. ``container`` may
-    be injected (tests); else one is opened from ``settings`` — key auth when
+    be injected (tests); else it is opened through ``database`` (a shared
+    :class:`~.cosmos_db.CosmosDatabase`) or a client of its own — key auth when
     ``COSMOS_KEY`` is set, ``DefaultAzureCredential`` (managed identity) otherwise.
     """
 
     def __init__(self, settings: Settings, *, credential: Any = None, container: Any = None,
-                 **client_kwargs: Any) -> None:
+                 database: CosmosDatabase | None = None, **client_kwargs: Any) -> None:
         if not settings.cosmos_endpoint and container is None:
             raise ConfigError("COSMOS_ENDPOINT is not set")
         self.settings = settings
-        self._credential = credential
-        self._client_kwargs = client_kwargs
         self._container = container
-        self._client: Any = None
+        self._owns_database = database is None and container is None
+        self._database = (database if database is not None or container is not None
+                          else CosmosDatabase(settings, credential=credential, **client_kwargs))
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -85,51 +86,13 @@ class CosmosTenantStore:
         if self._container is None:
             with self._lock:
                 if self._container is None:
-                    self._container = self._open()
+                    self._container = self._database.container(self.settings.cosmos_container)
         return self._container
 
-    def _open(self) -> Any:
-        from azure.core.exceptions import AzureError
-        from azure.cosmos import CosmosClient, PartitionKey
-        from azure.cosmos.exceptions import CosmosResourceNotFoundError
-
-        s = self.settings
-        credential = self._credential or s.cosmos_key
-        if credential is None:
-            from azure.identity import DefaultAzureCredential
-            credential = DefaultAzureCredential()
-        if not s.cosmos_verify_tls:   # the local emulator's self-signed certificate only
-            try:
-                from urllib3.exceptions import InsecureRequestWarning
-                warnings.simplefilter("ignore", InsecureRequestWarning)
-            except ImportError:  # pragma: no cover
-                pass
-        where = f"{s.cosmos_database}/{s.cosmos_container} at {s.cosmos_endpoint}"
-        try:
-            self._client = CosmosClient(s.cosmos_endpoint, credential=credential,
-                                        connection_verify=s.cosmos_verify_tls,
-                                        **self._client_kwargs)
-            database = self._client.get_database_client(s.cosmos_database)
-            container = database.get_container_client(s.cosmos_container)
-            try:
-                container.read()
-                return container
-            except CosmosResourceNotFoundError:
-                pass
-            database = self._client.create_database_if_not_exists(s.cosmos_database)
-            return database.create_container_if_not_exists(
-                s.cosmos_container, partition_key=PartitionKey(path="/tenantId"))
-        except AzureError as exc:
-            status = getattr(exc, "status_code", None)
-            hint = (" (with managed identity, create the database and container ahead, "
-                    "e.g. in the infrastructure template)" if status in (401, 403) else "")
-            raise ConfigError(f"cannot open Cosmos container {where}: "
-                              f"{type(exc).__name__}{f' {status}' if status else ''}"
-                              f"{hint}") from None
-
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+        """Close the client when this store made it (a shared database is closed by its owner)."""
+        if self._owns_database and self._database is not None:
+            self._database.close()
 
     # -- reads ---------------------------------------------------------------------------
     def _read(self, tenant_id: str) -> dict[str, Any]:

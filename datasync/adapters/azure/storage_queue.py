@@ -26,31 +26,15 @@ from typing import Any, Iterable
 
 from ...exceptions import ConfigError, NotFound
 from ...ports import QueueItem
+from .storage import DEV_STORAGE_CONNECTION, expand_connection_string, storage_client
 
 __all__ = ["StorageQueueBackend", "StorageMessageQueue", "DEV_STORAGE_CONNECTION",
            "expand_connection_string"]
 
 log = logging.getLogger("datasync.queue")
 
-DEV_STORAGE_CONNECTION = (
-    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
-    "KBHBeksoGMGw==;"
-    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
-    "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
-    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
-)
-"""What ``UseDevelopmentStorage=true`` means (Azurite's well-known account and ports)."""
-
 PEEK_LIMIT = 32          # the service returns at most 32 messages per peek / receive
 _NEVER_EXPIRE = -1       # message time-to-live: keep jobs until handled (default is 7 days)
-
-
-def expand_connection_string(value: str) -> str:
-    """``UseDevelopmentStorage=true`` → the explicit Azurite string (the SDK lacks it)."""
-    if value.strip().rstrip(";").replace(" ", "").lower() == "usedevelopmentstorage=true":
-        return DEV_STORAGE_CONNECTION
-    return value
 
 
 def _seconds(value: float, minimum: int) -> int:
@@ -179,28 +163,16 @@ class StorageMessageQueue:
 
 
 class StorageQueueBackend:
-    """Queues of one storage account. ``connection`` is a connection string,
-    ``UseDevelopmentStorage=true``, or a queue service URL (then ``credential``, by
-    default ``DefaultAzureCredential``, authenticates: managed identity on Azure)."""
+    """Queues of one storage account. ``connection`` is any form of ``AzureWebJobsStorage``
+    (see :mod:`.storage`); keyless forms authenticate with ``credential``, by default
+    ``DefaultAzureCredential`` (managed identity on Azure)."""
 
     def __init__(self, connection: str, *, credential: Any = None, **client_kwargs: Any) -> None:
         from azure.storage.queue import QueueServiceClient
         if not connection:
             raise ConfigError("AzureWebJobsStorage is not set")
-        try:
-            if connection.startswith(("https://", "http://")):
-                if credential is None:
-                    from azure.identity import DefaultAzureCredential
-                    credential = DefaultAzureCredential()
-                self.service = QueueServiceClient(connection, credential=credential,
-                                                  **client_kwargs)
-            else:
-                self.service = QueueServiceClient.from_connection_string(
-                    expand_connection_string(connection), credential=credential,
-                    **client_kwargs)
-        except ValueError as exc:   # the SDK's message names the bad part, not the key
-            raise ConfigError(f"AzureWebJobsStorage is not a valid connection string: "
-                              f"{str(exc).split(':')[0]}") from None
+        self.service = storage_client(QueueServiceClient, connection, "queue",
+                                      credential=credential, **client_kwargs)
         self._queues: dict[str, StorageMessageQueue] = {}
         self._lock = threading.Lock()
 

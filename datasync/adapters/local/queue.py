@@ -49,8 +49,11 @@ class SqliteMessageQueue:
         return message_id
 
     def send_many(self, texts: Iterable[str]) -> None:
+        """One transaction. Ids share a random prefix per batch (still 32 hex digits, still
+        unique), so a big batch lands in a few index pages instead of thousands."""
         now = time.time()
-        rows = [(uuid.uuid4().hex, self.name, t, now, now) for t in texts]
+        prefix = uuid.uuid4().hex[:24]
+        rows = [(f"{prefix}{i:08x}", self.name, t, now, now) for i, t in enumerate(texts)]
         if rows:
             with self.db.write() as con:
                 con.executemany("INSERT INTO queue_messages (id, queue, body, visible_at, "
@@ -102,7 +105,7 @@ class SqliteMessageQueue:
         """Atomically re-home a message (poisoning keeps its body and records why)."""
         with self.db.write() as con:
             con.execute("UPDATE queue_messages SET queue = ?, visible_at = ?, reason = ?, "
-                        "dequeue_count = 0, pop_receipt = NULL WHERE id = ? AND pop_receipt = ?",
+                        "pop_receipt = NULL WHERE id = ? AND pop_receipt = ?",
                         (target.name, time.time(), reason[:2000], item.id, item.pop_receipt))
 
 

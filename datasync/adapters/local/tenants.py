@@ -2,20 +2,26 @@
 
 ``nextRunUtc`` lives in the ``flow_schedule`` rows (the index the scan reads and writes) and
 is overlaid on the stored document when it is read, so a tick never rewrites documents.
+A document's etag is its stored version plus a digest of those rows: an edit read before a
+tick loses against the tick's write-back, and the tick touches nothing but its own rows.
 """
 from __future__ import annotations
 
 import json
+import logging
+import zlib
 from datetime import datetime
 from typing import Any, Iterator
 
-from ...exceptions import NotFound
+from ...exceptions import InvalidDocument, NotFound
 from ...models import Tenant, parse_tenant
 from ...names import format_utc
 from ...ports import DueFlow
 from .db import Database
 
 __all__ = ["SqliteTenantStore", "TENANT_SCHEMA"]
+
+log = logging.getLogger("datasync.tenants")
 
 TENANT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (
@@ -36,18 +42,28 @@ class SqliteTenantStore:
         self.db = db
 
     # -- reads ---------------------------------------------------------------------------
-    def _load(self, con, tenant_id: str) -> tuple[dict[str, Any], int]:
+    @staticmethod
+    def _schedule(con, tenant_id: str) -> dict[int, str]:
+        return dict(con.execute(
+            "SELECT flow_index, next_run_utc FROM flow_schedule WHERE tenant_id = ?",
+            (tenant_id,)).fetchall())
+
+    @staticmethod
+    def _etag(version: int, nexts: dict[int, str]) -> str:
+        """The document version and the schedule rows it was read with, as one value."""
+        rows = ";".join(f"{i}={nexts[i]}" for i in sorted(nexts))
+        return f"{version}-{zlib.crc32(rows.encode()):08x}"
+
+    def _load(self, con, tenant_id: str) -> tuple[dict[str, Any], str]:
         row = con.execute("SELECT doc, etag FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
         if row is None:
             raise NotFound(f"unknown tenant {tenant_id!r}")
         doc = json.loads(row["doc"])
-        nexts = dict(con.execute(
-            "SELECT flow_index, next_run_utc FROM flow_schedule WHERE tenant_id = ?",
-            (tenant_id,)).fetchall())
+        nexts = self._schedule(con, tenant_id)
         for i, entry in enumerate(doc.get("flows", [])):
             if nexts.get(i):
                 entry["nextRunUtc"] = nexts[i]
-        return doc, row["etag"]
+        return doc, self._etag(row["etag"], nexts)
 
     def get_with_etag(self, tenant_id: str) -> tuple[Tenant, str]:
         con = self.db.read()
@@ -56,7 +72,7 @@ class SqliteTenantStore:
             doc, etag = self._load(con, tenant_id)
         finally:
             con.execute("COMMIT")
-        return parse_tenant(doc), str(etag)
+        return parse_tenant(doc), etag
 
     def get(self, tenant_id: str) -> Tenant:
         return self.get_with_etag(tenant_id)[0]
@@ -68,6 +84,8 @@ class SqliteTenantStore:
                 yield self.get(tenant_id)
             except NotFound:  # deleted meanwhile
                 continue
+            except InvalidDocument as exc:   # broken in the store: report it, list the rest
+                log.error("skipping invalid tenant document: %s", exc)
 
     # -- writes --------------------------------------------------------------------------
     @staticmethod
@@ -97,7 +115,7 @@ class SqliteTenantStore:
                               (tenant.tenant_id,)).fetchone()
             if row is None:
                 raise NotFound(f"unknown tenant {tenant.tenant_id!r}")
-            if str(row[0]) != etag:
+            if self._etag(row[0], self._schedule(con, tenant.tenant_id)) != etag:
                 return False
             self._write(con, tenant, row[0] + 1)
             return True
@@ -126,17 +144,24 @@ class SqliteTenantStore:
                 return
 
     def advance(self, updates: list[tuple[DueFlow, str]]) -> list[DueFlow]:
-        """Compare-and-set each flow's next run against the value the scan read."""
-        lost: list[DueFlow] = []
+        """Compare-and-set each flow's next run against the value the scan read.
+
+        One statement for the batch, in key order; only when some row did not match (a race
+        lost to an edit or another scheduler) are the rows checked one by one."""
+        if not updates:
+            return []
+        rows = sorted((f.tenant_id, f.flow_index, next_run, f.etag) for f, next_run in updates)
         with self.db.write() as con:
+            cur = con.executemany(
+                "UPDATE flow_schedule SET next_run_utc = ?3 WHERE tenant_id = ?1 "
+                "AND flow_index = ?2 AND next_run_utc = ?4 AND active = 1", rows)
+            if cur.rowcount == len(rows):
+                return []
+            lost: list[DueFlow] = []
             for flow, next_run in updates:
-                cur = con.execute(
-                    "UPDATE flow_schedule SET next_run_utc = ? WHERE tenant_id = ? "
-                    "AND flow_index = ? AND next_run_utc = ? AND active = 1",
-                    (next_run, flow.tenant_id, flow.flow_index, flow.etag))
-                if cur.rowcount != 1:
+                now_at = con.execute("SELECT next_run_utc FROM flow_schedule WHERE tenant_id = ? "
+                                     "AND flow_index = ? AND active = 1",
+                                     (flow.tenant_id, flow.flow_index)).fetchone()
+                if now_at is None or now_at[0] != next_run:
                     lost.append(flow)
-            if updates:
-                con.executemany("UPDATE tenants SET etag = etag + 1 WHERE id = ?",
-                                sorted({(f.tenant_id,) for f, _ in updates}))
         return lost

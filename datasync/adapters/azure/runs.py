@@ -1,0 +1,286 @@
+"""Run history and checkpoints on Cosmos DB, in the tenants' database (``flowsync``).
+
+Containers (both partitioned by ``/tenantId``, created when missing with key auth; the
+Bicep template creates them for managed identity):
+
+- ``runs``: one item per run, ``id`` = the instance id, the ``runs --json`` fields plus
+  ``type: "Run"`` and ``createdAt`` (the order of ``list``);
+- ``checkpoints``: one item per tenant+flow, ``id`` = ``{tenant}--{flow}`` (the name rules
+  forbid ``--`` inside either, so ids never collide): cursor, ``ctx.state``, and the run
+  and counters that saved them.
+
+Where the SQLite store uses a transaction, this one does an etag-guarded read-modify-write
+(``IfNotModified`` replace, re-read on 412; ``create_item`` for a new run, re-read on 409).
+
+``checkpoint`` writes two items. A transactional batch would make that one write, but the
+emulator has no batch, so: the checkpoint item first, then the run's counters (a ``patch``
+of ``set`` operations). That order is safe because the counters are cumulative values
+computed by the orchestrator, not increments: a retried ``push_page`` writes the same
+checkpoint and the same counters again, so nothing is counted twice; and the checkpoint
+item carries the counters too, so if a run fails for good between the two writes, the
+next ``begin`` of that run takes them from its checkpoint. The cursor — what decides that
+nothing is lost or pushed twice — is committed by the first write alone.
+
+Operations that only know an instance id (``get``, ``finish``, ``mark_resumed``) find its
+partition from a per-process cache filled by every read and write, else by one
+cross-partition query on ``id``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any, Callable
+
+from ...config import Settings
+from ...exceptions import ConfigError, NotFound, TransientError
+from ...models import RunRecord
+from ...names import format_utc, utcnow
+from ...ports import Checkpoint
+from .cosmos import SYSTEM_KEYS
+from .cosmos_db import CosmosDatabase
+
+__all__ = ["CosmosRunStore", "RUNS_CONTAINER", "CHECKPOINTS_CONTAINER"]
+
+log = logging.getLogger("datasync.cosmos")
+
+RUNS_CONTAINER = "runs"
+CHECKPOINTS_CONTAINER = "checkpoints"
+ACTIVE = ("Pending", "Running")
+_ATTEMPTS = 10
+_CACHE_SIZE = 10_000
+Doc = dict[str, Any]
+
+
+def _strip(doc: Doc) -> Doc:
+    return {k: v for k, v in doc.items() if k not in SYSTEM_KEYS}
+
+
+def _record(doc: Doc) -> RunRecord:
+    return RunRecord.from_json(doc)
+
+
+def _item(run: RunRecord, created_at: str) -> Doc:
+    return {"id": run.instance_id, "type": "Run", **run.to_json(), "createdAt": created_at}
+
+
+class CosmosRunStore:
+    """The Cosmos :class:`~datasync.ports.RunStore` (semantics of ``SqliteRunStore``).
+
+    ``database`` is shared with the tenant store when given (one client per process);
+    else one is made from ``settings`` (``credential`` and ``client_kwargs`` as for
+    :class:`~.cosmos_db.CosmosDatabase`). Container names may be overridden (tests).
+    """
+
+    def __init__(self, settings: Settings, *, database: CosmosDatabase | None = None,
+                 runs_container: str = RUNS_CONTAINER,
+                 checkpoints_container: str = CHECKPOINTS_CONTAINER,
+                 credential: Any = None, **client_kwargs: Any) -> None:
+        if database is None and not settings.cosmos_endpoint:
+            raise ConfigError("COSMOS_ENDPOINT is not set")
+        self.settings = settings
+        self._owns_database = database is None
+        self._database = database or CosmosDatabase(settings, credential=credential,
+                                                    **client_kwargs)
+        self._runs_name = runs_container
+        self._checkpoints_name = checkpoints_container
+        self._partitions: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (f"CosmosRunStore({self.settings.cosmos_endpoint!r}, "
+                f"{self.settings.cosmos_database}/{self._runs_name}+{self._checkpoints_name})")
+
+    @property
+    def runs(self) -> Any:
+        return self._database.container(self._runs_name)
+
+    @property
+    def checkpoints(self) -> Any:
+        return self._database.container(self._checkpoints_name)
+
+    def close(self) -> None:
+        if self._owns_database:
+            self._database.close()
+
+    # -- finding a run -------------------------------------------------------------------
+    def _remember(self, doc: Doc) -> Doc:
+        with self._lock:
+            self._partitions[doc["id"]] = doc["tenantId"]
+            self._partitions.move_to_end(doc["id"])
+            while len(self._partitions) > _CACHE_SIZE:
+                self._partitions.popitem(last=False)
+        return doc
+
+    def _read(self, tenant: str, instance_id: str) -> Doc | None:
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+        try:
+            return self._remember(self.runs.read_item(instance_id, partition_key=tenant))
+        except CosmosResourceNotFoundError:
+            return None
+
+    def _locate(self, instance_id: str) -> Doc | None:
+        """The run item for an instance id, from its cached partition or by a query."""
+        with self._lock:
+            tenant = self._partitions.get(instance_id)
+        if tenant is not None:
+            doc = self._read(tenant, instance_id)
+            if doc is not None:
+                return doc
+        found = list(self.runs.query_items(
+            "SELECT * FROM c WHERE c.id = @id", parameters=[{"name": "@id", "value": instance_id}],
+            enable_cross_partition_query=True))
+        return self._remember(found[0]) if found else None
+
+    def _update(self, tenant: str, instance_id: str, change: Callable[[Doc | None], Doc | None],
+                current: Doc | None = None) -> tuple[bool, Doc | None]:
+        """Read-modify-write one run item. ``change(item or None)`` returns the new item, or
+        None to leave it; returns (written, item as stored now)."""
+        from azure.core import MatchConditions
+        from azure.cosmos.exceptions import (CosmosAccessConditionFailedError,
+                                             CosmosResourceExistsError,
+                                             CosmosResourceNotFoundError)
+        for attempt in range(_ATTEMPTS):
+            if attempt or current is None:
+                current = self._read(tenant, instance_id)
+            new = change(_strip(current) if current is not None else None)
+            if new is None:
+                return False, current
+            try:
+                if current is None:
+                    return True, self._remember(self.runs.create_item(new))
+                return True, self._remember(self.runs.replace_item(
+                    instance_id, new, etag=current["_etag"],
+                    match_condition=MatchConditions.IfNotModified))
+            except (CosmosAccessConditionFailedError, CosmosResourceExistsError,
+                    CosmosResourceNotFoundError):
+                log.debug("run %s changed while updating it; re-reading", instance_id)
+        raise TransientError(f"run {instance_id} kept changing; gave up after {_ATTEMPTS} tries")
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _checkpoint_item(self, tenant: str, flow: str) -> Doc | None:
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+        try:
+            return self.checkpoints.read_item(f"{tenant}--{flow}", partition_key=tenant)
+        except CosmosResourceNotFoundError:
+            return None
+
+    def load_checkpoint(self, tenant: str, flow: str) -> Checkpoint:
+        doc = self._checkpoint_item(tenant, flow)
+        if doc is None:
+            return Checkpoint()
+        return Checkpoint(cursor=doc.get("cursor"), state=dict(doc.get("state") or {}))
+
+    def checkpoint(self, instance_id: str, tenant: str, flow: str, cp: Checkpoint, *,
+                   pages: int, records_in: int, records_out: int) -> None:
+        """Checkpoint item first, then the run's counters (see the module note)."""
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+        counters = {"pages": pages, "recordsIn": records_in, "recordsOut": records_out}
+        self.checkpoints.upsert_item({
+            "id": f"{tenant}--{flow}", "tenantId": tenant, "flowName": flow,
+            "cursor": cp.cursor, "state": cp.state, "runId": instance_id, **counters,
+            "updatedAt": format_utc(utcnow())})
+        try:
+            self.runs.patch_item(instance_id, partition_key=tenant, patch_operations=[
+                {"op": "set", "path": f"/{key}", "value": value}
+                for key, value in counters.items()])
+        except CosmosResourceNotFoundError:   # no run record: nothing to count (as SQLite)
+            pass
+
+    # -- the run lifecycle ---------------------------------------------------------------
+    def mark_pending(self, run: RunRecord) -> bool:
+        def change(cur: Doc | None) -> Doc | None:
+            if cur is None:
+                return _item(run, format_utc(utcnow()))
+            if cur.get("status") in (*ACTIVE, "Completed"):
+                return None
+            return {**cur, "status": run.status, "error": None}
+        return self._update(run.tenant_id, run.instance_id, change)[0]
+
+    def begin(self, run: RunRecord) -> RunRecord:
+        now = format_utc(utcnow())
+        saved = self._checkpoint_item(run.tenant_id, run.flow_name)
+        counters = ({k: saved[k] for k in ("pages", "recordsIn", "recordsOut") if k in saved}
+                    if saved and saved.get("runId") == run.instance_id else {})
+
+        def change(cur: Doc | None) -> Doc:
+            if cur is None:
+                return _item(RunRecord(instance_id=run.instance_id, tenant_id=run.tenant_id,
+                                       flow_name=run.flow_name, scheduled_for=run.scheduled_for,
+                                       status="Running", started_at=now), now)
+            if cur.get("startedAt") is None:          # Pending → Running
+                return {**cur, "status": "Running", "startedAt": now}
+            # a failed run started again: a resume (counters as its last checkpoint saved)
+            return {**cur, **counters, "status": "Running", "finishedAt": None, "error": None,
+                    "resumes": int(cur.get("resumes") or 0) + 1}
+        _, doc = self._update(run.tenant_id, run.instance_id, change)
+        assert doc is not None
+        return _record(doc)
+
+    def finish(self, instance_id: str, status: str, error: str | None = None) -> None:
+        doc = self._locate(instance_id)
+        if doc is None:
+            return
+        now = format_utc(utcnow())
+        self._update(doc["tenantId"], instance_id, lambda cur: None if cur is None else {
+            **cur, "status": status, "error": error, "finishedAt": now}, doc)
+
+    def mark_resumed(self, instance_id: str) -> None:
+        doc = self._locate(instance_id)
+        if doc is None:
+            return
+        self._update(doc["tenantId"], instance_id, lambda cur: None if cur is None else {
+            **cur, "resumes": int(cur.get("resumes") or 0) + 1}, doc)
+
+    def record(self, run: RunRecord) -> None:
+        """Upsert the whole record (``createdAt`` kept when it exists)."""
+        self._update(run.tenant_id, run.instance_id, lambda cur: _item(
+            run, cur["createdAt"] if cur and cur.get("createdAt") else format_utc(utcnow())))
+
+    # -- reads ---------------------------------------------------------------------------
+    def get(self, instance_id: str) -> RunRecord:
+        doc = self._locate(instance_id)
+        if doc is None:
+            raise NotFound(f"no run {instance_id!r}")
+        return _record(doc)
+
+    def list(self, *, tenant: str | None = None, flow: str | None = None,
+             status: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Newest first (``createdAt``, then instance id, both descending).
+
+        Ordered by ``createdAt`` alone on the server (no composite index needed) and read
+        until ``limit`` plus any ties with the last one; ties are ordered here."""
+        if limit <= 0:
+            return []
+        where, params = ["c.type = 'Run'"], []
+        for field, value in (("tenantId", tenant), ("flowName", flow), ("status", status)):
+            if value is not None:
+                where.append(f"c.{field} = @{field}")
+                params.append({"name": f"@{field}", "value": value})
+        scope: dict[str, Any] = ({"partition_key": tenant} if tenant is not None
+                                 else {"enable_cross_partition_query": True})
+        pages = self.runs.query_items(
+            f"SELECT * FROM c WHERE {' AND '.join(where)} ORDER BY c.createdAt DESC",
+            parameters=params, max_item_count=min(max(limit, 10), 1000), **scope).by_page()
+        docs: list[Doc] = []
+        for page in pages:
+            for doc in page:
+                if len(docs) >= limit and doc.get("createdAt") != docs[-1].get("createdAt"):
+                    break
+                docs.append(doc)
+            else:
+                continue
+            break
+        docs.sort(key=lambda d: (d.get("createdAt") or "", d["id"]), reverse=True)
+        return [_record(d) for d in docs[:limit]]
+
+    def active(self, tenant: str, flow: str | None = None) -> list[RunRecord]:
+        """Pending or Running runs of a tenant (and flow): one single-partition query."""
+        query = ("SELECT * FROM c WHERE c.tenantId = @t AND c.type = 'Run' "
+                 "AND (c.status = 'Pending' OR c.status = 'Running')")
+        params = [{"name": "@t", "value": tenant}]
+        if flow is not None:
+            query += " AND c.flowName = @f"
+            params.append({"name": "@f", "value": flow})
+        return [_record(self._remember(d)) for d in
+                self.runs.query_items(query, parameters=params, partition_key=tenant)]
