@@ -71,8 +71,8 @@ def _replay_per_page(episodes: list, pages: int) -> dict[str, float]:
     seconds = [e.replay_seconds for e in episodes]
     # Skip the first generation's start and begin_run episodes; then every page has 3
     # episodes, and each later generation adds one start episode before its pages.
-    from os import environ
-    per_gen = int(environ.get("DATASYNC_PAGES_PER_GENERATION") or 50)
+    from datasync.config import Settings
+    per_gen = Settings.from_env().pages_per_generation
     pages_cost: list[float] = []
     i = 2
     for page in range(1, pages + 1):
