@@ -16,7 +16,7 @@ from .exceptions import ValidationError
 __all__ = [
     "validate_tenant_id", "validate_flow_name", "validate_secret_part", "format_utc",
     "parse_utc", "compact_utc", "instance_id", "sanitize_instance_id", "secret_name",
-    "utcnow", "MAX_NAME", "MAX_INSTANCE_ID",
+    "utcnow", "page_key", "MAX_NAME", "MAX_INSTANCE_ID",
 ]
 
 MAX_NAME = 40
@@ -121,3 +121,8 @@ def secret_name(tenant: str, system: str, key: str) -> str:
 def utcnow() -> datetime:
     """Now, aware UTC, truncated to the second."""
     return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def page_key(run_id: str, page: int) -> str:
+    """``ctx.page_key``: stable for a run and page across retries, replays and resumes."""
+    return f"{run_id}/p{page:06d}"

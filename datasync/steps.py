@@ -9,29 +9,43 @@ run counters in one write, so a crash between the two re-pushes with the same
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from .context import FlowContext, SecretCache
 from .exceptions import PermanentError
-from .models import RunRecord
+from .models import RunRecord, Tenant
 from .ports import Checkpoint
 from .registry import Page, call_step
 from .services import Services
 
-__all__ = ["begin_run", "pull_page", "transform_page", "push_page", "finish_run",
-           "page_key"]
+__all__ = ["begin_run", "pull_page", "transform_page", "push_page", "finish_run"]
 
 log = logging.getLogger("datasync.steps")
 _secret_cache = SecretCache()
 
 
-def page_key(run_id: str, page: int) -> str:
-    """Stable for a run and page, across retries, replays and resumes."""
-    return f"{run_id}/p{page:06d}"
+TENANT_TTL = 2.0
+"""Seconds a tenant document read by one step is reused by the next steps of its run: a
+page costs three activities, and re-reading (and validating) the document each time was a
+visible share of a page's cost. An edit is seen by the next page after at most this long."""
+_tenants: dict[tuple[int, str], tuple[float, Tenant]] = {}
+
+
+def _tenant(svc: Services, tenant_id: str) -> Tenant:
+    key, now = (id(svc.tenants), tenant_id), time.monotonic()
+    hit = _tenants.get(key)
+    if hit is not None and now - hit[0] < TENANT_TTL:
+        return hit[1]
+    tenant = svc.tenants.get(tenant_id)
+    if len(_tenants) > 4096:
+        _tenants.clear()
+    _tenants[key] = (now, tenant)
+    return tenant
 
 
 def _context(svc: Services, args: dict[str, Any]) -> FlowContext:
-    tenant = svc.tenants.get(args["tenantId"])
+    tenant = _tenant(svc, args["tenantId"])
     entry = tenant.flow(args["flowName"])
     return FlowContext(tenant_id=args["tenantId"], flow_name=args["flowName"],
                        run_id=args["runId"], page_key=args.get("pageKey", ""),

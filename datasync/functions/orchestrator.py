@@ -9,6 +9,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from ..names import page_key
 from . import names
 
 bp = df.Blueprint()
@@ -40,7 +41,7 @@ def sync_flow(context: df.DurableOrchestrationContext):
         limit = int(job.get("pagesPerGeneration") or 10)
         for _ in range(limit):
             page_no = carry["pages"] + 1
-            step = {**base, "pageKey": f"{context.instance_id}/p{page_no:06d}"}
+            step = {**base, "pageKey": page_key(context.instance_id, page_no)}
             pulled = yield context.call_activity_with_retry(
                 names.PULL_PAGE, STEP_RETRY, {**step, "cursor": carry["cursor"],
                                               "state": carry["state"]})
