@@ -259,6 +259,16 @@ def _env_proxies() -> dict[str, str | None]:
     return dict(get_environment_proxies())
 
 
+def _proxy_mounts(retrying: Callable[[Any], Any], transport: object) -> dict[str, Any]:
+    """Environment proxies as httpx mounts, each wrapped by ``retrying(proxy)``.
+
+    Empty when the caller supplied its own transport (tests): proxies are not honoured then."""
+    if transport is not None:
+        return {}
+    return {pattern: None if proxy is None else retrying(proxy)
+            for pattern, proxy in _env_proxies().items()}
+
+
 def make_client(policy: RetryPolicy | None = None, *,
                 transport: httpx.BaseTransport | None = None) -> httpx.Client:
     """A sync client retrying per ``policy`` (default: ``RetryPolicy()``).
@@ -267,11 +277,8 @@ def make_client(policy: RetryPolicy | None = None, *,
     ``httpx.MockTransport``); environment proxies are only honoured without it.
     """
     policy = policy or RetryPolicy()
-    mounts: dict[str, httpx.BaseTransport | None] = {}
-    if transport is None:
-        for pattern, proxy in _env_proxies().items():
-            mounts[pattern] = None if proxy is None else RetryTransport(
-                httpx.HTTPTransport(proxy=proxy, limits=_DEFAULT_LIMITS), policy=policy)
+    mounts = _proxy_mounts(lambda proxy: RetryTransport(
+        httpx.HTTPTransport(proxy=proxy, limits=_DEFAULT_LIMITS), policy=policy), transport)
     return httpx.Client(transport=RetryTransport(transport, policy=policy),
                         mounts=mounts or None, timeout=httpx.Timeout(policy.timeout),
                         follow_redirects=False, headers={"User-Agent": _user_agent()})
@@ -281,11 +288,8 @@ def make_async_client(policy: RetryPolicy | None = None, *,
                       transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
     """An async client retrying per ``policy``; see :func:`make_client`."""
     policy = policy or RetryPolicy()
-    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
-    if transport is None:
-        for pattern, proxy in _env_proxies().items():
-            mounts[pattern] = None if proxy is None else AsyncRetryTransport(
-                httpx.AsyncHTTPTransport(proxy=proxy, limits=_DEFAULT_LIMITS), policy=policy)
+    mounts = _proxy_mounts(lambda proxy: AsyncRetryTransport(
+        httpx.AsyncHTTPTransport(proxy=proxy, limits=_DEFAULT_LIMITS), policy=policy), transport)
     return httpx.AsyncClient(transport=AsyncRetryTransport(transport, policy=policy),
                              mounts=mounts or None, timeout=httpx.Timeout(policy.timeout),
                              follow_redirects=False, headers={"User-Agent": _user_agent()})

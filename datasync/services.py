@@ -59,10 +59,10 @@ _registry_lock = threading.Lock()
 
 def _flows_signature(flows_dir: Path) -> tuple:
     try:
-        return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size)
-                            for e in os.scandir(flows_dir) if e.name.endswith(".py")))
+        entries = [(e.name, e.stat()) for e in os.scandir(flows_dir) if e.name.endswith(".py")]
     except FileNotFoundError:
         return ()
+    return tuple(sorted((name, st.st_mtime_ns, st.st_size) for name, st in entries))
 
 
 def build_services(settings: Settings | None = None) -> Services:

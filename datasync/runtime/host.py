@@ -316,9 +316,7 @@ class LocalHost:
 
     def _queue_loop(self, fn: Any, trigger: Any, client_param: str | None) -> None:
         queue = self.services.queues.queue(trigger.queue_name)
-        poison = self.services.queues.queue(trigger.queue_name + "-poison"
-                                            if trigger.queue_name != "flow-jobs"
-                                            else FLOW_JOBS_POISON)
+        poison = self.services.queues.queue(trigger.queue_name + "-poison")   # host's rule
         user = fn.get_user_function()
         limit = threading.Semaphore(self.config.batch_size)
         while not self.stopping.is_set():

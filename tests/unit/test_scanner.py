@@ -20,6 +20,9 @@ def tenant(tid, next_run=None, *, cron="0 0 * * * *", tz="UTC", paused=False, en
 
 
 def jobs(backend):
+    bodies = [i.body for i in backend.queues.queue("flow-jobs").peek_all()]
+    # the scanner writes job text directly (fast path); it must be Job.to_message's text
+    assert all(Job.from_message(b).to_message() == b for b in bodies)
     return sorted((j.tenant_id, j.flow_name, j.scheduled_for.isoformat()) for j in
                   (Job.from_message(i.body) for i in backend.queues.queue("flow-jobs").peek_all()))
 
