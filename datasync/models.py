@@ -373,7 +373,7 @@ class Job:
 
     @property
     def instance_id(self) -> str:
-        """``Workflow-<tenant>-<flow>-<yyyyMMddTHHmmssZ>``."""
+        """``Workflow-<tenant>--<flow>-<yyyyMMddTHHmmssZ>``."""
         return instance_id(self.tenant_id, self.flow_name, self.scheduled_for)
 
 

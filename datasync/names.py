@@ -104,10 +104,14 @@ def sanitize_instance_id(s: str) -> str:
 
 
 def instance_id(tenant_id: str, flow_name: str, scheduled_for: datetime) -> str:
-    """``Workflow-acme-contacts-to-erp-20261123T140000Z`` (names are validated)."""
+    """``Workflow-acme--contacts-to-erp-20261123T140000Z`` (names are validated).
+
+    Names never contain ``--``, so the ``--`` between tenant and flow makes the id
+    unambiguous: ``acme-eu`` + ``sync`` and ``acme`` + ``eu-sync`` differ."""
     validate_tenant_id(tenant_id)
     validate_flow_name(flow_name)
-    return sanitize_instance_id(f"Workflow-{tenant_id}-{flow_name}-{compact_utc(scheduled_for)}")
+    return sanitize_instance_id(
+        f"Workflow-{tenant_id}--{flow_name}-{compact_utc(scheduled_for)}")
 
 
 def secret_name(tenant: str, system: str, key: str) -> str:
@@ -124,5 +128,6 @@ def utcnow() -> datetime:
 
 
 def page_key(run_id: str, page: int) -> str:
-    """``ctx.page_key``: stable for a run and page across retries, replays and resumes."""
-    return f"{run_id}/p{page:06d}"
+    """``ctx.page_key`` = ``<instance id>/p<page>``: stable for a run and page across
+    retries, replays and resumes."""
+    return f"{run_id}/p{page}"

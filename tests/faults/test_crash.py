@@ -11,7 +11,7 @@ from tests.faults.harness import DUE, DUE_ID, setup_gated, wait_for
 
 pytestmark = pytest.mark.faults
 
-RUN_ID = f"Workflow-acme-gated-{DUE_ID}"
+RUN_ID = f"Workflow-acme--gated-{DUE_ID}"
 
 
 def _resume_and_check(project, apis, records: int, *, resumed: bool = True) -> dict:

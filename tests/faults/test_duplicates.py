@@ -25,7 +25,7 @@ def test_same_job_put_twice(project, apis):
     runtime = project.run_once()
     _one_run_each(project, apis, {"acme": 35})
     assert apis.stats("acme")["batches"] == 4
-    assert runtime.stderr().count(f"started Workflow-acme-gated-{DUE_ID}") == 1
+    assert runtime.stderr().count(f"started Workflow-acme--gated-{DUE_ID}") == 1
     assert project.sql("datasync.db", "SELECT count(*) FROM queue_messages") == [(0,)]
 
 

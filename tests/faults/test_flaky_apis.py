@@ -59,7 +59,7 @@ def test_a_step_that_keeps_failing_fails_the_run_then_the_next_run_resumes(proje
         api.broken_after = "000030"                       # page 4 never comes back
         _setup(project, api)
         failed = project.run_once(expect=1)
-        assert "run failed: Workflow-acme-flaky-" in failed.stderr()
+        assert "run failed: Workflow-acme--flaky-" in failed.stderr()
         [run] = project.runs("--status", "Failed")
         assert run["pages"] == 3 and run["recordsIn"] == 30, run
         assert "503" in run["error"] and "/contacts" in run["error"], run["error"]

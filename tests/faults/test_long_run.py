@@ -12,7 +12,7 @@ pytestmark = pytest.mark.faults
 
 PAGES = 2000
 PER_GENERATION = 50
-INSTANCE = f"Workflow-acme-tiny-{DUE_ID}"
+INSTANCE = f"Workflow-acme--tiny-{DUE_ID}"
 
 TINY_FLOW = '''
 from datasync import Page, flow

@@ -10,7 +10,7 @@ from tests.faults.harness import DUE_ID, job, setup_gated, tenant_doc, wait_for
 pytestmark = pytest.mark.faults
 
 NEXT = "2020-01-01T01:00:00Z"                 # the occurrence after DUE
-FIRST, SECOND = (f"Workflow-acme-gated-{DUE_ID}", "Workflow-acme-gated-20200101T010000Z")
+FIRST, SECOND = (f"Workflow-acme--gated-{DUE_ID}", "Workflow-acme--gated-20200101T010000Z")
 
 
 def _runs(project) -> dict[str, dict]:

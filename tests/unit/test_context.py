@@ -39,8 +39,8 @@ class Clock:
 
 def make_ctx(secrets, cache=None, **kw) -> FlowContext:
     args = dict(tenant_id="acme", flow_name="contacts-to-erp",
-                run_id="Workflow-acme-contacts-to-erp-20261123T140000Z",
-                page_key="Workflow-acme-contacts-to-erp-20261123T140000Z/p000001",
+                run_id="Workflow-acme--contacts-to-erp-20261123T140000Z",
+                page_key="Workflow-acme--contacts-to-erp-20261123T140000Z/p1",
                 config={"source_url": "http://x", "api_key": "cfg-secret-value"}, state={},
                 secrets=secrets, cache=cache)
     args.update(kw)

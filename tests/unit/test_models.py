@@ -230,7 +230,7 @@ def test_job_message_round_trip():
                                "scheduledFor": "2026-11-23T14:00:00Z"}
     assert Job.from_message(msg) == job
     assert Job.from_message(msg.encode()) == job
-    assert job.instance_id == "Workflow-acme-contacts-to-erp-20261123T140000Z"
+    assert job.instance_id == "Workflow-acme--contacts-to-erp-20261123T140000Z"
     offset = '{"tenantId":"acme","flowName":"f","scheduledFor":"2026-11-23T15:00:00+01:00"}'
     assert Job.from_message(offset).scheduled_for == when
 

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from datasync.exceptions import ValidationError
-from datasync.names import (compact_utc, format_utc, instance_id, parse_utc,
+from datasync.names import (compact_utc, format_utc, instance_id, page_key, parse_utc,
                             sanitize_instance_id, secret_name, utcnow, validate_flow_name,
                             validate_secret_part, validate_tenant_id)
 
@@ -101,13 +101,21 @@ def test_parse_utc_rejects(value, fragment):
 def test_instance_id():
     when = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
     assert (instance_id("acme", "contacts-to-erp", when)
-            == "Workflow-acme-contacts-to-erp-20261123T140000Z")
+            == "Workflow-acme--contacts-to-erp-20261123T140000Z")
     local = datetime(2026, 11, 23, 15, 0, 30, 5, tzinfo=timezone(timedelta(hours=1)))
-    assert instance_id("Acme", "f", local) == "Workflow-Acme-f-20261123T140030Z"
+    assert instance_id("Acme", "f", local) == "Workflow-Acme--f-20261123T140030Z"
     with pytest.raises(ValidationError, match="flow name"):
         instance_id("acme", "Bad_Name", when)
     with pytest.raises(ValidationError, match="tenant id"):
         instance_id("ac/me", "f", when)
+
+
+def test_instance_ids_of_distinct_jobs_never_collide():
+    when = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+    assert instance_id("acme-eu", "sync", when) != instance_id("acme", "eu-sync", when)
+    assert page_key(instance_id("acme-eu", "sync", when), 1) != \
+        page_key(instance_id("acme", "eu-sync", when), 1)
+    assert page_key("Workflow-a--b-20261123T140000Z", 12) == "Workflow-a--b-20261123T140000Z/p12"
 
 
 def test_sanitize_instance_id():
