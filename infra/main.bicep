@@ -32,8 +32,8 @@ param operatorPrincipalId string = ''
 @allowed(['User', 'Group', 'ServicePrincipal'])
 param operatorPrincipalType string = 'User'
 
-@description('Maximum instances the Flex Consumption app scales out to.')
-@minValue(1)
+@description('Maximum on-demand instances per Flex Consumption scale group (40 to 1000; the platform default is 100). Lower it after deployment with az functionapp scale config set --maximum-instance-count.')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -251,16 +251,17 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       appSettings: [
         { name: 'AzureWebJobsStorage__accountName', value: storage.name }
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
-        { name: 'AzureWebJobsFeatureFlags', value: 'EnableWorkerIndexing' }
+        // Required: the scheduler's timer binding is %DATASYNC_SCAN_SCHEDULE%; without it
+        // the host cannot resolve the binding and the scheduler function fails to load.
         { name: 'DATASYNC_SCAN_SCHEDULE', value: scanSchedule }
         { name: 'COSMOS_ENDPOINT', value: cosmos.properties.documentEndpoint }
         { name: 'COSMOS_DATABASE', value: databaseName }
         { name: 'COSMOS_CONTAINER', value: 'tenants' }
         { name: 'KEYVAULT_URL', value: vault.properties.vaultUri }
-        // Unused while every port is on Azure (nothing embedded is opened); a writable
-        // path in case one is not.
-        { name: 'DATASYNC_HOME', value: '/tmp/datasync' }
-        { name: 'DATASYNC_LOG_LEVEL', value: 'INFO' }
+        // Nothing embedded runs on Azure: DATASYNC_HOME, DATASYNC_LOG_LEVEL and the other
+        // settings only the embedded runtime reads are deliberately absent (host.json
+        // sets the log levels here). Worker indexing is the host's default, so there is
+        // no AzureWebJobsFeatureFlags either.
       ]
     }
   }
