@@ -96,10 +96,10 @@ def case_tick(tenants: int) -> dict[str, Any]:
     from datasync.models import parse_tenant
     from datasync.ports import FLOW_JOBS
     from datasync.scanner import scan_and_enqueue
-    from datasync.services import build_services
+    from datasync.app import App
 
     from .scheduler import FLOWS, NOW, tenant_docs
-    svc = build_services(Settings.from_env())
+    svc = App.from_settings(Settings.from_env())
     try:
         docs = list(tenant_docs(tenants))
         due = sum(n for _, n in docs)

@@ -87,16 +87,12 @@ class Project:
               | None = None) -> None:
         from datasync import operations
         from datasync.names import utcnow
-        from datasync.services import build_services, reset_services
-        svc = build_services(self.settings())
-        reset_services(svc)
-        try:
+        from datasync.app import App
+        with App.from_settings(self.settings()) as app:
             for i in range(0, len(docs), 500):
-                operations.apply_tenants(svc, docs[i:i + 500], utcnow())
+                operations.apply_tenants(app, docs[i:i + 500], utcnow())
             for (tenant, system, key), value in (secrets or {}).items():
-                operations.set_secret(svc, tenant, system, key, value)
-        finally:
-            reset_services(None)
+                operations.set_secret(app, tenant, system, key, value)
 
     def run_once(self, *, sample_history: bool = False) -> RunStats:
         from datasync.runtime.host import LocalHost

@@ -12,6 +12,7 @@ A flow is a class in ``flows/<name>.py``::
 """
 from __future__ import annotations
 
+from .app import App
 from .config import Settings
 from .context import FlowContext
 from .exceptions import (ConfigError, DataSyncError, DuplicateFlow, FlowError, FlowLoadError,

@@ -39,9 +39,16 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-def _services():
-    from .services import get_services
-    return get_services()
+def _app() -> Any:
+    """The command's :class:`~datasync.app.App`, built on first use, closed at exit."""
+    root = click.get_current_context().find_root()
+    app = root.meta.get("datasync.app")
+    if app is None:
+        from .app import App
+        app = App.from_settings()
+        root.meta["datasync.app"] = app
+        root.call_on_close(app.close)
+    return app
 
 
 def _now() -> datetime:
@@ -88,8 +95,6 @@ def cli(home: Path | None) -> None:
     """DataSync: scheduled, multi-tenant data syncs (Azure Functions + Durable Functions)."""
     if home is not None:
         os.environ["DATASYNC_HOME"] = str(home.resolve())
-        from .services import reset_services
-        reset_services(None)
 
 
 @cli.command()
@@ -130,7 +135,7 @@ def tenants_apply(file: str) -> None:
         obj = json.loads(text)
     except json.JSONDecodeError as err:
         _fail(f"{file}: invalid JSON: line {err.lineno} column {err.colno}: {err.msg}")
-    applied = operations.apply_tenants(_services(), obj, _now())
+    applied = operations.apply_tenants(_app(), obj, _now())
     click.echo(f"applied {len(applied)} tenant{'' if len(applied) == 1 else 's'}")
     _tenant_rows(applied)
 
@@ -153,7 +158,7 @@ def _tenant_rows(items: list) -> None:
 def tenants_list(as_json: bool) -> None:
     """Tenants and their flows' next runs."""
     from . import operations
-    items = operations.list_tenants(_services())
+    items = operations.list_tenants(_app())
     if as_json:
         _json([t.to_doc() for t in items])
     elif not items:
@@ -168,7 +173,7 @@ def tenants_list(as_json: bool) -> None:
 def tenants_show(tenant_id: str, as_json: bool) -> None:
     """One tenant document."""
     from . import operations
-    tenant = operations.show_tenant(_services(), tenant_id)
+    tenant = operations.show_tenant(_app(), tenant_id)
     if as_json:
         _json(tenant.to_doc())
         return
@@ -196,7 +201,7 @@ def flows() -> None:
 @click.option("--json", "as_json", is_flag=True, help='[{"name", "file"}] as JSON.')
 def flows_list(as_json: bool) -> None:
     """The registered flows and where each came from; exit 2 if a flow file is broken."""
-    registry = _services().registry
+    registry = _app().registry
     specs = sorted(registry.specs(), key=lambda s: s.name)
     if as_json:
         _json([{"name": s.name, "file": str(s.file)} for s in specs])
@@ -232,7 +237,7 @@ def secrets_set(tenant: str, system: str, key: str) -> None:
     if not value:
         _fail("empty secret value: pipe the value on stdin, e.g. "
               "printf %s \"$TOKEN\" | datasync secrets set TENANT SYSTEM KEY")
-    operations.set_secret(_services(), tenant, system, key, value)
+    operations.set_secret(_app(), tenant, system, key, value)
     click.echo(f"stored secret for tenant {tenant}, system {system}, key {key}")
 
 
@@ -243,7 +248,7 @@ def secrets_set(tenant: str, system: str, key: str) -> None:
 def trigger(tenant: str, flow: str) -> None:
     """Force a run: make FLOW of TENANT due now."""
     from . import operations
-    doc, note = operations.trigger(_services(), tenant, flow, _now())
+    doc, note = operations.trigger(_app(), tenant, flow, _now())
     click.echo(f"triggered flow {flow} of tenant {tenant}: nextRunUtc "
                f"{_time(doc.flow(flow).next_run_utc)}")
     if note:
@@ -256,7 +261,7 @@ def trigger(tenant: str, flow: str) -> None:
 def pause(tenant: str, flow: str | None) -> None:
     """Pause a tenant, or disable one of its flows."""
     from . import operations
-    operations.pause(_services(), tenant, flow)
+    operations.pause(_app(), tenant, flow)
     click.echo(f"paused tenant {tenant}" if flow is None
                else f"disabled flow {flow} of tenant {tenant}")
 
@@ -267,7 +272,7 @@ def pause(tenant: str, flow: str | None) -> None:
 def resume(tenant: str, flow: str | None) -> None:
     """Resume a tenant, or enable one of its flows; next runs are recomputed from now."""
     from . import operations
-    doc = operations.resume(_services(), tenant, flow, now=_now())
+    doc = operations.resume(_app(), tenant, flow, now=_now())
     if flow is None:
         click.echo(f"resumed tenant {tenant}")
         _table(["flow", "enabled", "nextRunUtc"],
@@ -290,7 +295,7 @@ def runs(tenant: str | None, flow: str | None, status: str | None, limit: int,
          as_json: bool) -> None:
     """Run history, newest first."""
     from . import operations
-    items = operations.list_runs(_services(), tenant=tenant, flow=flow, status=status,
+    items = operations.list_runs(_app(), tenant=tenant, flow=flow, status=status,
                                  limit=limit)
     if as_json:
         _json([r.to_json() for r in items])
@@ -314,7 +319,7 @@ def queue() -> None:
 def queue_put(text: str) -> None:
     """Put TEXT as a raw message on flow-jobs (for replays and tests)."""
     from . import operations
-    click.echo(operations.queue_put(_services(), text))
+    click.echo(operations.queue_put(_app(), text))
 
 
 @cli.group()
@@ -335,7 +340,7 @@ def _poison_json(item) -> dict[str, Any]:
 def poison_list(as_json: bool) -> None:
     """Messages that failed too often."""
     from . import operations
-    items = operations.poison_list(_services())
+    items = operations.poison_list(_app())
     if as_json:
         _json([_poison_json(i) for i in items])
     elif not items:
@@ -351,7 +356,7 @@ def poison_list(as_json: bool) -> None:
 def poison_replay(message_id: str) -> None:
     """Move poison message ID back to flow-jobs."""
     from . import operations
-    new_id = operations.poison_replay(_services(), message_id)
+    new_id = operations.poison_replay(_app(), message_id)
     click.echo(f"replayed {message_id} to flow-jobs as {new_id}")
 
 

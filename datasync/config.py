@@ -1,18 +1,29 @@
-"""Settings, read once from the environment (app settings on Azure, local.settings.json
-under ``func start``, plain environment for the embedded runtime)."""
+"""Settings: every setting DataSync reads, parsed and range-checked once, one default each.
+
+They come from the environment: app settings on Azure, ``local.settings.json`` under
+``func start``, the plain environment for the embedded runtime. :meth:`Settings.from_env`
+is the only place that reads them; a bad value is a :class:`ConfigError` naming the setting.
+
+On Azure (``WEBSITE_INSTANCE_ID``, or ``CONTAINER_NAME`` with ``WEBSITE_SITE_NAME``, set by
+the platform) a port whose
+setting is missing stops the app at start (:meth:`Settings.check_cloud`) instead of
+silently falling back to SQLite on the instance's disk.
+"""
 from __future__ import annotations
 
 import os
-import signal
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import TypeVar
 
 from .exceptions import ConfigError
+from .http import RetryPolicy
 
-__all__ = ["Settings", "DEFAULT_SCAN_SCHEDULE", "project_root", "fault_point", "env_seconds"]
+__all__ = ["Settings", "DEFAULT_SCAN_SCHEDULE", "project_root"]
 
 DEFAULT_SCAN_SCHEDULE = "0 0 * * * *"
+_N = TypeVar("_N", int, float)
 
 
 def project_root() -> Path:
@@ -21,33 +32,33 @@ def project_root() -> Path:
     return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
 
 
-def fault_point(name: str) -> None:
-    """Test hook, off by default: ``DATASYNC_FAULT_POINT=<name>`` SIGKILLs this process
-    right here (the fault-injection suite crashes the runtime at exact points with it)."""
-    if os.environ.get("DATASYNC_FAULT_POINT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def env_seconds(name: str, default: float) -> float:
-    """A duration in seconds from the environment variable ``name`` (``default`` when unset)."""
-    raw = os.environ.get(name, "").strip()
+def _number(env: Mapping[str, str], name: str, kind: Callable[[str], _N], default: _N,
+            lo: _N, hi: _N) -> _N:
+    raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {raw!r}")
     return value
 
 
-def _flag(value: str | None, default: bool) -> bool:
-    if value is None or value == "":
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
         return default
-    return value.strip().lower() not in {"0", "false", "no", "off"}
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {env.get(name)!r}")
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _IDENTITY_STORAGE = (("Blob", "blobServiceUri"), ("Queue", "queueServiceUri"),
                      ("Table", "tableServiceUri"))
 
@@ -68,7 +79,10 @@ def _identity_storage(env: Mapping[str, str]) -> str | None:
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    """Every setting DataSync reads. ``local.settings.json.example`` lists the same names."""
+    """Every setting DataSync reads. ``local.settings.json.example`` lists the same names.
+
+    Embedded-runtime only (ignored by the Functions host): ``home``, ``activity_workers``,
+    ``queue_retry_delay``; the host takes their counterparts from ``host.json``."""
 
     scan_schedule: str = DEFAULT_SCAN_SCHEDULE
     home: Path = Path(".datasync")
@@ -81,27 +95,75 @@ class Settings:
     storage_connection: str | None = None
     keyvault_url: str | None = None
     pages_per_generation: int = 10
+    requeue_delay: float = 30.0
+    """Seconds a deferred job (overlap=queue, maxConcurrentRuns) waits before it is retried."""
+    start_claim_seconds: float = 30.0
+    """A Pending run record older than this whose instance does not exist was stranded by a
+    starter that died between claiming the job and starting it: a redelivery takes it over."""
+    http: RetryPolicy = field(default_factory=RetryPolicy)
+    log_level: str = "INFO"
+    activity_workers: int = 4
+    queue_retry_delay: float | None = None
+    """Embedded runtime: seconds before a failed message is retried (host.json's
+    ``visibilityTimeout`` when unset)."""
+    on_azure: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every setting; :class:`ConfigError` names the first bad one."""
         env = os.environ if env is None else env
         root = project_root()
         home = Path(env.get("DATASYNC_HOME") or ".datasync")
         flows = Path(env.get("DATASYNC_FLOWS_DIR") or root / "flows")
+        level = (env.get("DATASYNC_LOG_LEVEL") or "INFO").strip().upper()
+        if level not in _LOG_LEVELS:
+            raise ConfigError(f"DATASYNC_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, "
+                              f"got {env.get('DATASYNC_LOG_LEVEL')!r}")
+        retry_delay = env.get("DATASYNC_QUEUE_RETRY_DELAY", "").strip()
         return cls(
-            scan_schedule=env.get("DATASYNC_SCAN_SCHEDULE") or DEFAULT_SCAN_SCHEDULE,
+            scan_schedule=_scan_schedule(env),
             home=home.resolve(),
             flows_dir=flows.resolve(),
             cosmos_endpoint=env.get("COSMOS_ENDPOINT") or None,
             cosmos_key=env.get("COSMOS_KEY") or None,
             cosmos_database=env.get("COSMOS_DATABASE") or "flowsync",
             cosmos_container=env.get("COSMOS_CONTAINER") or "tenants",
-            cosmos_verify_tls=_flag(env.get("COSMOS_VERIFY_TLS"), True),
+            cosmos_verify_tls=_flag(env, "COSMOS_VERIFY_TLS", True),
             storage_connection=(env.get("AzureWebJobsStorage")
                                 or _identity_storage(env) or None),
             keyvault_url=env.get("KEYVAULT_URL") or None,
-            pages_per_generation=int(env.get("DATASYNC_PAGES_PER_GENERATION") or 10),
+            pages_per_generation=_number(env, "DATASYNC_PAGES_PER_GENERATION", int, 10, 1,
+                                         1000),
+            requeue_delay=_number(env, "DATASYNC_REQUEUE_DELAY", float, 30.0, 0.0, 86400.0),
+            start_claim_seconds=_number(env, "DATASYNC_START_CLAIM_SECONDS", float, 30.0,
+                                        0.0, 3600.0),
+            http=RetryPolicy(
+                attempts=_number(env, "DATASYNC_HTTP_ATTEMPTS", int, 5, 1, 100),
+                timeout=_number(env, "DATASYNC_HTTP_TIMEOUT", float, 30.0, 0.001, 3600.0),
+                budget=_number(env, "DATASYNC_HTTP_BUDGET", float, 300.0, 0.0, 86400.0),
+                backoff_base=_number(env, "DATASYNC_HTTP_BACKOFF_BASE", float, 0.5, 0.0,
+                                     3600.0)),
+            log_level=level,
+            activity_workers=_number(env, "DATASYNC_ACTIVITY_WORKERS", int, 4, 1, 256),
+            queue_retry_delay=(_number(env, "DATASYNC_QUEUE_RETRY_DELAY", float, 0.0, 0.0,
+                                       86400.0) if retry_delay else None),
+            on_azure=_on_azure(env),
         )
+
+    def check_cloud(self) -> None:
+        """On Azure every port must be configured: no silent SQLite on the instance disk."""
+        if not self.on_azure:
+            return
+        missing = [name for name, present in (
+            ("COSMOS_ENDPOINT", self.uses_cosmos),
+            ("AzureWebJobsStorage (or AzureWebJobsStorage__accountName)",
+             self.uses_azure_queue),
+            ("KEYVAULT_URL", self.uses_keyvault)) if not present]
+        if missing:
+            raise ConfigError(
+                "running on Azure but these app settings are missing: " + ", ".join(missing)
+                + " (without them DataSync would keep tenants, runs, queues or secrets on the "
+                "instance's local disk)")
 
     @property
     def uses_cosmos(self) -> bool:
@@ -116,8 +178,35 @@ class Settings:
     def uses_keyvault(self) -> bool:
         return bool(self.keyvault_url)
 
+    def backends(self) -> dict[str, str]:
+        """Which backend each port uses (for the start banner; no secrets)."""
+        return {"tenants": "cosmos" if self.uses_cosmos else "sqlite",
+                "runs": "cosmos" if self.uses_cosmos else "sqlite",
+                "queues": "storage" if self.uses_azure_queue else "sqlite",
+                "pages": "blob" if self.uses_azure_queue else "sqlite",
+                "secrets": "keyvault" if self.uses_keyvault else "local file"}
+
     def __repr__(self) -> str:  # never print keys or connection strings
         return (f"Settings(home={str(self.home)!r}, flows_dir={str(self.flows_dir)!r}, "
                 f"cosmos={'on' if self.uses_cosmos else 'off'}, "
                 f"queue={'azure' if self.uses_azure_queue else 'embedded'}, "
                 f"keyvault={'on' if self.uses_keyvault else 'off'})")
+
+
+def _on_azure(env: Mapping[str, str]) -> bool:
+    """Running on the Azure platform: App Service/Premium/Dedicated set
+    ``WEBSITE_INSTANCE_ID``; Linux Consumption and Flex set ``CONTAINER_NAME`` together with
+    ``WEBSITE_SITE_NAME`` (``CONTAINER_NAME`` alone is set by many container runtimes)."""
+    return bool(env.get("WEBSITE_INSTANCE_ID")
+                or (env.get("CONTAINER_NAME") and env.get("WEBSITE_SITE_NAME")))
+
+
+def _scan_schedule(env: Mapping[str, str]) -> str:
+    from .exceptions import ValidationError
+    from .schedule import validate_cron
+    value = (env.get("DATASYNC_SCAN_SCHEDULE") or DEFAULT_SCAN_SCHEDULE).strip()
+    try:
+        validate_cron(value)
+    except ValidationError as exc:
+        raise ConfigError(f"DATASYNC_SCAN_SCHEDULE: {exc}") from None
+    return value

@@ -1,35 +1,27 @@
 """``FlowContext``: what a flow step gets as ``ctx``.
 
-- ``ctx.http`` is one ``httpx.Client`` per process (thread-safe, connection pooling,
-  retries from :mod:`datasync.http`), created on first use: :func:`shared_http`.
-- ``ctx.ahttp`` is an ``httpx.AsyncClient`` for the event loop the step runs on (an
-  ``AsyncClient`` is bound to its loop; :func:`datasync.registry.call_step` keeps one loop
-  per thread, so in practice this is one client per worker thread).
+- ``ctx.http`` / ``ctx.ahttp`` are the app's clients (:class:`datasync.http.HttpClients`):
+  one ``httpx.Client`` with retries, and one ``httpx.AsyncClient`` per event loop.
 - ``ctx.secret(system, key)`` reads the :class:`~datasync.ports.SecretStore` through a
   :class:`SecretCache` (a page loop must not hit Key Vault per record) and registers every
   value with :mod:`datasync.redact`, so it is masked in logs and error texts.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable
 
-from .registry import on_loop_close, thread_loop
 
 if TYPE_CHECKING:
     import httpx
 
+    from .http import HttpClients
     from .ports import SecretStore
 
-__all__ = ["FlowContext", "SecretCache", "shared_http", "async_http", "close_shared_clients"]
-
-# datasync.http / datasync.redact are imported on first use: httpx is slow to import and
-# ``import datasync`` (which imports this module) must stay light.
+__all__ = ["FlowContext", "SecretCache"]
 
 
 class SecretCache:
@@ -86,70 +78,18 @@ class SecretCache:
         return f"SecretCache(entries={len(self)}, ttl={self.ttl})"
 
 
-# -- shared HTTP clients ---------------------------------------------------------------
-
-_http_lock = threading.Lock()
-_http: httpx.Client | None = None
-_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = \
-    weakref.WeakKeyDictionary()
-
-
-def shared_http() -> httpx.Client:
-    """The process-wide ``httpx.Client`` (retries per ``RetryPolicy.from_env()``)."""
-    global _http
-    with _http_lock:
-        if _http is None or _http.is_closed:
-            from .http import RetryPolicy, make_client
-            _http = make_client(RetryPolicy.from_env())
-        return _http
-
-
-def async_http(loop: asyncio.AbstractEventLoop | None = None) -> httpx.AsyncClient:
-    """The ``httpx.AsyncClient`` for ``loop`` (default: the running loop, else this thread's
-    step loop), created on first use."""
-    if loop is None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = thread_loop()
-    with _http_lock:
-        client = _async_clients.get(loop)
-        if client is None or client.is_closed:
-            from .http import RetryPolicy, make_async_client
-            client = make_async_client(RetryPolicy.from_env())
-            _async_clients[loop] = client
-            on_loop_close(loop, client.aclose)
-        return client
-
-
-def close_shared_clients() -> None:
-    """Close the shared clients (async ones whose loop is idle; the rest are dropped)."""
-    global _http
-    with _http_lock:
-        client, _http = _http, None
-        pending = list(_async_clients.items())
-        _async_clients.clear()
-    if client is not None:
-        client.close()
-    for loop, aclient in pending:
-        if not loop.is_closed() and not loop.is_running():
-            try:
-                loop.run_until_complete(aclient.aclose())
-            except Exception:  # noqa: BLE001 — best effort at shutdown
-                pass
-
-
 # -- the context -----------------------------------------------------------------------
 
 class FlowContext:
     """``ctx`` of a flow step. See DESIGN.md "Flow API"."""
 
     __slots__ = ("tenant_id", "flow_name", "run_id", "page_key", "config", "state",
-                 "_secrets", "_cache", "_log")
+                 "_secrets", "_cache", "_http", "_log")
 
     def __init__(self, *, tenant_id: str, flow_name: str, run_id: str, page_key: str = "",
                  config: dict[str, Any] | None = None, state: dict[str, Any] | None = None,
-                 secrets: SecretStore, cache: SecretCache | None = None) -> None:
+                 secrets: SecretStore, http: HttpClients,
+                 cache: SecretCache | None = None) -> None:
         self.tenant_id = tenant_id
         self.flow_name = flow_name
         self.run_id = run_id
@@ -158,6 +98,7 @@ class FlowContext:
         self.state: dict[str, Any] = state if state is not None else {}
         self._secrets = secrets
         self._cache = cache if cache is not None else SecretCache()
+        self._http = http
         self._log: logging.LoggerAdapter | None = None
 
     def secret(self, system: str, key: str) -> str:
@@ -171,11 +112,11 @@ class FlowContext:
 
     @property
     def http(self) -> httpx.Client:
-        return shared_http()
+        return self._http.sync
 
     @property
     def ahttp(self) -> httpx.AsyncClient:
-        return async_http()
+        return self._http.for_loop()
 
     @property
     def log(self) -> logging.LoggerAdapter:

@@ -8,6 +8,7 @@ then adds records at the source and runs again: the second run moves only the ne
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -19,11 +20,11 @@ from rich.console import Console
 from rich.table import Table
 
 from . import operations
+from .app import App
 from .config import Settings
 from .demo_apis import DemoApis
 from .names import utcnow
 from .runtime.host import LocalHost, configure_logging
-from .services import build_services, reset_services
 
 __all__ = ["run_demo"]
 
@@ -41,21 +42,17 @@ def _docs(apis: DemoApis, now_text: str) -> list[dict[str, Any]]:
             for tid, name, tz, _, _ in TENANTS]
 
 
-def _run_once(settings: Settings, console: Console, label: str) -> tuple[int, float]:
+def _run_once(app: App, console: Console, label: str) -> tuple[int, float]:
     console.print(f"[bold]{label}[/bold]: scheduler tick → queue → orchestrations → activities")
     started = time.perf_counter()
-    host = LocalHost(settings)
+    host = LocalHost(app=app)
     code = host.run(once=True)
     return code, time.perf_counter() - started
 
 
-def _summary(console: Console, settings: Settings, apis: DemoApis, title: str,
+def _summary(console: Console, app: App, apis: DemoApis, title: str,
              since: set[str]) -> set[str]:
-    svc = build_services(settings)
-    try:
-        runs = [r for r in svc.runs.list(limit=50) if r.instance_id not in since]
-    finally:
-        svc.close()
+    runs = [r for r in app.runs.list(limit=50) if r.instance_id not in since]
     table = Table(title=title, title_justify="left")
     for column in ("run", "status", "pages", "records in", "records out", "error"):
         table.add_column(column, no_wrap=column == "run",
@@ -85,46 +82,38 @@ def run_demo(home: Path | None = None) -> int:
     home = home or Path(tempfile.mkdtemp(prefix="datasync-demo-"))
     settings = Settings.from_env({**os.environ, "DATASYNC_HOME": str(home)})
     console.print(f"[bold]DataSync demo[/bold] — data in {home}")
-    with DemoApis(throttle_every=9) as apis:
+    with contextlib.ExitStack() as stack:
+        apis = stack.enter_context(DemoApis(throttle_every=9))
         for tid, _, _, records, _ in TENANTS:
             apis.add_tenant(tid, source_token=f"src-{tid}-demo-token",
                             target_token=f"erp-{tid}-demo-token", records=records)
         console.print(f"source and target APIs on {apis.base_url} "
                       f"(every 9th source request answers 429 + Retry-After)")
-        svc = build_services(settings)
-        reset_services(svc)
-        try:
-            now = utcnow()
-            tenants = operations.apply_tenants(svc, _docs(apis, now.strftime(
-                "%Y-%m-%dT%H:%M:%SZ")), now)
-            for tid, *_ in TENANTS:
-                operations.set_secret(svc, tid, "crm", "token", f"src-{tid}-demo-token")
-                operations.set_secret(svc, tid, "erp", "token", f"erp-{tid}-demo-token")
-        finally:
-            reset_services(None)
+        app = stack.enter_context(App.from_settings(settings))
+        now = utcnow()
+        tenants = operations.apply_tenants(app, _docs(apis, now.strftime(
+            "%Y-%m-%dT%H:%M:%SZ")), now)
+        for tid, *_ in TENANTS:
+            operations.set_secret(app, tid, "crm", "token", f"src-{tid}-demo-token")
+            operations.set_secret(app, tid, "erp", "token", f"erp-{tid}-demo-token")
         for tenant in tenants:
             console.print(f"tenant {tenant.tenant_id} ({tenant.timezone}): flow "
                           f"contacts-to-erp due now, daily at 02:00 local after that")
 
-        code, seconds = _run_once(settings, console, "run 1 (full sync)")
-        seen = _summary(console, settings, apis, f"run 1 — {seconds:.1f} s", set())
+        code, seconds = _run_once(app, console, "run 1 (full sync)")
+        seen = _summary(console, app, apis, f"run 1 — {seconds:.1f} s", set())
         first = {tid: apis.stats(tid)["count"] for tid, *_ in TENANTS}
 
         for tid, _, _, _, extra in TENANTS:
             apis.add_records(tid, extra)
         time.sleep(1.05)   # a new scheduledFor second, so a new instance id
-        svc = build_services(settings)
-        reset_services(svc)
-        try:
-            for tid, *_ in TENANTS:
-                operations.trigger(svc, tid, "contacts-to-erp", utcnow())
-        finally:
-            reset_services(None)
+        for tid, *_ in TENANTS:
+            operations.trigger(app, tid, "contacts-to-erp", utcnow())
         console.print("added " + ", ".join(f"{extra} records to {tid}"
                                            for tid, _, _, _, extra in TENANTS)
                       + "; triggered both flows")
-        code2, seconds = _run_once(settings, console, "run 2 (incremental)")
-        _summary(console, settings, apis, f"run 2 — {seconds:.1f} s", seen)
+        code2, seconds = _run_once(app, console, "run 2 (incremental)")
+        _summary(console, app, apis, f"run 2 — {seconds:.1f} s", seen)
 
         ok = code == 0 and code2 == 0
         for tid, _, _, records, extra in TENANTS:

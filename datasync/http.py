@@ -16,10 +16,9 @@ around httpx's own, so every request of the client gets them:
   up to its ``timeout``. Since a step's calls run one after another, this bounds a step's
   time spent on one failing call; it is per request, not a shared counter for the step.
 
-Environment overrides (read by :meth:`RetryPolicy.from_env`; used by tests and benchmarks
-to make things fast): ``DATASYNC_HTTP_ATTEMPTS`` (int ≥ 1), ``DATASYNC_HTTP_BUDGET``
-(seconds ≥ 0), ``DATASYNC_HTTP_TIMEOUT`` (seconds > 0), ``DATASYNC_HTTP_BACKOFF_BASE``
-(seconds ≥ 0).
+The policy comes from :class:`~datasync.config.Settings` (``DATASYNC_HTTP_ATTEMPTS``,
+``DATASYNC_HTTP_BUDGET``, ``DATASYNC_HTTP_TIMEOUT``, ``DATASYNC_HTTP_BACKOFF_BASE``); the
+app's :class:`HttpClients` owns the clients built from it and closes them.
 
 Retries are logged at INFO on ``datasync.http`` with method, URL without query string or
 credentials (query strings can carry tokens), status or error class, attempt and wait.
@@ -30,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
+import weakref
 import random
 import re
 import time
@@ -45,7 +46,7 @@ from .redact import redact
 
 __all__ = [
     "RetryPolicy", "RetryTransport", "AsyncRetryTransport", "make_client",
-    "make_async_client", "parse_retry_after", "RETRYABLE_ERRORS",
+    "make_async_client", "parse_retry_after", "RETRYABLE_ERRORS", "HttpClients",
 ]
 
 log = logging.getLogger("datasync.http")
@@ -75,23 +76,6 @@ class RetryPolicy:
             raise ConfigError("http attempts must be at least 1")
         if self.timeout <= 0 or self.budget < 0 or self.backoff_base < 0 or self.backoff_cap < 0:
             raise ConfigError("http timeout must be > 0; budget and backoff must be >= 0")
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "RetryPolicy":
-        """Defaults, overridden by the ``DATASYNC_HTTP_*`` variables that are set."""
-        env = os.environ if environ is None else environ
-        kwargs: dict[str, Any] = {}
-        for var, name, kind in (("DATASYNC_HTTP_ATTEMPTS", "attempts", int),
-                                ("DATASYNC_HTTP_BUDGET", "budget", float),
-                                ("DATASYNC_HTTP_TIMEOUT", "timeout", float),
-                                ("DATASYNC_HTTP_BACKOFF_BASE", "backoff_base", float)):
-            raw = env.get(var, "").strip()
-            if raw:
-                try:
-                    kwargs[name] = kind(raw)
-                except ValueError:
-                    raise ConfigError(f"{var} must be a number, got {raw!r}") from None
-        return cls(**kwargs)
 
     def backoff(self, attempt: int) -> float:
         """Full-jitter wait after failed attempt number ``attempt`` (1-based)."""
@@ -293,3 +277,58 @@ def make_async_client(policy: RetryPolicy | None = None, *,
     return httpx.AsyncClient(transport=AsyncRetryTransport(transport, policy=policy),
                              mounts=mounts or None, timeout=httpx.Timeout(policy.timeout),
                              follow_redirects=False, headers={"User-Agent": _user_agent()})
+
+
+class HttpClients:
+    """The clients behind ``ctx.http`` and ``ctx.ahttp``, owned by one app and closed by it.
+
+    One ``httpx.Client`` (thread-safe, pooled) created on first use, and one
+    ``httpx.AsyncClient`` per event loop (an async client is bound to its loop; steps run
+    on one loop per worker thread, see :func:`datasync.registry.call_step`)."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self._lock = threading.Lock()
+        self._sync: httpx.Client | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = \
+            weakref.WeakKeyDictionary()
+
+    @property
+    def sync(self) -> httpx.Client:
+        with self._lock:
+            if self._sync is None or self._sync.is_closed:
+                self._sync = make_client(self.policy)
+            return self._sync
+
+    def for_loop(self, loop: asyncio.AbstractEventLoop | None = None) -> httpx.AsyncClient:
+        """The async client of ``loop`` (default: the running loop, else this thread's
+        step loop), created on first use and closed with the loop or by :meth:`close`."""
+        from .registry import on_loop_close, thread_loop
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = thread_loop()
+        with self._lock:
+            client = self._async.get(loop)
+            if client is None or client.is_closed:
+                client = make_async_client(self.policy)
+                self._async[loop] = client
+                on_loop_close(loop, client.aclose)
+            return client
+
+    def close(self) -> None:
+        """Close the sync client, and each async client whose loop is idle (the others are
+        closed by their loop's finalizer)."""
+        with self._lock:
+            client, self._sync = self._sync, None
+            pending = list(self._async.items())
+            self._async.clear()
+        if client is not None:
+            client.close()
+        for loop, aclient in pending:
+            if not loop.is_closed() and not loop.is_running():
+                try:
+                    loop.run_until_complete(aclient.aclose())
+                except Exception:  # noqa: BLE001 — best effort at shutdown
+                    log.debug("closing an async http client failed", exc_info=True)

@@ -22,7 +22,7 @@ from datasync.demo_apis import DemoApis
 from datasync.names import utcnow
 from datasync.ports import FLOW_JOBS, FLOW_JOBS_POISON
 from datasync.runtime.host import LocalHost
-from datasync.services import build_services, reset_services
+from datasync.app import App
 
 pytestmark = pytest.mark.emulator
 
@@ -47,7 +47,7 @@ def sent(monkeypatch):
 
 @pytest.fixture
 def azure_services(emulators, keyvault_server, tmp_path, unique_name, monkeypatch):
-    """``build_services`` on the emulators; the vault client pointed at the test server."""
+    """An app on the emulators; the vault client pointed at the test server."""
     from keyvault_server import FakeCredential
 
     from datasync.adapters import azure
@@ -62,13 +62,12 @@ def azure_services(emulators, keyvault_server, tmp_path, unique_name, monkeypatc
                                   "COSMOS_DATABASE": unique_name("flowsync"),
                                   "KEYVAULT_URL": keyvault_server.url,
                                   "DATASYNC_PAGES_PER_GENERATION": "3"})
-    svc = build_services(settings)
+    svc = App.from_settings(settings)
     for name in (FLOW_JOBS, FLOW_JOBS_POISON):     # one Azurite per session: start clean
         queue = svc.queues.queue(name)
         queue.count()                               # creates it when missing
         queue.client.clear_messages()
     yield svc
-    reset_services(None)
     svc.close()
 
 
@@ -98,7 +97,7 @@ def test_full_then_incremental_sync_on_the_emulators(azure_services, keyvault_se
         assert "tenants--globex-eu--erp--token" in keyvault_server.secrets
 
         # -- run 1: everything --------------------------------------------------------
-        assert LocalHost(svc.settings, services=svc).run(once=True) == 0
+        assert LocalHost(app=svc).run(once=True) == 0
 
         for tid, records in TENANTS.items():
             stats = apis.stats(tid)
@@ -131,7 +130,7 @@ def test_full_then_incremental_sync_on_the_emulators(azure_services, keyvault_se
         apis.add_records("acme", 25)
         for tid in TENANTS:
             operations.trigger(svc, tid, FLOW, utcnow())
-        assert LocalHost(svc.settings, services=svc).run(once=True) == 0
+        assert LocalHost(app=svc).run(once=True) == 0
 
         acme = apis.stats("acme")
         assert (acme["count"], acme["maxReceives"]) == (155, 1)

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from datasync.cli import cli
-from datasync.services import get_services, reset_services
+from datasync.app import App
 
 FLOW = '''
 from datasync import Page, flow
@@ -38,9 +38,12 @@ def root(tmp_path, monkeypatch):
     monkeypatch.setenv("DATASYNC_PROJECT_ROOT", str(tmp_path))
     for name in ("COSMOS_ENDPOINT", "AzureWebJobsStorage", "KEYVAULT_URL"):
         monkeypatch.delenv(name, raising=False)
-    reset_services(None)
     yield tmp_path
-    reset_services(None)
+
+
+def store() -> App:
+    """An app over the same home, to look at what a command wrote."""
+    return App.from_settings()
 
 
 def run(*args: str, input: str | None = None):
@@ -209,7 +212,7 @@ def test_secrets_set_reads_stdin_and_never_echoes(root, stdin, stored):
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "stored secret for tenant acme, system crm, key token"
     assert "s3cr3t" not in result.output
-    assert get_services().secrets.get("acme", "crm", "token") == stored
+    assert store().secrets.get("acme", "crm", "token") == stored
 
 
 def test_secrets_set_rejects_unknown_tenant_bad_names_and_empty_values(root):
@@ -224,7 +227,7 @@ def test_secrets_set_rejects_unknown_tenant_bad_names_and_empty_values(root):
         assert result.stderr.startswith("error: ")
         assert "s3cr3t" not in result.output
     with pytest.raises(SecretNotFound):
-        get_services().secrets.get("acme", "crm", "token")
+        store().secrets.get("acme", "crm", "token")
 
 
 # -- flows ---------------------------------------------------------------------------------
@@ -259,13 +262,13 @@ def test_runs(root):
 def test_queue_put_and_poison_replay(root):
     result = run("queue", "put", "not even json")
     assert result.exit_code == 0, result.output
-    jobs = get_services().queues.queue("flow-jobs")
+    jobs = store().queues.queue("flow-jobs")
     assert [(m.id, m.body) for m in jobs.peek_all()] == [(result.stdout.strip(),
                                                           "not even json")]
 
     assert listed("poison", "list") == []
     body = '{"tenantId": "acme", "flowName": "contacts-to-erp", "scheduledFor": "x"}'
-    poison_id = get_services().queues.queue("flow-jobs-poison").send(body)
+    poison_id = store().queues.queue("flow-jobs-poison").send(body)
     items = listed("poison", "list")
     assert len(items) == 1
     assert items[0]["id"] == poison_id and items[0]["body"] == body

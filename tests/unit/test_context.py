@@ -6,7 +6,10 @@ import threading
 
 import pytest
 
-from datasync.context import FlowContext, SecretCache, async_http, shared_http
+from datasync.context import FlowContext, SecretCache
+from datasync.http import HttpClients, RetryPolicy
+
+HTTP = HttpClients(RetryPolicy())
 from datasync.exceptions import SecretNotFound
 from datasync.registry import call_step
 
@@ -42,7 +45,7 @@ def make_ctx(secrets, cache=None, **kw) -> FlowContext:
                 run_id="Workflow-acme--contacts-to-erp-20261123T140000Z",
                 page_key="Workflow-acme--contacts-to-erp-20261123T140000Z/p1",
                 config={"source_url": "http://x", "api_key": "cfg-secret-value"}, state={},
-                secrets=secrets, cache=cache)
+                secrets=secrets, cache=cache, http=HTTP)
     args.update(kw)
     return FlowContext(**args)
 
@@ -110,7 +113,7 @@ def test_cache_is_thread_safe():
 def test_defaults_and_repr_keep_values_out():
     store = CountingSecrets({("acme", "crm", "token"): "tok-xyz-secret"})
     ctx = FlowContext(tenant_id="acme", flow_name="f", run_id="r", page_key="r/p1",
-                      config=None, state=None, secrets=store)
+                      config=None, state=None, secrets=store, http=HTTP)
     assert ctx.config == {} and ctx.state == {}
     ctx.state["n"] = 1
     assert ctx.state == {"n": 1}
@@ -133,9 +136,12 @@ def test_secret_values_are_registered_for_redaction(caplog):
     assert "s3cr3t-Value-for-redaction" not in caplog.text
 
 
-def test_http_is_shared_and_ahttp_is_one_client_per_loop():
+def test_http_is_the_apps_client_and_ahttp_is_one_client_per_loop():
     ctx = make_ctx(CountingSecrets({}))
-    assert ctx.http is shared_http() is make_ctx(CountingSecrets({})).http
+    assert ctx.http is HTTP.sync is make_ctx(CountingSecrets({})).http
+    other = HttpClients(RetryPolicy())
+    assert make_ctx(CountingSecrets({}), http=other).http is not ctx.http  # per app
+    other.close()
 
     async def step(c):
         return c.ahttp
@@ -152,7 +158,7 @@ def test_http_is_shared_and_ahttp_is_one_client_per_loop():
         t.join()
     assert seen["a"][0] is seen["a"][1]          # same thread, same loop: reused
     assert seen["a"][0] is not seen["b"][0]      # another thread's loop: its own client
-    assert async_http() is call_step(step, ctx)  # sync access uses this thread's loop
+    assert HTTP.for_loop() is call_step(step, ctx)  # sync access uses this thread's loop
 
 
 def test_async_step_makes_real_requests_with_ahttp():

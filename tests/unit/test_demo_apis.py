@@ -160,7 +160,8 @@ class FakeSecrets:
 def test_example_flow_moves_every_record_once(apis, monkeypatch):
     from datasync.context import FlowContext, SecretCache
     from datasync.registry import FlowRegistry, call_step
-    monkeypatch.setenv("DATASYNC_HTTP_BACKOFF_BASE", "0.01")
+    from datasync.http import HttpClients, RetryPolicy
+    http = HttpClients(RetryPolicy(backoff_base=0.01))
     spec = FlowRegistry.discover(ROOT / "flows", ROOT).get("contacts-to-erp")
     secrets = FakeSecrets({("acme", "crm", "token"): SRC, ("acme", "erp", "token"): ERP})
     cache, state, cursor, pages = SecretCache(), {}, None, 0
@@ -170,7 +171,7 @@ def test_example_flow_moves_every_record_once(apis, monkeypatch):
         pages += 1
         ctx = FlowContext(tenant_id="acme", flow_name=spec.name, run_id="Workflow-acme-x",
                           page_key=f"Workflow-acme-x/p{pages:06d}", config=config,
-                          state=state, secrets=secrets, cache=cache)
+                          state=state, secrets=secrets, cache=cache, http=http)
         flow_obj = spec.create()
         got = call_step(flow_obj.pull, ctx, cursor)
         records = call_step(flow_obj.transform, ctx, got.records)

@@ -194,18 +194,17 @@ def test_make_client_defaults_and_injected_transport(monkeypatch):
         assert isinstance(c._transport, RetryTransport)
 
 
-def test_policy_from_env(monkeypatch):
-    monkeypatch.setenv("DATASYNC_HTTP_ATTEMPTS", "2")
-    monkeypatch.setenv("DATASYNC_HTTP_BUDGET", "1.5")
-    monkeypatch.setenv("DATASYNC_HTTP_TIMEOUT", "3")
-    monkeypatch.setenv("DATASYNC_HTTP_BACKOFF_BASE", "0.01")
-    p = RetryPolicy.from_env()
+def test_policy_from_settings():
+    from datasync.config import Settings
+    p = Settings.from_env({"DATASYNC_HTTP_ATTEMPTS": "2", "DATASYNC_HTTP_BUDGET": "1.5",
+                           "DATASYNC_HTTP_TIMEOUT": "3",
+                           "DATASYNC_HTTP_BACKOFF_BASE": "0.01"}).http
     assert (p.attempts, p.budget, p.timeout, p.backoff_base) == (2, 1.5, 3.0, 0.01)
-    assert RetryPolicy.from_env({}) == RetryPolicy()
+    assert Settings.from_env({}).http == RetryPolicy()
     with pytest.raises(ConfigError):
-        RetryPolicy.from_env({"DATASYNC_HTTP_ATTEMPTS": "many"})
+        Settings.from_env({"DATASYNC_HTTP_ATTEMPTS": "many"})
     with pytest.raises(ConfigError):
-        RetryPolicy.from_env({"DATASYNC_HTTP_ATTEMPTS": "0"})
+        Settings.from_env({"DATASYNC_HTTP_ATTEMPTS": "0"})
 
 
 # -- async -------------------------------------------------------------------------------
