@@ -1,9 +1,9 @@
-"""DataSync's Azure Functions app (Python v2 model). Thin: the functions live in
-``datasync/functions``; this file only builds the app and registers their blueprints."""
-import azure.durable_functions as df
+"""DataSync's Azure Functions app (Python v2 programming model). Thin: the functions live in
+``datasync/functions``; this file builds the app and the provider of its services."""
+from datasync.functions import AppProvider, build_function_app
 
-from datasync.functions import BLUEPRINTS
+datasync_app = AppProvider()
+"""Builds DataSync's services from the app settings on first use; the embedded runtime
+installs its own."""
 
-app = df.DFApp()
-for blueprint in BLUEPRINTS:
-    app.register_functions(blueprint)
+app = build_function_app(datasync_app)

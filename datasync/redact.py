@@ -6,9 +6,10 @@
 - :func:`redact` replaces every registered value, and its URL-encoded and JSON-escaped
   forms, with ``***`` (longest first, so a value containing another is masked whole).
 - :class:`RedactingFilter` masks log records — message, ``%`` args, tracebacks and stack
-  info; :func:`install_redaction` puts it on the handlers of a logger (root by default).
-  It covers the handlers present when called: call it again after adding handlers.
-  Custom ``extra`` attributes of records are not inspected.
+  info; :func:`install_redaction` applies it to every record the process makes (a log
+  record factory) and to the current handlers. The function app calls it at import, so it
+  covers the Functions worker's handlers too. Custom ``extra`` attributes of records are
+  not inspected.
 - :class:`RedactingLoggerAdapter` (``ctx.log``) masks before the record is even made, so
   it is safe without the filter; tracebacks it logs are inlined in the message, redacted.
 - :func:`redact_exception` gives a short, redacted, capped error text for run records.
@@ -106,12 +107,28 @@ class RedactingFilter(logging.Filter):
 _filter = RedactingFilter()
 
 
-def install_redaction(logger: logging.Logger | None = None) -> None:
-    """Add the redacting filter to each handler of ``logger`` (default: root) — once each.
+_previous_factory: Any = None
 
-    Handler filters see every record the handler emits, propagated ones included. Handlers
-    added later are not covered: call this again after adding them (it is idempotent).
-    """
+
+def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _previous_factory(*args, **kwargs)
+    _filter.filter(record)
+    return record
+
+
+def install_redaction(logger: logging.Logger | None = None) -> None:
+    """Mask every log record of the process, whichever handler emits it — once.
+
+    Installs a log-record factory that masks each record as it is made (so handlers added
+    later, such as the Functions worker's own, never see a raw value), and adds the
+    redacting filter to the current handlers of ``logger`` (default: root) as well.
+    Idempotent."""
+    global _previous_factory
+    with _lock:
+        current = logging.getLogRecordFactory()
+        if current is not _redacting_factory:
+            _previous_factory = current
+            logging.setLogRecordFactory(_redacting_factory)
     target = logger if logger is not None else logging.getLogger()
     for handler in target.handlers:
         if _filter not in handler.filters:

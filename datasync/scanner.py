@@ -6,19 +6,16 @@ the same ``scheduledFor`` on the next tick, and the instance id collapses the du
 """
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .config import fault_point
 from .exceptions import ValidationError
+from .models import Job
 from .names import format_utc, parse_utc
 from .ports import DueFlow, MessageQueue, TenantStore
-from .schedule import next_occurrence, validate_cron
+from .schedule import plan, validate_cron, validate_timezone
 
 __all__ = ["ScanResult", "scan_and_enqueue"]
 
@@ -33,51 +30,60 @@ class ScanResult:
     invalid: list[str] = field(default_factory=list)   # "tenant acme: flows[0].cron: ..."
 
 
-_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-_encode_job = json.JSONEncoder(separators=(",", ":")).encode   # the text of Job.to_message
 _MAX_PLANS = 4096         # distinct (cron, timezone) pairs remembered during one tick
 
 
 def _check(cron: object, timezone: object) -> str | None:
-    """Problem with a (cron, timezone) pair as stored, or None."""
-    if not isinstance(cron, str):
-        return f"cron: expected a string, got {type(cron).__name__}"
-    try:
-        validate_cron(cron)
-    except ValidationError as exc:
-        return f"cron: {exc}"
-    if not isinstance(timezone, str):
-        return f"timezone: expected a string, got {type(timezone).__name__}"
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return f"timezone: unknown timezone {timezone!r}"
+    """Problem with a (cron, timezone) pair as stored (``"cron: …"``/``"timezone: …"``)."""
+    for what, check, value in (("cron", validate_cron, cron),
+                               ("timezone", validate_timezone, timezone)):
+        try:
+            check(value)                                # type: ignore[operator]
+        except ValidationError as exc:
+            return f"{what}: {exc}"
     return None
-
-
-def _plan(cron: object, timezone: object, now: datetime) -> tuple[str | None, str]:
-    """``(problem, "")`` or ``(None, next run text)`` for a (cron, timezone) pair at ``now``.
-
-    Computed once per distinct pair and tick: thousands of flows share a few pairs."""
-    problem = _check(cron, timezone)
-    if problem is not None:
-        return problem, ""
-    try:
-        return None, format_utc(next_occurrence(cron, timezone, now))  # type: ignore[arg-type]
-    except ValidationError as exc:          # e.g. a cron that never fires ("0 0 0 30 2 *")
-        return f"cron: {exc}", ""
 
 
 def _problem(flow: DueFlow, known_flows: Collection[str] | None,
-             plan_problem: str | None) -> str | None:
+             pair_problem: str | None) -> str | None:
     where = f"tenant {flow.tenant_id}: flows[{flow.flow_index}]"
     if known_flows is not None and flow.flow_name not in known_flows:
         return f"{where}.name: unknown flow {flow.flow_name!r}"
-    if plan_problem is not None:
-        if plan_problem.startswith("timezone"):
-            return f"tenant {flow.tenant_id}: {plan_problem}"
-        return f"{where}.{plan_problem}"
+    if pair_problem is not None:
+        if pair_problem.startswith("timezone"):
+            return f"tenant {flow.tenant_id}: {pair_problem}"
+        return f"{where}.{pair_problem}"
     return None
+
+
+def _plan_flow(flow: DueFlow, now: datetime, checked: dict[tuple[object, object], str | None],
+               known_flows: Collection[str] | None) -> tuple[str | None, Job | None, str]:
+    """``(problem, job to enqueue or None, new nextRunUtc text)`` for one due-query row."""
+    key = (flow.cron, flow.timezone)
+    try:
+        pair_problem = checked[key]
+    except KeyError:
+        pair_problem = _check(flow.cron, flow.timezone)
+        if len(checked) < _MAX_PLANS:
+            checked[key] = pair_problem
+    except TypeError:                       # unhashable values in a hand-edited document
+        pair_problem = _check(flow.cron, flow.timezone)
+    problem = _problem(flow, known_flows, pair_problem)
+    if problem is not None:
+        return problem, None, ""
+    stored = None
+    if flow.next_run_utc is not None:
+        try:
+            stored = parse_utc(flow.next_run_utc)
+        except ValidationError as exc:
+            return (f"tenant {flow.tenant_id}: flows[{flow.flow_index}].nextRunUtc: {exc}",
+                    None, "")
+    try:
+        scheduled, next_run = plan(flow.cron, flow.timezone, stored, now)
+    except ValidationError as exc:           # e.g. a cron that never fires ("0 0 0 30 2 *")
+        return f"tenant {flow.tenant_id}: flows[{flow.flow_index}].cron: {exc}", None, ""
+    job = None if scheduled is None else Job(flow.tenant_id, flow.flow_name, scheduled)
+    return None, job, format_utc(next_run)
 
 
 def scan_and_enqueue(tenants: TenantStore, queue: MessageQueue, now: datetime, *,
@@ -87,47 +93,25 @@ def scan_and_enqueue(tenants: TenantStore, queue: MessageQueue, now: datetime, *
 
     Invalid flows are reported (tenant id and field) and skipped; the scan goes on."""
     result = ScanResult()
-    now_text = format_utc(now)
-    plans: dict[tuple[object, object], tuple[str | None, str]] = {}
+    checked: dict[tuple[object, object], str | None] = {}
     for page in tenants.due_flows(now, page_size=page_size):
         jobs: list[str] = []
         updates: list[tuple[DueFlow, str]] = []
         for flow in page:
-            key = (flow.cron, flow.timezone)
-            try:
-                plan = plans[key]
-            except KeyError:
-                plan = _plan(flow.cron, flow.timezone, now)
-                if len(plans) < _MAX_PLANS:
-                    plans[key] = plan
-            except TypeError:               # unhashable values in a hand-edited document
-                plan = _plan(flow.cron, flow.timezone, now)
-            problem = None
-            if plan[0] is not None or known_flows is not None:
-                problem = _problem(flow, known_flows, plan[0])
-            scheduled = None
-            text = flow.next_run_utc
-            if problem is None and text is not None:
-                try:
-                    stored = parse_utc(text)
-                    scheduled = text if _CANONICAL.fullmatch(text) else format_utc(stored)
-                except ValidationError as exc:
-                    problem = f"tenant {flow.tenant_id}: flows[{flow.flow_index}].nextRunUtc: {exc}"
+            problem, job, next_run = _plan_flow(flow, now, checked, known_flows)
             if problem is not None:
                 result.invalid.append(problem)
                 log.error("skipping invalid flow: %s", problem)
                 continue
-            if scheduled is not None and scheduled <= now_text:
-                jobs.append(_encode_job({"tenantId": flow.tenant_id, "flowName": flow.flow_name,
-                                         "scheduledFor": scheduled}))
-            updates.append((flow, plan[1]))
+            if job is not None:
+                jobs.append(job.to_message())
+            updates.append((flow, next_run))
         if jobs:
             queue.send_many(jobs)
             result.due += len(jobs)
-        fault_point("scan-after-enqueue")          # test hook (tests/faults), off by default
         lost = tenants.advance(updates) if updates else []
         result.advanced += len(updates) - len(lost)
         result.conflicts += len(lost)
     log.info("scheduler tick at %s: %d due, %d advanced, %d conflicts, %d invalid",
-             now_text, result.due, result.advanced, result.conflicts, len(result.invalid))
+             format_utc(now), result.due, result.advanced, result.conflicts, len(result.invalid))
     return result

@@ -1,56 +1,56 @@
-"""What the activities do: one flow step each, over the ports.
+"""What the activities do: one flow step each, over the app's ports.
 
 Page records travel between activities through the :class:`~datasync.ports.PageStore`
 (history carries a key and counts, never the data), and ``ctx.state`` travels in the
-activity inputs and outputs. ``push_page`` pushes and then checkpoints cursor, state and
-run counters in one write, so a crash between the two re-pushes with the same
-``page_key`` and an idempotent target ends with each record once.
+activity inputs and outputs (:mod:`datasync.contracts`). ``push`` pushes and then
+checkpoints cursor, state and run counters in one write, so a crash between the two
+re-pushes with the same ``page_key`` and an idempotent target ends with each record once.
 """
 from __future__ import annotations
 
-import logging
+import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .context import FlowContext, SecretCache
+from .context import FlowContext
+from .contracts import (BeginInput, Carry, FinishInput, FinishOutput, PullInput, PullOutput,
+                        PushInput, PushOutput, TransformInput, TransformOutput)
 from .exceptions import PermanentError
 from .models import RunRecord, Tenant
 from .ports import Checkpoint
 from .registry import Page, call_step
-from .services import Services
 
-__all__ = ["begin_run", "pull_page", "transform_page", "push_page", "finish_run"]
+if TYPE_CHECKING:
+    from .app import App
 
-log = logging.getLogger("datasync.steps")
-_secret_cache = SecretCache()
-
-
-TENANT_TTL = 2.0
-"""Seconds a tenant document read by one step is reused by the next steps of its run: a
-page costs three activities, and re-reading (and validating) the document each time was a
-visible share of a page's cost. An edit is seen by the next page after at most this long."""
-_tenants: dict[tuple[int, str], tuple[float, Tenant]] = {}
+__all__ = ["RunSteps", "TenantCache"]
 
 
-def _tenant(svc: Services, tenant_id: str) -> Tenant:
-    key, now = (id(svc.tenants), tenant_id), time.monotonic()
-    hit = _tenants.get(key)
-    if hit is not None and now - hit[0] < TENANT_TTL:
-        return hit[1]
-    tenant = svc.tenants.get(tenant_id)
-    if len(_tenants) > 4096:
-        _tenants.clear()
-    _tenants[key] = (now, tenant)
-    return tenant
+class TenantCache:
+    """Tenant documents reused for ``ttl`` seconds across one run's steps.
 
+    A page costs three activities, and re-reading (and validating) the document each time
+    was a visible share of a page's cost. An edit is seen by the next page after at most
+    ``ttl`` seconds."""
 
-def _context(svc: Services, args: dict[str, Any]) -> FlowContext:
-    tenant = _tenant(svc, args["tenantId"])
-    entry = tenant.flow(args["flowName"])
-    return FlowContext(tenant_id=args["tenantId"], flow_name=args["flowName"],
-                       run_id=args["runId"], page_key=args.get("pageKey", ""),
-                       config=dict(entry.config or {}), state=dict(args.get("state") or {}),
-                       secrets=svc.secrets, cache=_secret_cache)
+    def __init__(self, ttl: float = 2.0, max_entries: int = 4096) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._data: dict[str, tuple[float, Tenant]] = {}
+
+    def get(self, tenant_id: str, load: Any) -> Tenant:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._data.get(tenant_id)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        tenant: Tenant = load(tenant_id)
+        with self._lock:
+            if len(self._data) >= self.max_entries:
+                self._data.clear()
+            self._data[tenant_id] = (now, tenant)
+        return tenant
 
 
 def _records(value: Any, step: str, flow: str) -> list[dict[str, Any]]:
@@ -60,62 +60,78 @@ def _records(value: Any, step: str, flow: str) -> list[dict[str, Any]]:
     return value
 
 
-def begin_run(svc: Services, args: dict[str, Any]) -> dict[str, Any]:
-    """Mark the run Running and hand back where to start: checkpoint and counters."""
-    run = svc.runs.begin(RunRecord(instance_id=args["runId"], tenant_id=args["tenantId"],
-                                   flow_name=args["flowName"],
-                                   scheduled_for=args["scheduledFor"], status="Running"))
-    cp = svc.runs.load_checkpoint(args["tenantId"], args["flowName"])
-    return {"cursor": cp.cursor, "state": cp.state, "pages": run.pages,
-            "recordsIn": run.records_in, "recordsOut": run.records_out}
+class RunSteps:
+    """The five run steps, holding what they need: the app's ports, flows and caches."""
 
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.tenants = TenantCache()
 
-def pull_page(svc: Services, args: dict[str, Any]) -> dict[str, Any]:
-    spec = svc.registry.get(args["flowName"])
-    ctx = _context(svc, args)
-    page = call_step(spec.create().pull, ctx, args.get("cursor"))
-    if not isinstance(page, Page):
-        raise PermanentError(f"flow {spec.name!r}: pull must return a Page, "
-                             f"got {type(page).__name__}")
-    records = _records(page.records, "pull", spec.name)
-    key = None
-    if records:
-        key = f"{args['pageKey']}/pulled"
-        svc.pages.put(key, records)
-    cursor = page.cursor if page.cursor is not None else args.get("cursor")
-    return {"key": key, "count": len(records), "cursor": cursor,
-            "hasMore": bool(page.has_more), "state": ctx.state}
+    def _context(self, tenant_id: str, flow_name: str, run_id: str, page_key: str,
+                 state: dict[str, Any]) -> FlowContext:
+        tenant = self.tenants.get(tenant_id, self.app.tenants.get)
+        entry = tenant.flow(flow_name)
+        return FlowContext(tenant_id=tenant_id, flow_name=flow_name, run_id=run_id,
+                           page_key=page_key, config=dict(entry.config or {}),
+                           state=dict(state), secrets=self.app.secrets,
+                           http=self.app.http, cache=self.app.secret_cache)
 
+    def begin(self, step: BeginInput) -> Carry:
+        """Mark the run Running and hand back where to start: checkpoint and counters."""
+        runs = self.app.runs
+        run = runs.begin(RunRecord(instance_id=step.run_id, tenant_id=step.tenant_id,
+                                   flow_name=step.flow_name, scheduled_for=step.scheduled_for,
+                                   status="Running"))
+        cp = runs.load_checkpoint(step.tenant_id, step.flow_name)
+        return Carry(cursor=cp.cursor, state=cp.state, pages=run.pages,
+                     records_in=run.records_in, records_out=run.records_out)
 
-def transform_page(svc: Services, args: dict[str, Any]) -> dict[str, Any]:
-    spec = svc.registry.get(args["flowName"])
-    flow = spec.create()
-    ctx = _context(svc, args)
-    records = svc.pages.get(args["key"])
-    transform = getattr(flow, "transform", None)
-    if transform is not None:
-        records = _records(call_step(transform, ctx, records), "transform", spec.name)
-    key = f"{args['pageKey']}/out"
-    svc.pages.put(key, records)
-    return {"key": key, "count": len(records), "state": ctx.state}
-
-
-def push_page(svc: Services, args: dict[str, Any]) -> dict[str, Any]:
-    """Push (if the page has records), then checkpoint cursor, state and counters."""
-    spec = svc.registry.get(args["flowName"])
-    ctx = _context(svc, args)
-    if args.get("count"):
-        records = svc.pages.get(args["key"])
+    def pull(self, step: PullInput) -> PullOutput:
+        spec = self.app.registry.get(step.flow_name)
+        ctx = self._context(step.tenant_id, step.flow_name, step.run_id, step.page_key,
+                            step.state)
+        page = call_step(spec.create().pull, ctx, step.cursor)
+        if not isinstance(page, Page):
+            raise PermanentError(f"flow {spec.name!r}: pull must return a Page, "
+                                 f"got {type(page).__name__}")
+        records = _records(page.records, "pull", spec.name)
+        key = None
         if records:
-            call_step(spec.create().push, ctx, records)
-    svc.runs.checkpoint(args["runId"], args["tenantId"], args["flowName"],
-                        Checkpoint(cursor=args.get("cursor"), state=ctx.state),
-                        pages=args["pages"], records_in=args["recordsIn"],
-                        records_out=args["recordsOut"])
-    svc.pages.delete_prefix(args["pageKey"] + "/")
-    return {"state": ctx.state}
+            key = f"{step.page_key}/pulled"
+            self.app.pages.put(key, records)
+        cursor = page.cursor if page.cursor is not None else step.cursor
+        return PullOutput(key=key, count=len(records), cursor=cursor,
+                          has_more=bool(page.has_more), state=ctx.state)
 
+    def transform(self, step: TransformInput) -> TransformOutput:
+        spec = self.app.registry.get(step.flow_name)
+        flow = spec.create()
+        ctx = self._context(step.tenant_id, step.flow_name, step.run_id, step.page_key,
+                            step.state)
+        records = self.app.pages.get(step.key)
+        transform = getattr(flow, "transform", None)
+        if transform is not None:
+            records = _records(call_step(transform, ctx, records), "transform", spec.name)
+        key = f"{step.page_key}/out"
+        self.app.pages.put(key, records)
+        return TransformOutput(key=key, count=len(records), state=ctx.state)
 
-def finish_run(svc: Services, args: dict[str, Any]) -> dict[str, Any]:
-    svc.runs.finish(args["runId"], args["status"], args.get("error"))
-    return {"status": args["status"]}
+    def push(self, step: PushInput) -> PushOutput:
+        """Push (if the page has records), then checkpoint cursor, state and counters."""
+        spec = self.app.registry.get(step.flow_name)
+        ctx = self._context(step.tenant_id, step.flow_name, step.run_id, step.page_key,
+                            step.state)
+        if step.count and step.key is not None:
+            records = self.app.pages.get(step.key)
+            if records:
+                call_step(spec.create().push, ctx, records)
+        self.app.runs.checkpoint(step.run_id, step.tenant_id, step.flow_name,
+                                 Checkpoint(cursor=step.cursor, state=ctx.state),
+                                 pages=step.pages, records_in=step.records_in,
+                                 records_out=step.records_out)
+        self.app.pages.delete_prefix(step.page_key + "/")
+        return PushOutput(state=ctx.state)
+
+    def finish(self, step: FinishInput) -> FinishOutput:
+        self.app.runs.finish(step.run_id, step.status, step.error)
+        return FinishOutput(status=step.status)

@@ -1,37 +1,43 @@
-"""Activity functions: thin wrappers that hand one step to :mod:`datasync.steps`."""
+"""Activity functions: decode the input contract, call one run step, encode the output."""
 from __future__ import annotations
-
-from typing import Any
 
 import azure.durable_functions as df
 
-from .. import steps
-from ..services import get_services
-from . import names
+from ..contracts import BeginInput, FinishInput, PullInput, PushInput, TransformInput
+from .bindings import BEGIN_RUN, FINISH_RUN, PULL_PAGE, PUSH_PAGE, TRANSFORM_PAGE, Payload
+from .guard import guarded
+from .provider import AppProvider
 
-bp = df.Blueprint()
-
-
-@bp.activity_trigger(input_name="args", activity=names.BEGIN_RUN)
-def begin_run(args: dict[str, Any]) -> dict[str, Any]:
-    return steps.begin_run(get_services(), args)
+__all__ = ["blueprint"]
 
 
-@bp.activity_trigger(input_name="args", activity=names.PULL_PAGE)
-def pull_page(args: dict[str, Any]) -> dict[str, Any]:
-    return steps.pull_page(get_services(), args)
+def blueprint(app: AppProvider) -> df.Blueprint:
+    """The five activities, over the app ``app`` provides."""
+    bp = df.Blueprint()
 
+    @bp.activity_trigger(input_name="args", activity=BEGIN_RUN)
+    @guarded
+    def begin_run(args: Payload) -> Payload:
+        return app().steps.begin(BeginInput.from_json(args)).to_json()
 
-@bp.activity_trigger(input_name="args", activity=names.TRANSFORM_PAGE)
-def transform_page(args: dict[str, Any]) -> dict[str, Any]:
-    return steps.transform_page(get_services(), args)
+    @bp.activity_trigger(input_name="args", activity=PULL_PAGE)
+    @guarded
+    def pull_page(args: Payload) -> Payload:
+        return app().steps.pull(PullInput.from_json(args)).to_json()
 
+    @bp.activity_trigger(input_name="args", activity=TRANSFORM_PAGE)
+    @guarded
+    def transform_page(args: Payload) -> Payload:
+        return app().steps.transform(TransformInput.from_json(args)).to_json()
 
-@bp.activity_trigger(input_name="args", activity=names.PUSH_PAGE)
-def push_page(args: dict[str, Any]) -> dict[str, Any]:
-    return steps.push_page(get_services(), args)
+    @bp.activity_trigger(input_name="args", activity=PUSH_PAGE)
+    @guarded
+    def push_page(args: Payload) -> Payload:
+        return app().steps.push(PushInput.from_json(args)).to_json()
 
+    @bp.activity_trigger(input_name="args", activity=FINISH_RUN)
+    @guarded
+    def finish_run(args: Payload) -> Payload:
+        return app().steps.finish(FinishInput.from_json(args)).to_json()
 
-@bp.activity_trigger(input_name="args", activity=names.FINISH_RUN)
-def finish_run(args: dict[str, Any]) -> dict[str, Any]:
-    return steps.finish_run(get_services(), args)
+    return bp

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from datasync.functions import names
-from datasync.functions.orchestrator import bp
+from datasync.functions import bindings as names
+from datasync.functions.orchestrator import blueprint
 from datasync.runtime.durable import DurableEngine
 
 
@@ -58,10 +58,10 @@ class FakeSource:
 
 
 def run(tmp_path, source, per_generation=3):
-    fn = next(b._function for b in bp._function_builders)
+    fn = next(b._function for b in blueprint()._function_builders)
     engine = DurableEngine(tmp_path / "d.db", orchestrators={"sync_flow": fn.get_user_function()},
                            activities=source.activities())
-    iid = "Workflow-acme-f-20261123T140000Z"
+    iid = "Workflow-acme--f-20261123T140000Z"
     engine.start_new("sync_flow", iid, json.dumps({
         "tenantId": "acme", "flowName": "f", "scheduledFor": "2026-11-23T14:00:00Z",
         "pagesPerGeneration": per_generation}))
@@ -81,7 +81,7 @@ def test_pages_loop_across_generations_with_a_checkpoint_per_page(tmp_path):
     assert [c["pages"] for c in source.checkpoints] == [1, 2, 3, 4, 5, 6, 7]
     assert source.checkpoints[-1]["recordsIn"] == 22
     assert source.checkpoints[-1]["recordsOut"] == 6        # fake transform → 1 per page
-    assert source.checkpoints[-1]["pageKey"] == "Workflow-acme-f-20261123T140000Z/p000007"
+    assert source.checkpoints[-1]["pageKey"] == "Workflow-acme--f-20261123T140000Z/p7"
     kinds = [k for k, _ in source.calls]
     assert kinds.count("begin") == 1                         # not again after continue_as_new
     assert kinds.count("transform") == 6                     # the empty page is not transformed

@@ -1,0 +1,201 @@
+"""What travels between the orchestrator and its activities: one dataclass per message.
+
+Each has one encoder (:meth:`Contract.to_json`, camelCase keys) and one decoder
+(:meth:`Contract.from_json`, strict: a missing or unknown key is a ``ValidationError``).
+The orchestrator passes the JSON form through Durable (its history stores it), the
+activities decode it; page records never travel here, only their page-store key.
+
+====================  ==========================  ==========================
+activity              input                       output
+====================  ==========================  ==========================
+``begin_run``         :class:`BeginInput`         :class:`Carry`
+``pull_page``         :class:`PullInput`          :class:`PullOutput`
+``transform_page``    :class:`TransformInput`     :class:`TransformOutput`
+``push_page``         :class:`PushInput`          :class:`PushOutput`
+``finish_run``        :class:`FinishInput`        :class:`FinishOutput`
+====================  ==========================  ==========================
+
+The orchestration's own input is :class:`RunInput` (the job, plus the :class:`Carry` after a
+``continue_as_new``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from functools import cache
+from typing import Any, ClassVar, TypeVar
+
+from .exceptions import ValidationError
+
+__all__ = [
+    "Contract", "StepRef", "Carry", "RunInput", "BeginInput", "PullInput", "PullOutput",
+    "TransformInput", "TransformOutput", "PushInput", "PushOutput", "FinishInput",
+    "FinishOutput",
+]
+
+C = TypeVar("C", bound="Contract")
+Cursor = str | int | None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+@cache
+def _keys(cls: type) -> tuple[tuple[str, str, bool, type | None], ...]:
+    """(field, json key, required, nested contract class) per field of ``cls``."""
+    hints = {f.name: f for f in dataclasses.fields(cls)}
+    nested: dict[str, type | None] = getattr(cls, "_nested", {})
+    return tuple((name, _camel(name),
+                  f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+                  nested.get(name)) for name, f in hints.items())
+
+
+class Contract:
+    """Mixin for the message dataclasses: camelCase JSON in and out."""
+
+    _nested: ClassVar[dict[str, type]] = {}
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, key, _, nested in _keys(type(self)):
+            value = getattr(self, name)
+            out[key] = value.to_json() if nested is not None and value is not None else value
+        return out
+
+    @classmethod
+    def from_json(cls: type[C], data: Any) -> C:
+        if not isinstance(data, dict):
+            raise ValidationError(f"{cls.__name__}: expected a JSON object, "
+                                  f"got {type(data).__name__}")
+        keys = _keys(cls)
+        unknown = set(data) - {key for _, key, _, _ in keys}
+        if unknown:
+            raise ValidationError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
+        kwargs: dict[str, Any] = {}
+        for name, key, required, nested in keys:
+            if key not in data:
+                if required:
+                    raise ValidationError(f"{cls.__name__}: missing {key!r}")
+                continue
+            value = data[key]
+            kwargs[name] = nested.from_json(value) if nested is not None and value is not None \
+                else value  # type: ignore[attr-defined]
+        return cls(**kwargs)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepRef(Contract):
+    """Which run a step belongs to (every activity input starts with these)."""
+
+    tenant_id: str
+    flow_name: str
+    run_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Carry(Contract):
+    """Where a run stands: cursor, ``ctx.state`` and the run's cumulative counters."""
+
+    cursor: Cursor = None
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pages: int = 0
+    records_in: int = 0
+    records_out: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunInput(Contract):
+    """The ``sync_flow`` orchestration's input: the job, and after ``continue_as_new``
+    the carried position."""
+
+    _nested: ClassVar[dict[str, type]] = {"carry": Carry}
+
+    tenant_id: str
+    flow_name: str
+    scheduled_for: str
+    pages_per_generation: int = 10
+    carry: Carry | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BeginInput(Contract):
+    tenant_id: str
+    flow_name: str
+    run_id: str
+    scheduled_for: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PullInput(Contract):
+    tenant_id: str
+    flow_name: str
+    run_id: str
+    page_key: str
+    cursor: Cursor = None
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PullOutput(Contract):
+    """``key`` names the staged records in the page store (None for an empty page)."""
+
+    key: str | None
+    count: int
+    cursor: Cursor
+    has_more: bool
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TransformInput(Contract):
+    tenant_id: str
+    flow_name: str
+    run_id: str
+    page_key: str
+    key: str
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TransformOutput(Contract):
+    key: str | None
+    count: int
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PushInput(Contract):
+    """Push the staged page ``key`` (if ``count``), then checkpoint cursor, state and the
+    run's cumulative counters."""
+
+    tenant_id: str
+    flow_name: str
+    run_id: str
+    page_key: str
+    key: str | None
+    count: int
+    cursor: Cursor
+    pages: int
+    records_in: int
+    records_out: int
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PushOutput(Contract):
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FinishInput(Contract):
+    tenant_id: str
+    flow_name: str
+    run_id: str
+    status: str
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FinishOutput(Contract):
+    status: str
