@@ -39,14 +39,15 @@ import azure.functions as func
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
-from ..config import Settings, env_seconds, project_root
+from ..app import App
+from ..config import Settings, project_root
+from ..exceptions import ConfigError
 from ..names import utcnow
 from ..ports import FLOW_JOBS_POISON, QueueItem
-from ..redact import install_redaction, redact_exception
 from ..schedule import next_occurrence
-from ..services import Services, build_services, reset_services
 from .durable import DurableEngine
 from .rpc import DurableRpcServer
+from .validation import validate_app
 
 __all__ = ["LocalHost", "HostConfig", "run_local", "configure_logging"]
 
@@ -66,12 +67,13 @@ class HostConfig:
     task_hub: str = "DataSyncHub"
 
     @classmethod
-    def load(cls, root: Path) -> "HostConfig":
+    def load(cls, root: Path, settings: Settings) -> HostConfig:
         """``host.json``; ``DATASYNC_QUEUE_RETRY_DELAY`` (seconds) overrides its
         ``visibilityTimeout`` (the fault-injection tests make poisoning fast with it)."""
         config = cls._from_file(root)
-        return replace(config, visibility_timeout=env_seconds("DATASYNC_QUEUE_RETRY_DELAY",
-                                                              config.visibility_timeout))
+        if settings.queue_retry_delay is None:
+            return config
+        return replace(config, visibility_timeout=settings.queue_retry_delay)
 
     @classmethod
     def _from_file(cls, root: Path) -> "HostConfig":
@@ -101,8 +103,15 @@ class _Functions:
     activities: dict[str, tuple[Callable[..., Any], str]] = field(default_factory=dict)
 
 
+class AppRefused(ConfigError):
+    """The Python worker would refuse this app: the embedded runtime refuses it too."""
+
+
 def load_app(root: Path) -> Any:
-    """Import ``function_app.py`` the way the Python worker does and return its ``app``."""
+    """Import ``function_app.py`` the way the Python worker does and return the module.
+
+    Raises :class:`AppRefused` with the worker's own message when the worker would not load
+    a function of it (the worker then loads none: indexing is all or nothing)."""
     path = root / "function_app.py"
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
@@ -112,7 +121,10 @@ def load_app(root: Path) -> Any:
     module = importlib.util.module_from_spec(spec)
     sys.modules["function_app"] = module
     spec.loader.exec_module(module)
-    return module.app
+    problems = validate_app(module.app)
+    if problems:
+        raise AppRefused(problems[0])
+    return module
 
 
 def index_functions(app: Any) -> _Functions:
@@ -138,18 +150,24 @@ def index_functions(app: Any) -> _Functions:
     return found
 
 
-def _resolve(expr: str) -> str:
-    """``%SETTING%`` → its value, as the host resolves binding expressions."""
-    if expr.startswith("%") and expr.endswith("%"):
-        name = expr.strip("%")
-        value = os.environ.get(name)
-        if not value:
-            from ..config import DEFAULT_SCAN_SCHEDULE
-            if name == "DATASYNC_SCAN_SCHEDULE":
-                return DEFAULT_SCAN_SCHEDULE
-            raise KeyError(f"app setting {name} is not set")
+def _resolve(expr: str, settings: Settings) -> str:
+    """``%SETTING%`` → its value, as the host resolves binding expressions.
+
+    The host refuses to load a function whose setting is missing; so does this runtime,
+    except for ``DATASYNC_SCAN_SCHEDULE``, which falls back to the default with a warning
+    (so the offline demo needs no setup) — on Azure it must be set."""
+    if not (expr.startswith("%") and expr.endswith("%")):
+        return expr
+    name = expr.strip("%")
+    value = os.environ.get(name)
+    if value:
         return value
-    return expr
+    if name == "DATASYNC_SCAN_SCHEDULE":
+        log.warning("app setting DATASYNC_SCAN_SCHEDULE is not set: using %r here; the "
+                    "Functions host requires it", settings.scan_schedule)
+        return settings.scan_schedule
+    raise ConfigError(f"app setting {name} is not set: the Functions host needs it to "
+                      f"resolve the binding expression {expr!r}")
 
 
 def _fresh_durable_client_session() -> None:
@@ -171,26 +189,28 @@ async def _close_durable_client_session() -> None:
 class LocalHost:
     """Runs one Functions app on the embedded (or emulator-backed) services."""
 
-    def __init__(self, settings: Settings | None = None, *, services: Services | None = None,
+    def __init__(self, settings: Settings | None = None, *, app: App | None = None,
                  root: Path | None = None, activity_workers: int | None = None) -> None:
-        self.settings = settings or Settings.from_env()
+        self.settings = app.settings if app is not None else settings or Settings.from_env()
         self.root = root or project_root()
-        self.config = HostConfig.load(self.root)
-        self.services = services or build_services(self.settings)
-        reset_services(self.services)
-        self.functions = index_functions(load_app(self.root))
+        self.config = HostConfig.load(self.root, self.settings)
+        module = load_app(self.root)
+        self.app = app or App.from_settings(self.settings)
+        self._owns_app = app is None
+        module.datasync_app.install(self.app)
+        self.functions = index_functions(module.app)
+        self._schedules = {fn.get_function_name(): _resolve(trigger.schedule, self.settings)
+                           for fn, trigger in self.functions.timers}   # as the host: at load
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self.loop.run_forever, name="async-loop",
                                              daemon=True)
         self.engine = DurableEngine(
             self.settings.home / "durable.db",
             orchestrators=self.functions.orchestrators, activities=self.functions.activities,
-            on_resume=self.services.runs.mark_resumed, activity_runner=self._call,
-            error_text=self._error_text)
+            on_resume=self.app.runs.mark_resumed, activity_runner=self._call)
         self.rpc = DurableRpcServer(self.engine, self.config.task_hub)
         self.stopping = threading.Event()
-        self.activity_workers = activity_workers or int(
-            os.environ.get("DATASYNC_ACTIVITY_WORKERS") or 4)
+        self.activity_workers = activity_workers or self.settings.activity_workers
         self._threads: list[threading.Thread] = []
         self._inflight = 0
         self._inflight_lock = threading.Lock()
@@ -205,10 +225,6 @@ class LocalHost:
         if inspect.iscoroutinefunction(fn):
             return asyncio.run_coroutine_threadsafe(fn(**kwargs), self.loop).result()
         return fn(**kwargs)
-
-    @staticmethod
-    def _error_text(exc: BaseException) -> tuple[str, str]:
-        return redact_exception(exc, limit=2000), ""
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> "LocalHost":
@@ -228,6 +244,8 @@ class LocalHost:
                  "home %s", len({id(f) for f, _ in self.functions.activities.values()}),
                  len({id(f) for f in self.functions.orchestrators.values()}),
                  self.rpc.base_url, self.settings.home)
+        log.info("backends: %s", ", ".join(f"{port}={kind}" for port, kind in
+                                           self.settings.backends().items()))
         return self
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
@@ -251,6 +269,8 @@ class LocalHost:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._loop_thread.join(2)
         self.engine.close()
+        if self._owns_app:
+            self.app.close()
 
     # -- workers -------------------------------------------------------------------------
     def _worker_loop(self, step: Callable[[], bool], kind: str) -> None:
@@ -305,7 +325,7 @@ class LocalHost:
             log.exception("timer function %s failed", fn.get_function_name())
 
     def _timer_loop(self, fn: Any, trigger: Any) -> None:
-        schedule = _resolve(trigger.schedule)
+        schedule = self._schedules[fn.get_function_name()]
         while not self.stopping.is_set():
             now = utcnow()
             due = next_occurrence(schedule, "UTC", now)
@@ -315,8 +335,8 @@ class LocalHost:
             self._fire(fn, trigger, past_due=False)
 
     def _queue_loop(self, fn: Any, trigger: Any, client_param: str | None) -> None:
-        queue = self.services.queues.queue(trigger.queue_name)
-        poison = self.services.queues.queue(trigger.queue_name + "-poison")   # host's rule
+        queue = self.app.queues.queue(trigger.queue_name)
+        poison = self.app.queues.queue(trigger.queue_name + "-poison")   # host's rule
         user = fn.get_user_function()
         limit = threading.Semaphore(self.config.batch_size)
         while not self.stopping.is_set():
@@ -377,7 +397,7 @@ class LocalHost:
             if inspect.isawaitable(result):
                 await result
         except Exception as exc:
-            reason = redact_exception(exc, limit=1000)
+            reason = f"{type(exc).__name__}: {exc}"[:1000]   # as the worker reports it
             if item.dequeue_count >= self.config.max_dequeue_count:
                 await asyncio.to_thread(self._settle, item,
                                         lambda it: self._poison(queue, poison, it, reason))
@@ -408,7 +428,7 @@ class LocalHost:
             inflight = self._inflight
         if inflight:
             return False
-        if any(self.services.queues.queue(t.queue_name).count() for _, t, _ in
+        if any(self.app.queues.queue(t.queue_name).count() for _, t, _ in
                self.functions.queues):
             return False
         return self.engine.active_count() == 0
@@ -463,7 +483,6 @@ def configure_logging(level: str | None = None) -> None:
     root.setLevel(level)
     for noisy in ("azure", "httpx", "httpcore", "urllib3", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    install_redaction()
 
 
 def run_local(*, once: bool, settings: Settings | None = None) -> int:

@@ -108,7 +108,7 @@ def test_new_flow_file_syncs_every_record_once_then_incrementally(project):
                       for r in runs) == [("acme", "Completed", 230, 230),
                                          ("umbrella", "Completed", 60, 60)]
         acme = next(r for r in runs if r["tenantId"] == "acme")
-        assert acme["instanceId"] == "Workflow-acme-orders-sync-20251231T230000Z"
+        assert acme["instanceId"] == "Workflow-acme--orders-sync-20251231T230000Z"
         assert acme["pages"] >= 10          # 230 / 25, across continue_as_new generations
 
         # the tick moved nextRunUtc to the next 01:30 Amsterdam time

@@ -108,7 +108,9 @@ class Runtime:
         self.out_path = project.logs / f"runtime-{n}.out"
         self.err_path = project.logs / f"runtime-{n}.err"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "datasync", *args], env=env,
+            # a crash point is armed by a test-only entry point (tests/faults/faulty.py)
+            module = "tests.faults.faulty" if env.get("DATASYNC_FAULT_POINT") else "datasync"
+            self.proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env,
                                          cwd=ROOT, stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL)
         self.started = time.time()
@@ -160,6 +162,7 @@ class Project:
                     "DATASYNC_SCAN_SCHEDULE": FAR_FUTURE,
                     "DATASYNC_HTTP_BACKOFF_BASE": "0.01", "DATASYNC_LOG_LEVEL": "INFO",
                     "DATASYNC_QUEUE_RETRY_DELAY": "0.2", "DATASYNC_REQUEUE_DELAY": "0.5",
+                    "DATASYNC_START_CLAIM_SECONDS": "1",
                     **env}
         self.env.pop("AzureWebJobsStorage", None)
         self.env.pop("COSMOS_ENDPOINT", None)

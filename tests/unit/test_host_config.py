@@ -94,9 +94,9 @@ def test_function_timeout_is_valid_on_flex_consumption(host):
 
 
 def test_host_json_is_what_the_embedded_runtime_reads(host, monkeypatch):
+    from datasync.config import Settings
     from datasync.runtime.host import HostConfig
-    monkeypatch.delenv("DATASYNC_QUEUE_RETRY_DELAY", raising=False)
-    config = HostConfig.load(ROOT)
+    config = HostConfig.load(ROOT, Settings.from_env({}))
     queues = host["extensions"]["queues"]
     assert config.batch_size == queues["batchSize"]
     assert config.max_dequeue_count == queues["maxDequeueCount"]
