@@ -1,5 +1,14 @@
 """The Durable extension's HTTP API on loopback, so the real ``DurableOrchestrationClient``
-works unchanged against the embedded engine (see ``shared/notes/durable-local.md`` §E)."""
+works unchanged against the embedded engine (see ``shared/notes/durable-local.md`` §E).
+
+Status codes and error bodies are the extension's (HttpApiHandler.cs and
+HttpRequestMessageExtensions.cs ``CreateErrorResponse``, azure-functions-durable-extension
+v2.13.7): a start that hits a running instance throws OrchestrationAlreadyExistsException,
+which ``HandleRequestAsync`` answers with **500** and
+``{"Message": "Something went wrong while processing your request", "ExceptionMessage":
+"An Orchestration instance with the status Running already exists.", "ExceptionType": ...,
+"StackTrace": ...}``; the SDK's ``start_new`` then raises ``Exception(<that dict>)``. An
+unknown orchestrator is an ArgumentException: 400, and the SDK raises its ExceptionMessage."""
 from __future__ import annotations
 
 import json
@@ -9,12 +18,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .durable import DurableEngine
+from .durable import DurableEngine, InstanceExistsError, UnknownOrchestratorError
 
 __all__ = ["DurableRpcServer"]
 
 log = logging.getLogger("datasync.durable.rpc")
 PREFIX = "/durabletask/"
+RUNNING_STATUSES = ("Running", "Pending", "ContinuedAsNew", "Suspended")   # status GET → 202
+
+
+def error_body(message: str, exc: BaseException | None = None,
+               exception_type: str | None = None) -> dict[str, Any]:
+    """The extension's ``CreateErrorResponse`` body (without a .NET stack trace)."""
+    if exc is None:
+        return {"Message": message}
+    return {"Message": message, "ExceptionMessage": str(exc),
+            "ExceptionType": exception_type or type(exc).__name__, "StackTrace": None}
 
 
 class DurableRpcServer:
@@ -44,7 +63,7 @@ class DurableRpcServer:
             def _body(self) -> bytes:
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 url = urlsplit(self.path)
                 parts = [unquote(p) for p in url.path[len(PREFIX):].split("/") if p]
                 body = self._body()
@@ -54,12 +73,14 @@ class DurableRpcServer:
                     server._start(self, name, instance_id, body)
                 elif parts[:1] == ["instances"] and len(parts) == 3 and parts[2] == "terminate":
                     reason = parse_qs(url.query).get("reason", [""])[0]
-                    ok = server.engine.terminate(parts[1], reason)
-                    self._reply(202 if ok else 410)
+                    if server.engine.get_status(parts[1]) is None:
+                        self._reply(404)
+                    else:
+                        self._reply(202 if server.engine.terminate(parts[1], reason) else 410)
                 else:
                     self._reply(404, {"Message": f"not supported: POST {url.path}"})
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 parts = [unquote(p) for p in url.path[len(PREFIX):].split("/") if p]
                 if parts[:1] == ["instances"] and len(parts) == 2:
@@ -67,7 +88,7 @@ class DurableRpcServer:
                     if status is None:
                         self._reply(404)
                     else:
-                        code = 202 if status.runtime_status in ("Pending", "Running") else 200
+                        code = 202 if status.runtime_status in RUNNING_STATUSES else 200
                         self._reply(code, status.to_json())
                 else:
                     self._reply(404, {"Message": f"not supported: GET {url.path}"})
@@ -103,24 +124,34 @@ class DurableRpcServer:
         instance_id = instance_id or uuid.uuid4().hex
         try:
             input_json = json.loads(body) if body else None   # the client double-encodes
-        except ValueError:
-            handler._reply(400, {"ExceptionMessage": "input is not JSON"})
+        except ValueError as exc:
+            handler._reply(400, error_body("Invalid JSON content", exc,
+                                           "Newtonsoft.Json.JsonReaderException"))
             return
         try:
-            created = self.engine.start_new(name, instance_id, input_json)
-        except KeyError as exc:
-            handler._reply(400, {"ExceptionMessage": str(exc)})
+            self.engine.start_new(name, instance_id, input_json)
+        except UnknownOrchestratorError as exc:
+            handler._reply(400, error_body("One or more of the arguments submitted is "
+                                           "incorrect", exc, "System.ArgumentException"))
             return
-        if not created:
-            handler._reply(409, {"Message": f"An Orchestration instance with the ID "
-                                            f"'{instance_id}' already exists."})
+        except InstanceExistsError as exc:
+            handler._reply(500, error_body("Something went wrong while processing your "
+                                           "request", exc, exc.exception_type))
+            return
+        except Exception as exc:
+            log.exception("starting %s as %s failed", name, instance_id)
+            handler._reply(500, error_body("Something went wrong while processing your "
+                                           "request", exc))
             return
         with self._started_lock:
             self.started.append(instance_id)
-        handler._reply(202, {"id": instance_id,
-                             "statusQueryGetUri": f"{self.base_url}instances/{instance_id}"})
+        mgmt = f"{self.base_url}instances/{instance_id}"
+        handler._reply(202, {"id": instance_id, "statusQueryGetUri": mgmt,
+                             "sendEventPostUri": f"{mgmt}/raiseEvent/{{eventName}}",
+                             "terminatePostUri": f"{mgmt}/terminate?reason={{text}}",
+                             "purgeHistoryDeleteUri": mgmt})
 
-    def start(self) -> "DurableRpcServer":
+    def start(self) -> DurableRpcServer:
         self._thread.start()
         return self
 

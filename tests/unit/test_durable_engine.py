@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import azure.durable_functions as df
 import pytest
 
-from datasync.runtime.durable import DurableEngine
+from datasync.runtime.durable import (
+    DurableEngine,
+    InstanceExistsError,
+    ReplaySchema,
+    UnknownOrchestratorError,
+)
 
 bp = df.Blueprint()
 calls: dict[str, int] = {}
@@ -26,6 +32,11 @@ def flaky(x):
     return "ok"
 
 
+@bp.activity_trigger(input_name="x", activity="exits")
+def exits(x):
+    raise {"exit": SystemExit, "interrupt": KeyboardInterrupt}[x](3)
+
+
 @bp.orchestration_trigger(context_name="context", orchestration="sequence")
 def sequence(context):
     a = yield context.call_activity("double", context.get_input())
@@ -39,7 +50,7 @@ def retrying(context):
     args = context.get_input()
     try:
         result = yield context.call_activity_with_retry("flaky", opts, args)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the SDK raises a plain Exception
         result = "caught: " + str(exc).split(" \n ")[0]
     after = yield context.call_activity("double", 21)
     return [result, after]
@@ -61,10 +72,32 @@ def fanout(context):
     return sum(results)
 
 
+@bp.orchestration_trigger(context_name="context", orchestration="timers")
+def timers(context):
+    from datetime import timedelta
+    yield context.create_timer(context.current_utc_datetime + timedelta(milliseconds=30))
+    first = yield context.task_any([
+        context.call_activity("double", 4),
+        context.create_timer(context.current_utc_datetime + timedelta(seconds=30))])
+    both = yield context.task_all([
+        context.call_activity_with_retry("double", df.RetryOptions(10, 2), 5),
+        context.create_timer(context.current_utc_datetime + timedelta(milliseconds=20))])
+    return [first.result, both[0]]
+
+
 @bp.orchestration_trigger(context_name="context", orchestration="failing")
 def failing(context):
     yield context.call_activity("double", 1)
     raise RuntimeError("orchestrator gave up")
+
+
+@bp.orchestration_trigger(context_name="context", orchestration="calls")
+def calls_one(context):
+    name, arg = context.get_input()
+    try:
+        return (yield context.call_activity(name, arg))
+    except Exception as exc:  # noqa: BLE001 - the SDK raises a plain Exception
+        return "caught: " + str(exc).split(" \n ")[0]
 
 
 def _functions():
@@ -98,26 +131,82 @@ def _output(engine, instance_id):
 
 def test_sequence_completes_with_output(tmp_path):
     engine = _engine(tmp_path)
-    assert engine.start_new("sequence", "i1", json.dumps(5))
+    engine.start_new("sequence", "i1", json.dumps(5))
     _drain(engine)
     assert _output(engine, "i1") == ("Completed", 20)
 
 
-def test_duplicate_start_is_refused_until_failed(tmp_path):
+def test_start_on_an_active_instance_fails_with_the_extensions_message(tmp_path):
     engine = _engine(tmp_path)
-    assert engine.start_new("sequence", "dup", json.dumps(1))
-    assert not engine.start_new("sequence", "dup", json.dumps(1))
+    engine.start_new("sequence", "dup", json.dumps(1))
+    with pytest.raises(InstanceExistsError) as pending:
+        engine.start_new("sequence", "dup", json.dumps(2))
+    assert str(pending.value) == "An Orchestration instance with the status Pending already exists."
+    engine.run_orchestration_once()                   # first episode: now Running
+    with pytest.raises(InstanceExistsError, match="^An Orchestration instance with the status "
+                                                  "Running already exists.$"):
+        engine.start_new("sequence", "dup", json.dumps(2))
     _drain(engine)
-    assert not engine.start_new("sequence", "dup", json.dumps(1))   # completed: still no
-    assert engine.start_new("failing", "f1", "null")
+    assert _output(engine, "dup") == ("Completed", 4)  # the refused starts changed nothing
+
+
+@pytest.mark.parametrize("end", ["Completed", "Failed", "Terminated"])
+def test_start_on_a_finished_instance_replaces_it(tmp_path, end):
+    engine = _engine(tmp_path)
+    engine.start_new("failing" if end == "Failed" else "sequence", "again", json.dumps(1))
+    if end == "Terminated":
+        assert engine.terminate("again", "stop")
     _drain(engine)
-    assert engine.get_status("f1").runtime_status == "Failed"
-    assert "orchestrator gave up" in engine.get_status("f1").output
-    assert engine.start_new("failing", "f1", "null")                 # failed: may restart
+    assert engine.get_status("again").runtime_status == end
+    engine.start_new("sequence", "again", json.dumps(10))
+    assert engine.get_status("again").runtime_status == "Pending"
+    _drain(engine)
+    assert _output(engine, "again") == ("Completed", 40)
+
+
+def test_concurrent_starts_of_one_id_create_it_once(tmp_path):
+    engine = _engine(tmp_path)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def start(i):
+        barrier.wait()
+        try:
+            engine.start_new("sequence", "race", json.dumps(i))
+            outcomes.append("created")
+        except InstanceExistsError as exc:
+            outcomes.append(exc.status)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["Pending"] * 7 + ["created"]
+
+
+def test_unknown_orchestrator_is_refused_with_the_extensions_message(tmp_path):
+    engine = _engine(tmp_path)
+    with pytest.raises(UnknownOrchestratorError) as err:
+        engine.start_new("nope", "x", None)
+    assert str(err.value).startswith("The function 'nope' doesn't exist, is disabled, or is not "
+                                     "an orchestrator function. Additional info: The following "
+                                     "are the known orchestrator functions: 'calls', ")
+    assert engine.get_status("x") is None
+
+
+def test_failed_orchestrator_output_is_worded_as_the_extension_does(tmp_path):
+    engine = _engine(tmp_path)
+    engine.start_new("failing", "f1", "null")
+    _drain(engine)
+    assert _output(engine, "f1") == ("Failed",
+                                     "Orchestrator function 'failing' failed: orchestrator gave up")
 
 
 @pytest.mark.parametrize("fail_times, expected", [
-    (0, "ok"), (2, "ok"), (3, "caught: ValueError: boom 3"), (5, "caught: ValueError: boom 3")])
+    (0, "ok"), (2, "ok"),
+    (3, "caught: Activity function 'flaky' failed:  ValueError: boom 3"),
+    (5, "caught: Activity function 'flaky' failed:  ValueError: boom 3")])
 def test_retry_options_are_applied(tmp_path, fail_times, expected):
     engine = _engine(tmp_path)
     key = f"k{fail_times}-{tmp_path.name}"
@@ -125,6 +214,23 @@ def test_retry_options_are_applied(tmp_path, fail_times, expected):
     _drain(engine)
     assert _output(engine, "r") == ("Completed", [expected, 42])
     assert calls[key] == min(fail_times + 1, 3)
+
+
+@pytest.mark.parametrize("how, text", [("exit", "SystemExit: 3"),
+                                       ("interrupt", "KeyboardInterrupt: 3")])
+def test_a_base_exception_fails_the_activity_not_the_worker(tmp_path, how, text):
+    engine = _engine(tmp_path)
+    engine.start_new("calls", "b", json.dumps(["exits", how]))
+    _drain(engine)                                   # would raise out of run_activity_once
+    assert _output(engine, "b") == ("Completed", f"caught: Activity function 'exits' failed:  {text}")
+
+
+def test_a_missing_activity_fails_as_the_extension_says(tmp_path):
+    engine = _engine(tmp_path)
+    engine.start_new("calls", "m", json.dumps(["nope", 1]))
+    _drain(engine)
+    assert _output(engine, "m") == ("Completed", ("caught: Activity function 'nope' failed: "
+                                                  "Activity function 'nope' does not exist."))
 
 
 def test_continue_as_new_starts_fresh_generations(tmp_path):
@@ -142,6 +248,35 @@ def test_fan_out(tmp_path):
     assert _output(engine, "fo") == ("Completed", 20)
 
 
+CASES = [("sequence", 5, ("Completed", 20)),
+         ("retrying", {"key": "d-ok", "fail_times": 1}, ("Completed", ["ok", 42])),
+         ("retrying", {"key": "d-bad", "fail_times": 9},
+          ("Completed", ["caught: Activity function 'flaky' failed:  ValueError: boom 3", 42])),
+         ("generations", 3, ("Completed", 48)),
+         ("fanout", None, ("Completed", 20)),
+         ("timers", None, ("Completed", [8, 10])),
+         ("failing", None, ("Failed", ("Orchestrator function 'failing' failed: "
+                                       "orchestrator gave up")))]
+
+
+@pytest.mark.parametrize("name, arg, expected", CASES, ids=[f"{c[0]}-{i}" for i, c in
+                                                           enumerate(CASES)])
+def test_replay_schema_v3_ends_where_v1_did(tmp_path, name, arg, expected):
+    """The same orchestrations under the V1 protocol (what the engine spoke before) and V3
+    (what the extension speaks): same end state, same number of episodes and history."""
+    results = []
+    for schema in (ReplaySchema.V1, ReplaySchema.V3):
+        if isinstance(arg, dict):
+            calls.pop(arg["key"], None)
+        engine = _engine(tmp_path / f"s{schema}", replay_schema=schema)
+        engine.start_new(name, "d", json.dumps(arg))
+        _drain(engine)
+        results.append((_output(engine, "d"), [e.history_events for e in engine.episodes]))
+        engine.close()
+    assert results[0] == results[1]
+    assert results[1][0] == expected
+
+
 def test_dead_runtime_work_is_taken_over(tmp_path):
     resumed: list[str] = []
     dead = _engine(tmp_path, owner="dead", lease_seconds=0.2)
@@ -157,3 +292,18 @@ def test_dead_runtime_work_is_taken_over(tmp_path):
     _drain(alive)
     assert _output(alive, "t") == ("Completed", 4)
     assert resumed == ["t"]
+
+
+def test_an_instance_whose_runtime_died_mid_episode_is_resumed_once(tmp_path):
+    resumed: list[str] = []
+    dead = _engine(tmp_path, owner="dead", lease_seconds=0.2)
+    dead.start_new("sequence", "e", json.dumps(2))
+    with dead.db.write() as con:                   # claimed, then the runtime died
+        con.execute("UPDATE instances SET lease_owner = 'dead', lease_until = ?",
+                    (time.time() + 0.2,))
+    alive = _engine(tmp_path, owner="alive", on_resume=resumed.append)
+    assert not alive.run_orchestration_once()
+    time.sleep(0.25)
+    _drain(alive)
+    assert _output(alive, "e") == ("Completed", 8)
+    assert resumed == ["e"]

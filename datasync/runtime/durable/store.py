@@ -1,0 +1,328 @@
+"""Durable storage: every SQL statement of the embedded engine, over one SQLite file.
+
+Tables: ``instances`` (one row per instance id: status, current execution, bookkeeping,
+lease), ``history`` (the current execution's events, JSON), ``inbox`` (events not yet
+delivered; a timer is an inbox row invisible until it fires) and ``activities`` (work items,
+leased while they run). Every change is one ``BEGIN IMMEDIATE`` transaction.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...adapters.local.db import Database
+from .events import ACTIVE_STATUSES, execution_started
+from .planner import EpisodePlan
+
+__all__ = ["Claim", "DurableStore", "Loaded"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    instance_id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL,
+    input TEXT, output TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    execution_id TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0,
+    next_event_id INTEGER NOT NULL DEFAULT 0, actions_seen INTEGER NOT NULL DEFAULT 0,
+    retry_state TEXT NOT NULL DEFAULT '{}', history_bytes INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT, lease_until REAL NOT NULL DEFAULT 0, resumed_by TEXT);
+CREATE INDEX IF NOT EXISTS instances_status ON instances (status);
+CREATE TABLE IF NOT EXISTS history (
+    instance_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL,
+    PRIMARY KEY (instance_id, seq));
+CREATE TABLE IF NOT EXISTS inbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT NOT NULL,
+    execution_id TEXT NOT NULL, event TEXT NOT NULL, visible_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS inbox_visible ON inbox (visible_at);
+CREATE INDEX IF NOT EXISTS inbox_instance ON inbox (instance_id, id);
+CREATE TABLE IF NOT EXISTS activities (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT NOT NULL,
+    execution_id TEXT NOT NULL, task_id INTEGER NOT NULL, name TEXT NOT NULL,
+    input TEXT, lease_owner TEXT, lease_until REAL NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS activities_lease ON activities (lease_until);
+"""
+
+_ACTIVE_SQL = "(" + ", ".join(f"'{s}'" for s in ACTIVE_STATUSES) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A lease just taken; ``taken_over`` when it was a dead runtime's (first time for this
+    runtime and instance: ``on_resume`` fires once)."""
+
+    instance_id: str
+    taken_over: bool
+
+
+@dataclass(slots=True)
+class Loaded:
+    """An instance as an episode starts from it."""
+
+    row: sqlite3.Row
+    delivered: sqlite3.Row | None      # the first visible inbox event of this execution
+    stale: list[int]                   # inbox rows of earlier executions (dropped)
+
+    @property
+    def deliverable(self) -> bool:
+        return self.delivered is not None and self.row["status"] in ACTIVE_STATUSES
+
+
+class DurableStore:
+    """The engine's tables in ``path`` (``Database``: a connection per thread, WAL)."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = Database(path, SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- client side -------------------------------------------------------------------
+    def start(self, name: str, instance_id: str, input_json: str | None, now: float,
+              decide: Callable[[str | None], str]) -> None:
+        """Create (or replace, as ``decide`` says from the existing status) an instance
+        and its ExecutionStarted, in one transaction; ``decide`` raising leaves no trace."""
+        execution = uuid.uuid4().hex
+        with self.db.write() as con:
+            row = con.execute("SELECT status FROM instances WHERE instance_id = ?",
+                              (instance_id,)).fetchone()
+            if decide(None if row is None else row["status"]) == "replace":
+                self._purge(con, instance_id)
+            con.execute("INSERT INTO instances (instance_id, name, status, input, created_at, "
+                        "updated_at, execution_id) VALUES (?, ?, 'Pending', ?, ?, ?, ?)",
+                        (instance_id, name, input_json, now, now, execution))
+            started = execution_started(name, input_json, now, instance_id, execution)
+            self._post(con, instance_id, execution, started, now)
+
+    def instance(self, instance_id: str) -> sqlite3.Row | None:
+        return self.db.read().execute("SELECT * FROM instances WHERE instance_id = ?",
+                                      (instance_id,)).fetchone()
+
+    def terminate(self, instance_id: str, output_json: str, now: float) -> bool:
+        with self.db.write() as con:
+            cur = con.execute(f"UPDATE instances SET status = 'Terminated', output = ?, "
+                              f"updated_at = ? WHERE instance_id = ? AND status IN "
+                              f"{_ACTIVE_SQL}", (output_json, now, instance_id))
+            if cur.rowcount == 1:
+                con.execute("DELETE FROM inbox WHERE instance_id = ?", (instance_id,))
+                con.execute("DELETE FROM activities WHERE instance_id = ?", (instance_id,))
+        return cur.rowcount == 1
+
+    # -- queries -----------------------------------------------------------------------
+    def active_count(self) -> int:
+        return self.db.read().execute(
+            f"SELECT count(*) FROM instances WHERE status IN {_ACTIVE_SQL}").fetchone()[0]
+
+    def history_size(self, instance_id: str) -> tuple[int, int]:
+        row = self.db.read().execute(
+            "SELECT count(*), coalesce(sum(length(event)), 0) FROM history "
+            "WHERE instance_id = ?", (instance_id,)).fetchone()
+        return row[0], row[1]
+
+    def history_rows(self, instance_id: str) -> list[str]:
+        return [r[0] for r in self.db.read().execute(
+            "SELECT event FROM history WHERE instance_id = ? ORDER BY seq", (instance_id,))]
+
+    def next_visible_at(self) -> float | None:
+        return self.db.read().execute("SELECT min(visible_at) FROM inbox").fetchone()[0]
+
+    def ended_badly_since(self, since: float) -> list[str]:
+        return [r[0] for r in self.db.read().execute(
+            "SELECT instance_id FROM instances WHERE status IN ('Failed', 'Terminated') "
+            "AND updated_at >= ?", (since,))]
+
+    def statuses(self, instance_ids: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        con = self.db.read()
+        for i in range(0, len(instance_ids), 500):
+            chunk = instance_ids[i:i + 500]
+            for r in con.execute(f"SELECT instance_id, status FROM instances WHERE instance_id "
+                                 f"IN ({','.join('?' * len(chunk))})", chunk):
+                out[r[0]] = r[1]
+        return out
+
+    def instance_ids(self) -> list[str]:
+        return [r[0] for r in self.db.read().execute(
+            "SELECT instance_id FROM instances ORDER BY instance_id")]
+
+    # -- leases ------------------------------------------------------------------------
+    def renew(self, owner: str, held: list[tuple[str, str]], until: float) -> None:
+        with self.db.write() as con:
+            for kind, key in held:
+                table, column = (("instances", "instance_id") if kind == "instance"
+                                 else ("activities", "id"))
+                con.execute(f"UPDATE {table} SET lease_until = ? WHERE {column} = ? "
+                            f"AND lease_owner = ?", (until, key, owner))
+
+    def release_all(self, owner: str) -> None:
+        with self.db.write() as con:
+            for table in ("instances", "activities"):
+                con.execute(f"UPDATE {table} SET lease_owner = NULL, lease_until = 0 "
+                            f"WHERE lease_owner = ?", (owner,))
+
+    def release(self, instance_id: str, owner: str) -> None:
+        with self.db.write() as con:
+            con.execute("UPDATE instances SET lease_owner = NULL, lease_until = 0 "
+                        "WHERE instance_id = ? AND lease_owner = ?", (instance_id, owner))
+
+    @staticmethod
+    def _take_over(con: sqlite3.Connection, instance_id: str, previous: str | None,
+                   owner: str) -> bool:
+        """Record that ``owner`` took ``instance_id`` over from a dead runtime; True the
+        first time for this owner."""
+        if previous is None or previous == owner:
+            return False
+        cur = con.execute("UPDATE instances SET resumed_by = ? WHERE instance_id = ? "
+                          "AND resumed_by IS NOT ?", (owner, instance_id, owner))
+        return cur.rowcount == 1
+
+    # -- orchestrations ----------------------------------------------------------------
+    def any_deliverable(self, now: float) -> bool:
+        """A cheap look (no write lock) for an unleased instance with a visible event."""
+        return self.db.read().execute(
+            "SELECT 1 FROM inbox b JOIN instances i ON i.instance_id = b.instance_id "
+            "WHERE b.visible_at <= ? AND i.lease_until < ? LIMIT 1",
+            (now, now)).fetchone() is not None
+
+    def claim_instances(self, owner: str, now: float, until: float, batch: int) -> list[Claim]:
+        """Lease up to ``batch`` unleased instances with a visible event, oldest first."""
+        with self.db.write() as con:
+            rows = con.execute(
+                "SELECT i.instance_id, i.lease_owner, min(b.id) AS first FROM inbox b "
+                "JOIN instances i ON i.instance_id = b.instance_id WHERE b.visible_at <= ? "
+                "AND i.lease_until < ? GROUP BY i.instance_id ORDER BY first LIMIT ?",
+                (now, now, batch)).fetchall()
+            con.executemany("UPDATE instances SET lease_owner = ?, lease_until = ? "
+                            "WHERE instance_id = ?",
+                            [(owner, until, r["instance_id"]) for r in rows])
+            return [Claim(r["instance_id"],
+                          self._take_over(con, r["instance_id"], r["lease_owner"], owner))
+                    for r in rows]
+
+    def load(self, instance_id: str, now: float) -> Loaded:
+        con = self.db.read()
+        row = con.execute("SELECT * FROM instances WHERE instance_id = ?",
+                          (instance_id,)).fetchone()
+        stale: list[int] = []
+        delivered = None
+        for event in con.execute("SELECT id, execution_id, event, visible_at FROM inbox "
+                                 "WHERE instance_id = ? ORDER BY id", (instance_id,)):
+            if event["execution_id"] != row["execution_id"]:
+                stale.append(event["id"])
+            elif delivered is None and event["visible_at"] <= now:
+                delivered = event
+        return Loaded(row, delivered, stale)
+
+    def drop_undeliverable(self, loaded: Loaded, owner: str) -> None:
+        """Nothing to do: drop stale events (and the event of a finished instance), let go."""
+        ids = list(loaded.stale)
+        if loaded.delivered is not None and loaded.row["status"] not in ACTIVE_STATUSES:
+            ids.append(loaded.delivered["id"])
+        with self.db.write() as con:
+            con.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in ids])
+            con.execute("UPDATE instances SET lease_owner = NULL, lease_until = 0 "
+                        "WHERE instance_id = ? AND lease_owner = ?",
+                        (loaded.row["instance_id"], owner))
+
+    def commit_episode(self, loaded: Loaded, owner: str, plan: EpisodePlan,
+                       rows: list[str], seq0: int, now: float) -> bool:
+        """Apply ``plan`` (``rows``: the serialized events it appends after history event
+        ``seq0 - 1``) and let the lease go. False, with nothing changed, if this runtime lost
+        the lease meanwhile."""
+        instance_id = loaded.row["instance_id"]
+        execution = loaded.row["execution_id"]
+        with self.db.write() as con:
+            lease = con.execute("SELECT lease_owner FROM instances WHERE instance_id = ?",
+                                (instance_id,)).fetchone()
+            if lease is None or lease[0] != owner:
+                return False
+            assert loaded.delivered is not None
+            con.executemany("DELETE FROM inbox WHERE id = ?",
+                            [(loaded.delivered["id"],)] + [(i,) for i in loaded.stale])
+            if plan.status in ("Completed", "Failed"):
+                self._finish(con, instance_id, plan.status, plan.output, now)
+            elif plan.status == "ContinuedAsNew":
+                self._continue_as_new(con, loaded.row, plan.continue_input, now)
+            else:
+                self._append(con, instance_id, execution, plan, rows, seq0, now)
+        return True
+
+    def _append(self, con: sqlite3.Connection, instance_id: str, execution: str,
+                plan: EpisodePlan, rows: list[str], seq0: int, now: float) -> None:
+        con.executemany("INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)",
+                        [(instance_id, seq0 + i, r) for i, r in enumerate(rows)])
+        if plan.activities:
+            con.executemany("INSERT INTO activities (instance_id, execution_id, task_id, name, "
+                            "input) VALUES (?, ?, ?, ?, ?)",
+                            [(instance_id, execution, t, n, i) for t, n, i in plan.activities])
+        for fired, fire_at in plan.timers:
+            self._post(con, instance_id, execution, fired, fire_at)
+        con.execute("UPDATE instances SET status = 'Running', next_event_id = ?, "
+                    "actions_seen = ?, retry_state = ?, updated_at = ?, "
+                    "history_bytes = history_bytes + ?, lease_owner = NULL, lease_until = 0 "
+                    "WHERE instance_id = ?",
+                    (plan.next_event_id, plan.actions_seen, json.dumps(plan.retry), now,
+                     sum(len(r) for r in rows), instance_id))
+
+    def _continue_as_new(self, con: sqlite3.Connection, row: sqlite3.Row,
+                         input_json: str | None, now: float) -> None:
+        instance_id = row["instance_id"]
+        self._purge(con, instance_id, keep_instance=True)
+        execution = uuid.uuid4().hex
+        con.execute("UPDATE instances SET status = 'Running', input = ?, execution_id = ?, "
+                    "generation = generation + 1, next_event_id = 0, actions_seen = 0, "
+                    "retry_state = '{}', history_bytes = 0, updated_at = ?, "
+                    "lease_owner = NULL, lease_until = 0 WHERE instance_id = ?",
+                    (input_json, execution, now, instance_id))
+        self._post(con, instance_id, execution,
+                   execution_started(row["name"], input_json, now), now)
+
+    def _finish(self, con: sqlite3.Connection, instance_id: str, status: str,
+                output: str | None, now: float) -> None:
+        con.execute("UPDATE instances SET status = ?, output = ?, updated_at = ?, "
+                    "lease_owner = NULL, lease_until = 0 WHERE instance_id = ?",
+                    (status, output, now, instance_id))
+        self._purge(con, instance_id, keep_instance=True)
+
+    @staticmethod
+    def _purge(con: sqlite3.Connection, instance_id: str, keep_instance: bool = False) -> None:
+        for table in ("history", "inbox", "activities"):
+            con.execute(f"DELETE FROM {table} WHERE instance_id = ?", (instance_id,))
+        if not keep_instance:
+            con.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
+
+    @staticmethod
+    def _post(con: sqlite3.Connection, instance_id: str, execution: str,
+              event: dict[str, Any], visible_at: float) -> None:
+        con.execute("INSERT INTO inbox (instance_id, execution_id, event, visible_at) "
+                    "VALUES (?, ?, ?, ?)", (instance_id, execution, json.dumps(event), visible_at))
+
+    # -- activities --------------------------------------------------------------------
+    def any_due_activity(self, now: float) -> bool:
+        return self.db.read().execute("SELECT 1 FROM activities WHERE lease_until < ? LIMIT 1",
+                                      (now,)).fetchone() is not None
+
+    def claim_activity(self, owner: str, now: float,
+                       until: float) -> tuple[sqlite3.Row, bool] | None:
+        """Lease the oldest unleased work item: ``(row, taken_over)``, None if none."""
+        with self.db.write() as con:
+            row = con.execute("SELECT * FROM activities WHERE lease_until < ? ORDER BY id "
+                              "LIMIT 1", (now,)).fetchone()
+            if row is None:
+                return None
+            con.execute("UPDATE activities SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                        (owner, until, row["id"]))
+            return row, self._take_over(con, row["instance_id"], row["lease_owner"], owner)
+
+    def complete_activity(self, row: sqlite3.Row, owner: str, result: dict[str, Any],
+                          now: float) -> bool:
+        """Replace the work item by its result event; False if it was taken over."""
+        with self.db.write() as con:
+            cur = con.execute("DELETE FROM activities WHERE id = ? AND lease_owner = ?",
+                              (row["id"], owner))
+            if cur.rowcount != 1:
+                return False
+            self._post(con, row["instance_id"], row["execution_id"], result, now)
+        return True
