@@ -72,11 +72,7 @@ class DurableRpcServer:
                     instance_id = parts[2] if len(parts) == 3 else None
                     server._start(self, name, instance_id, body)
                 elif parts[:1] == ["instances"] and len(parts) == 3 and parts[2] == "terminate":
-                    reason = parse_qs(url.query).get("reason", [""])[0]
-                    if server.engine.get_status(parts[1]) is None:
-                        self._reply(404)
-                    else:
-                        self._reply(202 if server.engine.terminate(parts[1], reason) else 410)
+                    server._terminate(self, parts[1], parse_qs(url.query).get("reason", [""])[0])
                 else:
                     self._reply(404, {"Message": f"not supported: POST {url.path}"})
 
@@ -84,12 +80,7 @@ class DurableRpcServer:
                 url = urlsplit(self.path)
                 parts = [unquote(p) for p in url.path[len(PREFIX):].split("/") if p]
                 if parts[:1] == ["instances"] and len(parts) == 2:
-                    status = server.engine.get_status(parts[1])
-                    if status is None:
-                        self._reply(404)
-                    else:
-                        code = 202 if status.runtime_status in RUNNING_STATUSES else 200
-                        self._reply(code, status.to_json())
+                    server._status(self, parts[1])
                 else:
                     self._reply(404, {"Message": f"not supported: GET {url.path}"})
 
@@ -118,6 +109,22 @@ class DurableRpcServer:
                                "rewindPostUri": f"{mgmt}/rewind?reason={{text}}",
                                "purgeHistoryDeleteUri": mgmt},
             "baseUrl": base, "requiredQueryStringParameters": "", "rpcBaseUrl": base})
+
+    def _status(self, handler: Any, instance_id: str) -> None:
+        """HandleGetStatusRequestAsync: 404 unknown, 202 while running, else 200."""
+        status = self.engine.get_status(instance_id)
+        if status is None:
+            handler._reply(404)
+        else:
+            handler._reply(202 if status.runtime_status in RUNNING_STATUSES else 200,
+                           status.to_json())
+
+    def _terminate(self, handler: Any, instance_id: str, reason: str) -> None:
+        """HandleTerminateInstanceRequestAsync: 404 unknown, 410 already ended, else 202."""
+        if self.engine.get_status(instance_id) is None:
+            handler._reply(404)
+        else:
+            handler._reply(202 if self.engine.terminate(instance_id, reason) else 410)
 
     def _start(self, handler: Any, name: str, instance_id: str | None, body: bytes) -> None:
         import uuid

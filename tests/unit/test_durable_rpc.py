@@ -31,14 +31,11 @@ def once(context):
 
 @pytest.fixture
 def served(tmp_path):
-    fns = [b._function for b in bp._function_builders]
+    fns = {f.get_trigger().type: f for f in (b._function for b in bp._function_builders)}
     engine = DurableEngine(
         tmp_path / "durable.db",
-        orchestrators={"once": next(f.get_user_function() for f in fns
-                                    if f.get_trigger().type == "orchestrationTrigger")},
-        activities={"echo": (echo._function.get_user_function() if hasattr(echo, "_function")
-                             else next(f.get_user_function() for f in fns
-                                       if f.get_trigger().type == "activityTrigger"), "x")})
+        orchestrators={"once": fns["orchestrationTrigger"].get_user_function()},
+        activities={"echo": (fns["activityTrigger"].get_user_function(), "x")})
     rpc = DurableRpcServer(engine).start()
     yield engine, rpc
     rpc.stop()
