@@ -1,9 +1,10 @@
 """The small interfaces the function code talks to.
 
-Each port has an embedded adapter (``datasync.adapters.local``) and an Azure adapter
-(``datasync.adapters.azure``). ``datasync.services.build_services`` picks them from settings.
-Everything here is synchronous; adapters own their connections and are safe to share
-between threads.
+Each port has three adapters: embedded (``datasync.adapters.local``: SQLite and a file),
+Azure (``datasync.adapters.azure``) and in-memory (``datasync.adapters.memory``, for fast
+unit tests). ``datasync.services.build_services`` picks them from settings. Everything
+here is synchronous; adapters own their connections and are safe to share between threads.
+``tests/contract`` runs one suite of tests, written from these docstrings, on every adapter.
 """
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DueFlow", "QueueItem", "Checkpoint", "TenantStore", "MessageQueue", "QueueBackend",
-    "SecretStore", "RunStore", "PageStore", "FLOW_JOBS", "FLOW_JOBS_POISON",
+    "SecretStore", "RunStore", "PageStore", "Clock", "FLOW_JOBS", "FLOW_JOBS_POISON",
 ]
 
 FLOW_JOBS = "flow-jobs"
 FLOW_JOBS_POISON = "flow-jobs-poison"
+
+Clock = Callable[[], datetime]
+"""Now, as an aware UTC ``datetime``; adapters that take one use it for every timestamp."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +37,7 @@ class DueFlow:
     cron: Any
     timezone: Any
     next_run_utc: Any          # the stored value (str or None) — validated by the scheduler
-    etag: str                  # document version the row was read at
+    etag: str                  # what :meth:`TenantStore.advance` compares against
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,69 +60,174 @@ class Checkpoint:
 
 
 class TenantStore(Protocol):
-    def get(self, tenant_id: str) -> Tenant: ...            # NotFound when missing
-    def get_with_etag(self, tenant_id: str) -> tuple[Tenant, str]: ...
-    def list(self) -> Iterator[Tenant]: ...
-    def upsert_many(self, tenants: list[Tenant]) -> None: ...
-    def replace_if_match(self, tenant: Tenant, etag: str) -> bool: ...   # False on etag conflict
-    def due_flows(self, now: datetime, *, page_size: int = 1000) -> Iterator[list[DueFlow]]: ...
-    def advance(self, updates: list[tuple[DueFlow, str]]) -> list[DueFlow]: ...
-    """Set each flow's ``nextRunUtc`` if its document is still at ``flow.etag``.
+    """Tenant documents, versioned by an opaque etag."""
 
-    Returns the flows that lost a race (their document changed since it was read)."""
+    def get(self, tenant_id: str) -> Tenant:
+        """The tenant; :class:`~datasync.exceptions.NotFound` when missing,
+        :class:`~datasync.exceptions.InvalidDocument` when its stored document is invalid."""
+        ...
+
+    def get_with_etag(self, tenant_id: str) -> tuple[Tenant, str]:
+        """The tenant and the etag to pass to :meth:`replace_if_match` (errors as ``get``)."""
+        ...
+
+    def iter_tenants(self) -> Iterator[Tenant]:
+        """Every tenant, by id; an invalid stored document is logged and skipped."""
+        ...
+
+    def upsert_many(self, tenants: list[Tenant]) -> None:
+        """Create or overwrite each document (each one gets a new etag)."""
+        ...
+
+    def replace_if_match(self, tenant: Tenant, etag: str) -> bool:
+        """Overwrite the document iff it is still at ``etag``; False on a conflict,
+        :class:`~datasync.exceptions.NotFound` when the tenant is gone."""
+        ...
+
+    def due_flows(self, now: datetime, *, page_size: int = 1000) -> Iterator[list[DueFlow]]:
+        """Enabled flows of unpaused tenants whose ``nextRunUtc`` is missing or <= ``now``,
+        in pages of at most ``page_size``; each due flow exactly once."""
+        ...
+
+    def advance(self, updates: list[tuple[DueFlow, str]]) -> list[DueFlow]:
+        """Set each flow's ``nextRunUtc`` iff it is still what the scan read (``flow.etag``).
+
+        Returns the flows that lost a race (changed since read, or gone)."""
+        ...
 
 
 class MessageQueue(Protocol):
+    """One queue with Storage-queue semantics: visibility timeouts, dequeue counts, pop
+    receipts (a receive hands out a receipt; only its holder may delete or extend)."""
+
     name: str
-    def send(self, text: str, *, visibility_delay: float = 0.0) -> str: ...
-    def send_many(self, texts: Iterable[str]) -> None: ...
-    def receive(self, max_messages: int, visibility_timeout: float) -> list[QueueItem]: ...
-    def delete(self, item: QueueItem) -> None: ...
-    def extend(self, item: QueueItem, visibility_timeout: float) -> QueueItem: ...
-    def peek_all(self) -> list[QueueItem]: ...
-    def remove(self, message_id: str) -> QueueItem: ...    # NotFound when missing
-    def count(self) -> int: ...
-    def move_to(self, item: QueueItem, target: "MessageQueue", reason: str) -> None: ...
-    """Put ``item``'s body on ``target`` (with ``reason`` where supported), then delete it here."""
+
+    def send(self, text: str, *, visibility_delay: float = 0.0) -> str:
+        """Enqueue ``text``, hidden for ``visibility_delay`` seconds; returns the message id."""
+        ...
+
+    def send_many(self, texts: Iterable[str]) -> None:
+        """Enqueue each text, visible at once."""
+        ...
+
+    def receive(self, max_messages: int, visibility_timeout: float) -> list[QueueItem]:
+        """Up to ``max_messages`` visible messages, each hidden for ``visibility_timeout``
+        seconds, its ``dequeue_count`` raised by one and a new pop receipt handed out."""
+        ...
+
+    def delete(self, item: QueueItem) -> None:
+        """Delete a received message; a stale receipt or a gone message is a no-op."""
+        ...
+
+    def extend(self, item: QueueItem, visibility_timeout: float) -> QueueItem:
+        """Keep a held message hidden ``visibility_timeout`` seconds from now; returns the
+        item to use from now on. :class:`~datasync.exceptions.NotFound` when no longer held."""
+        ...
+
+    def peek_all(self) -> list[QueueItem]:
+        """Messages without receiving them (dequeue counts unchanged), oldest first."""
+        ...
+
+    def remove(self, message_id: str) -> QueueItem:
+        """Take one message out by id; :class:`~datasync.exceptions.NotFound` when missing."""
+        ...
+
+    def count(self) -> int:
+        """Messages in the queue, hidden ones included."""
+        ...
+
+    def move_to(self, item: QueueItem, target: MessageQueue, reason: str) -> None:
+        """Put ``item``'s body on ``target`` (with ``reason`` where the backend keeps it,
+        else in the log), then delete it here."""
+        ...
 
 
 class QueueBackend(Protocol):
-    def queue(self, name: str) -> MessageQueue: ...
+    def queue(self, name: str) -> MessageQueue:
+        """The queue called ``name`` (created on first use)."""
+        ...
 
 
 class SecretStore(Protocol):
-    def get(self, tenant: str, system: str, key: str) -> str: ...   # SecretNotFound
-    def set(self, tenant: str, system: str, key: str, value: str) -> None: ...
+    def get(self, tenant: str, system: str, key: str) -> str:
+        """The value; :class:`~datasync.exceptions.SecretNotFound` when missing."""
+        ...
+
+    def set(self, tenant: str, system: str, key: str, value: str) -> None:
+        """Store a value (a new version where the backend keeps versions)."""
+        ...
 
 
 class RunStore(Protocol):
-    """Run history plus each tenant+flow's checkpoint (cursor and ``ctx.state``)."""
+    """Run history plus each tenant+flow's checkpoint (cursor and ``ctx.state``).
 
-    def load_checkpoint(self, tenant: str, flow: str) -> Checkpoint: ...
-    def begin(self, run: RunRecord) -> RunRecord: ...
-    """Create the run record, or on a resume return the stored one with ``resumes`` += 1."""
+    A run record is keyed by its instance id (tenant, flow and ``scheduledFor``): the
+    starter's dedupe is :meth:`create`, an atomic conditional insert."""
+
+    def create(self, run: RunRecord) -> bool:
+        """Insert ``run`` (a Pending record) iff no record with its instance id exists,
+        stamping its claim time. True: this caller won and must start the run; False: a
+        record exists already (in whatever status: the job is a duplicate, skip it)."""
+        ...
+
+    def take_over_pending(self, instance_id: str, *, older_than: datetime) -> bool:
+        """Re-claim a Pending record nobody started (its claim older than ``older_than``,
+        capped at now), stamping a new claim time. Atomic: of callers racing on one
+        record, exactly one gets True; False when it is not Pending, not stale, or gone."""
+        ...
+
+    def load_checkpoint(self, tenant: str, flow: str) -> Checkpoint:
+        """The last saved cursor and state; an empty :class:`Checkpoint` when none."""
+        ...
+
+    def begin(self, run: RunRecord) -> RunRecord:
+        """Mark the run Running (creating it if missing); a run started before (failed,
+        resumed) is a resume: ``resumes`` += 1, counters kept. Returns the stored record."""
+        ...
+
     def checkpoint(self, instance_id: str, tenant: str, flow: str, cp: Checkpoint,
-                   *, pages: int, records_in: int, records_out: int) -> None: ...
-    """Atomically save cursor+state and the run's counters (cumulative values)."""
-    def finish(self, instance_id: str, status: str, error: str | None = None) -> None: ...
-    def mark_pending(self, run: RunRecord) -> bool: ...
-    """Record a run as Pending unless one with that id is Pending/Running/Completed."""
-    def mark_resumed(self, instance_id: str) -> None: ...
-    """Count a pick-up of an interrupted run (``resumes`` += 1)."""
-    def get(self, instance_id: str) -> RunRecord: ...      # NotFound
-    def record(self, run: RunRecord) -> None: ...          # upsert a whole record (e.g. Skipped)
-    def list(self, *, tenant: str | None = None, flow: str | None = None,
-             status: str | None = None, limit: int = 100) -> list[RunRecord]: ...
-    def active(self, tenant: str, flow: str | None = None) -> list[RunRecord]: ...
-    """Runs with status Pending or Running for a tenant (and flow)."""
+                   *, pages: int, records_in: int, records_out: int) -> None:
+        """Save cursor+state and the run's counters (cumulative values, not increments);
+        with no run record the checkpoint is still saved."""
+        ...
+
+    def finish(self, instance_id: str, status: str, error: str | None = None) -> None:
+        """Set the final status, error and ``finishedAt``; an unknown run is a no-op."""
+        ...
+
+    def mark_resumed(self, instance_id: str) -> None:
+        """Count a pick-up of an interrupted run (``resumes`` += 1; unknown: no-op)."""
+        ...
+
+    def get(self, instance_id: str) -> RunRecord:
+        """The record; :class:`~datasync.exceptions.NotFound` when missing."""
+        ...
+
+    def record(self, run: RunRecord) -> None:
+        """Upsert a whole record (e.g. Skipped)."""
+        ...
+
+    def recent(self, *, tenant: str | None = None, flow: str | None = None,
+               status: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Up to ``limit`` records, newest first (creation time, then instance id)."""
+        ...
+
+    def active(self, tenant: str, flow: str | None = None) -> list[RunRecord]:
+        """Runs with status Pending or Running for a tenant (and flow)."""
+        ...
 
 
 class PageStore(Protocol):
     """Holds a page's records between activities, so history carries a key, not the data."""
 
-    def put(self, key: str, records: list[dict[str, Any]]) -> None: ...
-    def get(self, key: str) -> list[dict[str, Any]]: ...
-    def delete_prefix(self, prefix: str) -> None: ...
+    def put(self, key: str, records: list[dict[str, Any]]) -> None:
+        """Store (or overwrite) JSON records under ``key``."""
+        ...
 
+    def get(self, key: str) -> list[dict[str, Any]]:
+        """The records; :class:`~datasync.exceptions.NotFound` when gone."""
+        ...
 
-Clock = Callable[[], datetime]
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every key starting with ``prefix`` (none: a no-op)."""
+        ...

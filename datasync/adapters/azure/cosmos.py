@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 from ...config import Settings
 from ...exceptions import ConfigError, InvalidDocument, NotFound
@@ -86,6 +86,7 @@ class CosmosTenantStore:
         if self._container is None:
             with self._lock:
                 if self._container is None:
+                    assert self._database is not None   # set unless a container was given
                     self._container = self._database.container(self.settings.cosmos_container)
         return self._container
 
@@ -98,7 +99,8 @@ class CosmosTenantStore:
     def _read(self, tenant_id: str) -> dict[str, Any]:
         from azure.cosmos.exceptions import CosmosResourceNotFoundError
         try:
-            return self.container.read_item(tenant_id, partition_key=tenant_id)
+            doc: dict[str, Any] = self.container.read_item(tenant_id, partition_key=tenant_id)
+            return doc
         except CosmosResourceNotFoundError:
             raise NotFound(f"unknown tenant {tenant_id!r}") from None
 
@@ -109,7 +111,7 @@ class CosmosTenantStore:
     def get(self, tenant_id: str) -> Tenant:
         return self.get_with_etag(tenant_id)[0]
 
-    def list(self) -> Iterator[Tenant]:
+    def iter_tenants(self) -> Iterator[Tenant]:
         """Every tenant by id, page by page. Invalid documents are logged and skipped."""
         pages = self.container.query_items(
             "SELECT * FROM c WHERE c.type = 'Tenant' ORDER BY c.id",
@@ -168,9 +170,10 @@ class CosmosTenantStore:
                       and slots[i].get("r") == next_run and slots[i].get("e", True) is True),
                      start)
         last[0], last[1] = key, index
-        return DueFlow(tenant_id=row.get("tenantId"), flow_index=index, flow_name=name,
-                       cron=row.get("cron"), timezone=row.get("timezone", "UTC"),
-                       next_run_utc=next_run, etag=row.get("_etag"))
+        return DueFlow(tenant_id=cast(str, row.get("tenantId")), flow_index=index,
+                       flow_name=name, cron=row.get("cron"),
+                       timezone=row.get("timezone", "UTC"), next_run_utc=next_run,
+                       etag=cast(str, row.get("_etag")))   # raw: the scheduler validates
 
     def advance(self, updates: list[tuple[DueFlow, str]]) -> list[DueFlow]:
         """Per tenant: read, set each flow's ``nextRunUtc``, replace ``IfNotModified``.
@@ -218,3 +221,5 @@ class CosmosTenantStore:
         log.warning("tenant %s kept changing; its next runs are left for the next tick",
                     tenant_id)
         return [flow for flow, _ in items]
+
+    list = iter_tenants   # deprecated: the old name (shadows the builtin); use iter_tenants()

@@ -43,6 +43,7 @@ class CosmosDatabase:
         if self._client is None:
             from azure.cosmos import CosmosClient
             s = self.settings
+            assert s.cosmos_endpoint   # checked in __init__
             credential = self._credential or s.cosmos_key
             if credential is None:
                 from azure.identity import DefaultAzureCredential

@@ -50,7 +50,7 @@ class KeyVaultSecretStore:
             raise SecretNotFound(tenant, system, key) from None
         if secret.value is None:
             raise SecretNotFound(tenant, system, key)
-        return secret.value
+        return str(secret.value)
 
     def set(self, tenant: str, system: str, key: str, value: str) -> None:
         """Store ``value`` as a new version of the secret."""

@@ -64,7 +64,8 @@ class BlobPageStore:
             data = self._ensure().download_blob(key).readall()
         except ResourceNotFoundError:
             raise NotFound(f"staged page {key!r} is gone") from None
-        return json.loads(data)
+        records: list[dict[str, Any]] = json.loads(data)
+        return records
 
     def delete_prefix(self, prefix: str) -> None:
         """Delete every blob whose name starts with ``prefix`` (a gone one is fine)."""

@@ -4,11 +4,14 @@ Containers (both partitioned by ``/tenantId``, created when missing with key aut
 Bicep template creates them for managed identity):
 
 - ``runs``: one item per run, ``id`` = the instance id, the ``runs --json`` fields plus
-  ``type: "Run"`` and ``createdAt`` (the order of ``list``);
+  ``type: "Run"``, ``createdAt`` (the order of ``recent``) and ``claimedAt`` (when
+  ``create`` or ``take_over_pending`` last claimed it);
 - ``checkpoints``: one item per tenant+flow, ``id`` = ``{tenant}--{flow}`` (the name rules
   forbid ``--`` inside either, so ids never collide): cursor, ``ctx.state``, and the run
   and counters that saved them.
 
+The starter's dedupe, ``create``, is one ``create_item``: Cosmos keeps ``id`` unique per
+partition (the tenant), so of racing starters exactly one succeeds and the others get 409.
 Where the SQLite store uses a transaction, this one does an etag-guarded read-modify-write
 (``IfNotModified`` replace, re-read on 412; ``create_item`` for a new run, re-read on 409).
 
@@ -30,13 +33,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from datetime import datetime
 from typing import Any, Callable
 
 from ...config import Settings
 from ...exceptions import ConfigError, NotFound, TransientError
 from ...models import RunRecord
 from ...names import format_utc, utcnow
-from ...ports import Checkpoint
+from ...ports import Checkpoint, Clock
 from .cosmos import SYSTEM_KEYS
 from .cosmos_db import CosmosDatabase
 
@@ -75,7 +79,8 @@ class CosmosRunStore:
     def __init__(self, settings: Settings, *, database: CosmosDatabase | None = None,
                  runs_container: str = RUNS_CONTAINER,
                  checkpoints_container: str = CHECKPOINTS_CONTAINER,
-                 credential: Any = None, **client_kwargs: Any) -> None:
+                 credential: Any = None, clock: Clock | None = None,
+                 **client_kwargs: Any) -> None:
         if database is None and not settings.cosmos_endpoint:
             raise ConfigError("COSMOS_ENDPOINT is not set")
         self.settings = settings
@@ -86,6 +91,10 @@ class CosmosRunStore:
         self._checkpoints_name = checkpoints_container
         self._partitions: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
+        self._clock = clock
+
+    def _now(self) -> str:
+        return format_utc((self._clock or utcnow)())
 
     def __repr__(self) -> str:
         return (f"CosmosRunStore({self.settings.cosmos_endpoint!r}, "
@@ -161,7 +170,8 @@ class CosmosRunStore:
     def _checkpoint_item(self, tenant: str, flow: str) -> Doc | None:
         from azure.cosmos.exceptions import CosmosResourceNotFoundError
         try:
-            return self.checkpoints.read_item(f"{tenant}--{flow}", partition_key=tenant)
+            doc: Doc = self.checkpoints.read_item(f"{tenant}--{flow}", partition_key=tenant)
+            return doc
         except CosmosResourceNotFoundError:
             return None
 
@@ -179,7 +189,7 @@ class CosmosRunStore:
         self.checkpoints.upsert_item({
             "id": f"{tenant}--{flow}", "tenantId": tenant, "flowName": flow,
             "cursor": cp.cursor, "state": cp.state, "runId": instance_id, **counters,
-            "updatedAt": format_utc(utcnow())})
+            "updatedAt": self._now()})
         try:
             self.runs.patch_item(instance_id, partition_key=tenant, patch_operations=[
                 {"op": "set", "path": f"/{key}", "value": value}
@@ -188,20 +198,38 @@ class CosmosRunStore:
             pass
 
     # -- the run lifecycle ---------------------------------------------------------------
-    def mark_pending(self, run: RunRecord) -> bool:
+    def create(self, run: RunRecord) -> bool:
+        """``create_item``: the service's own uniqueness on ``id`` decides; 409 → False."""
+        from azure.cosmos.exceptions import CosmosResourceExistsError
+        now = self._now()
+        try:
+            self._remember(self.runs.create_item({**_item(run, now), "claimedAt": now}))
+        except CosmosResourceExistsError:
+            return False
+        return True
+
+    def take_over_pending(self, instance_id: str, *, older_than: datetime) -> bool:
+        """An etag-guarded replace of a stale Pending item's ``claimedAt``: of racing
+        callers one replace wins, the others get 412, re-read and find the claim fresh."""
+        doc = self._locate(instance_id)
+        if doc is None:
+            return False
+        now = (self._clock or utcnow)()
+        cutoff, stamp = format_utc(min(older_than, now)), format_utc(now)
+
         def change(cur: Doc | None) -> Doc | None:
-            if cur is None:
-                return _item(run, format_utc(utcnow()))
-            if cur.get("status") in (*ACTIVE, "Completed"):
+            if cur is None or cur.get("status") != "Pending":
                 return None
-            return {**cur, "status": run.status, "error": None}
-        return self._update(run.tenant_id, run.instance_id, change)[0]
+            claimed = cur.get("claimedAt") or cur.get("createdAt") or ""
+            return {**cur, "claimedAt": stamp} if claimed < cutoff else None
+        return self._update(doc["tenantId"], instance_id, change, doc)[0]
 
     def begin(self, run: RunRecord) -> RunRecord:
-        now = format_utc(utcnow())
+        now = self._now()
         saved = self._checkpoint_item(run.tenant_id, run.flow_name)
-        counters = ({k: saved[k] for k in ("pages", "recordsIn", "recordsOut") if k in saved}
-                    if saved and saved.get("runId") == run.instance_id else {})
+        counters: Doc = (
+            {k: saved[k] for k in ("pages", "recordsIn", "recordsOut") if k in saved}
+            if saved and saved.get("runId") == run.instance_id else {})
 
         def change(cur: Doc | None) -> Doc:
             if cur is None:
@@ -221,7 +249,7 @@ class CosmosRunStore:
         doc = self._locate(instance_id)
         if doc is None:
             return
-        now = format_utc(utcnow())
+        now = self._now()
         self._update(doc["tenantId"], instance_id, lambda cur: None if cur is None else {
             **cur, "status": status, "error": error, "finishedAt": now}, doc)
 
@@ -233,9 +261,13 @@ class CosmosRunStore:
             **cur, "resumes": int(cur.get("resumes") or 0) + 1}, doc)
 
     def record(self, run: RunRecord) -> None:
-        """Upsert the whole record (``createdAt`` kept when it exists)."""
-        self._update(run.tenant_id, run.instance_id, lambda cur: _item(
-            run, cur["createdAt"] if cur and cur.get("createdAt") else format_utc(utcnow())))
+        """Upsert the whole record (``createdAt`` and ``claimedAt`` kept when they exist)."""
+        def change(cur: Doc | None) -> Doc:
+            new = _item(run, cur["createdAt"] if cur and cur.get("createdAt") else self._now())
+            if cur and cur.get("claimedAt"):
+                new["claimedAt"] = cur["claimedAt"]
+            return new
+        self._update(run.tenant_id, run.instance_id, change)
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, instance_id: str) -> RunRecord:
@@ -244,8 +276,8 @@ class CosmosRunStore:
             raise NotFound(f"no run {instance_id!r}")
         return _record(doc)
 
-    def list(self, *, tenant: str | None = None, flow: str | None = None,
-             status: str | None = None, limit: int = 100) -> list[RunRecord]:
+    def recent(self, *, tenant: str | None = None, flow: str | None = None,
+               status: str | None = None, limit: int = 100) -> list[RunRecord]:
         """Newest first (``createdAt``, then instance id, both descending).
 
         Ordered by ``createdAt`` alone on the server (no composite index needed) and read
@@ -284,3 +316,5 @@ class CosmosRunStore:
             params.append({"name": "@f", "value": flow})
         return [_record(self._remember(d)) for d in
                 self.runs.query_items(query, parameters=params, partition_key=tenant)]
+
+    list = recent   # deprecated: the old name (shadows the builtin); use recent()

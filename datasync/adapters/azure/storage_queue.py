@@ -76,7 +76,7 @@ class StorageMessageQueue:
         delay = _seconds(visibility_delay, 0) if visibility_delay > 0 else None
         msg = self._ensure().send_message(text, visibility_timeout=delay,
                                           time_to_live=_NEVER_EXPIRE)
-        return msg.id
+        return str(msg.id)
 
     def send_many(self, texts: Iterable[str]) -> None:
         """Enqueue each text (one call per message; a few in parallel for big batches)."""

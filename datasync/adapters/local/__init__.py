@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...ports import Clock
 from .db import Database
 from .queue import QUEUE_SCHEMA, SqliteMessageQueue, SqliteQueueBackend
 from .runs import RUN_SCHEMA, SqlitePageStore, SqliteRunStore
@@ -14,15 +15,17 @@ __all__ = ["LocalBackend", "Database", "SqliteTenantStore", "SqliteQueueBackend"
 
 
 class LocalBackend:
-    """Every embedded port over one SQLite file, ``DATASYNC_HOME/datasync.db``."""
+    """Every embedded port over one SQLite file, ``DATASYNC_HOME/datasync.db``.
 
-    def __init__(self, home: Path) -> None:
+    ``clock`` (tests) drives queue visibility and run timestamps; default: the real time."""
+
+    def __init__(self, home: Path, *, clock: Clock | None = None) -> None:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.home / "datasync.db", TENANT_SCHEMA + QUEUE_SCHEMA + RUN_SCHEMA)
         self.tenants = SqliteTenantStore(self.db)
-        self.queues = SqliteQueueBackend(self.db)
-        self.runs = SqliteRunStore(self.db)
+        self.queues = SqliteQueueBackend(self.db, clock=clock)
+        self.runs = SqliteRunStore(self.db, clock=clock)
         self.pages = SqlitePageStore(self.db)
         self.secrets = FileSecretStore(self.home)
 

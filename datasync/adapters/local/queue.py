@@ -1,13 +1,14 @@
 """Storage-queue semantics on SQLite: visibility timeout, dequeue count, pop receipts."""
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
 from datetime import datetime, timezone
 from typing import Iterable
 
 from ...exceptions import NotFound
-from ...ports import QueueItem
+from ...ports import Clock, MessageQueue, QueueItem
 from .db import Database
 
 __all__ = ["SqliteQueueBackend", "SqliteMessageQueue", "QUEUE_SCHEMA"]
@@ -25,7 +26,7 @@ def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
 
 
-def _item(row) -> QueueItem:
+def _item(row: sqlite3.Row) -> QueueItem:
     return QueueItem(id=row["id"], body=row["body"], dequeue_count=row["dequeue_count"],
                      pop_receipt=row["pop_receipt"] or "", inserted_at=_dt(row["inserted_at"]),
                      next_visible_at=_dt(row["visible_at"]), reason=row["reason"])
@@ -34,13 +35,18 @@ def _item(row) -> QueueItem:
 class SqliteMessageQueue:
     """One named queue (``flow-jobs``, ``flow-jobs-poison``) in the embedded database."""
 
-    def __init__(self, db: Database, name: str) -> None:
+    def __init__(self, db: Database, name: str, *, clock: Clock | None = None) -> None:
         self.db = db
         self.name = name
+        self._clock = clock
+
+    def _time(self) -> float:
+        """Now in epoch seconds, from ``clock`` when one was given."""
+        return self._clock().timestamp() if self._clock is not None else time.time()
 
     def send(self, text: str, *, visibility_delay: float = 0.0, reason: str | None = None) -> str:
         message_id = uuid.uuid4().hex
-        now = time.time()
+        now = self._time()
         with self.db.write() as con:
             con.execute("INSERT INTO queue_messages (id, queue, body, visible_at, inserted_at, "
                         "reason) VALUES (?, ?, ?, ?, ?, ?)",
@@ -51,7 +57,7 @@ class SqliteMessageQueue:
     def send_many(self, texts: Iterable[str]) -> None:
         """One transaction. Ids share a random prefix per batch (still 32 hex digits, still
         unique), so a big batch lands in a few index pages instead of thousands."""
-        now = time.time()
+        now = self._time()
         prefix = uuid.uuid4().hex[:24]
         rows = [(f"{prefix}{i:08x}", self.name, t, now, now) for i, t in enumerate(texts)]
         if rows:
@@ -60,7 +66,7 @@ class SqliteMessageQueue:
                                 "inserted_at) VALUES (?, ?, ?, ?, ?)", rows)
 
     def receive(self, max_messages: int, visibility_timeout: float) -> list[QueueItem]:
-        now = time.time()
+        now = self._time()
         receipt = uuid.uuid4().hex
         with self.db.write() as con:
             rows = con.execute(
@@ -79,7 +85,7 @@ class SqliteMessageQueue:
         with self.db.write() as con:
             cur = con.execute("UPDATE queue_messages SET visible_at = ? WHERE id = ? "
                               "AND pop_receipt = ?",
-                              (time.time() + visibility_timeout, item.id, item.pop_receipt))
+                              (self._time() + visibility_timeout, item.id, item.pop_receipt))
         if cur.rowcount != 1:
             raise NotFound(f"message {item.id} is no longer held by this receiver")
         return item
@@ -98,20 +104,27 @@ class SqliteMessageQueue:
         return _item(row)
 
     def count(self) -> int:
-        return self.db.read().execute("SELECT count(*) FROM queue_messages WHERE queue = ?",
-                                      (self.name,)).fetchone()[0]
+        row = self.db.read().execute("SELECT count(*) FROM queue_messages WHERE queue = ?",
+                                     (self.name,)).fetchone()
+        return int(row[0])
 
-    def move_to(self, item: QueueItem, target: "SqliteMessageQueue", reason: str) -> None:
-        """Atomically re-home a message (poisoning keeps its body and records why)."""
+    def move_to(self, item: QueueItem, target: MessageQueue, reason: str) -> None:
+        """Atomically re-home a message in this database (poisoning keeps its body, id and
+        dequeue count, and records why); a queue elsewhere gets the body, then it is deleted."""
+        if not (isinstance(target, SqliteMessageQueue) and target.db is self.db):
+            target.send(item.body)
+            self.delete(item)
+            return
         with self.db.write() as con:
             con.execute("UPDATE queue_messages SET queue = ?, visible_at = ?, reason = ?, "
                         "pop_receipt = NULL WHERE id = ? AND pop_receipt = ?",
-                        (target.name, time.time(), reason[:2000], item.id, item.pop_receipt))
+                        (target.name, self._time(), reason[:2000], item.id, item.pop_receipt))
 
 
 class SqliteQueueBackend:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, clock: Clock | None = None) -> None:
         self.db = db
+        self._clock = clock
 
     def queue(self, name: str) -> SqliteMessageQueue:
-        return SqliteMessageQueue(self.db, name)
+        return SqliteMessageQueue(self.db, name, clock=self._clock)

@@ -1,14 +1,22 @@
-"""Run history, checkpoints (cursor + ``ctx.state``) and staged pages in SQLite."""
+"""Run history, checkpoints (cursor + ``ctx.state``) and staged pages in SQLite.
+
+The starter's dedupe is :meth:`SqliteRunStore.create`: one ``INSERT … ON CONFLICT DO
+NOTHING`` on the instance id (the primary key), so of any number of threads or processes
+on one ``DATASYNC_HOME`` exactly one inserts. :meth:`~SqliteRunStore.take_over_pending` is
+one conditional ``UPDATE`` on the claim time, serialised by SQLite's write lock.
+"""
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from ...exceptions import NotFound
 from ...models import RunRecord
 from ...names import format_utc, utcnow
-from ...ports import Checkpoint
+from ...ports import Checkpoint, Clock
 from .db import Database
 
 __all__ = ["SqliteRunStore", "SqlitePageStore", "RUN_SCHEMA"]
@@ -19,7 +27,7 @@ CREATE TABLE IF NOT EXISTS runs (
     scheduled_for TEXT NOT NULL, status TEXT NOT NULL, started_at TEXT, finished_at TEXT,
     pages INTEGER NOT NULL DEFAULT 0, records_in INTEGER NOT NULL DEFAULT 0,
     records_out INTEGER NOT NULL DEFAULT 0, resumes INTEGER NOT NULL DEFAULT 0, error TEXT,
-    created_at TEXT NOT NULL);
+    created_at TEXT NOT NULL, claimed_at TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (tenant_id, flow_name, status);
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -33,25 +41,61 @@ _COLUMNS = ("instance_id", "tenant_id", "flow_name", "scheduled_for", "status", 
 ACTIVE = ("Pending", "Running")
 
 
-def _insert(con, run: RunRecord, *, upsert: bool = False) -> None:
-    sql = (f"INSERT INTO runs ({', '.join(_COLUMNS)}, created_at) "
-           f"VALUES ({', '.join('?' * (len(_COLUMNS) + 1))})")
-    if upsert:
-        sql += " ON CONFLICT DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}"
-                                                         for c in _COLUMNS[1:])
-    con.execute(sql, (*(getattr(run, c) for c in _COLUMNS), format_utc(utcnow())))
+def _migrate(db: Database) -> None:
+    """Add ``claimed_at`` to a ``runs`` table made before it existed (idempotent)."""
+    columns = {row[1] for row in db.read().execute("PRAGMA table_info(runs)")}
+    if "claimed_at" in columns:
+        return
+    try:
+        with db.write() as con:
+            con.execute("ALTER TABLE runs ADD COLUMN claimed_at TEXT")
+    except sqlite3.OperationalError as exc:   # another process added it first
+        if "duplicate column" not in str(exc):
+            raise
 
 
-def _run(row) -> RunRecord:
+def _run(row: sqlite3.Row) -> RunRecord:
     return RunRecord(**{c: row[c] for c in _COLUMNS})
 
 
 class SqliteRunStore:
-    """The embedded :class:`~datasync.ports.RunStore`."""
+    """The embedded :class:`~datasync.ports.RunStore`. ``clock`` stamps every time
+    (default :func:`datasync.names.utcnow`)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, clock: Clock | None = None) -> None:
         self.db = db
+        self._clock = clock
+        _migrate(db)
 
+    def _now(self) -> str:
+        return format_utc((self._clock or utcnow)())
+
+    def _insert(self, con: sqlite3.Connection, run: RunRecord, *, upsert: bool = False,
+                claimed: bool = False) -> int:
+        now = self._now()
+        sql = (f"INSERT INTO runs ({', '.join(_COLUMNS)}, created_at, claimed_at) "
+               f"VALUES ({', '.join('?' * (len(_COLUMNS) + 2))}) ON CONFLICT(instance_id) ")
+        sql += ("DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
+                if upsert else "DO NOTHING")
+        cur = con.execute(sql, (*(getattr(run, c) for c in _COLUMNS), now,
+                                now if claimed else None))
+        return cur.rowcount
+
+    # -- the dedupe ----------------------------------------------------------------------
+    def create(self, run: RunRecord) -> bool:
+        with self.db.write() as con:
+            return self._insert(con, run, claimed=True) == 1
+
+    def take_over_pending(self, instance_id: str, *, older_than: datetime) -> bool:
+        now = (self._clock or utcnow)()
+        with self.db.write() as con:
+            cur = con.execute(
+                "UPDATE runs SET claimed_at = ? WHERE instance_id = ? AND status = 'Pending' "
+                "AND COALESCE(claimed_at, created_at) < ?",
+                (format_utc(now), instance_id, format_utc(min(older_than, now))))
+            return cur.rowcount == 1
+
+    # -- checkpoints and the run lifecycle -----------------------------------------------
     def load_checkpoint(self, tenant: str, flow: str) -> Checkpoint:
         row = self.db.read().execute(
             "SELECT cursor, state FROM checkpoints WHERE tenant_id = ? AND flow_name = ?",
@@ -60,28 +104,15 @@ class SqliteRunStore:
             return Checkpoint()
         return Checkpoint(cursor=json.loads(row["cursor"]), state=json.loads(row["state"]))
 
-    def mark_pending(self, run: RunRecord) -> bool:
-        with self.db.write() as con:
-            row = con.execute("SELECT status FROM runs WHERE instance_id = ?",
-                              (run.instance_id,)).fetchone()
-            if row is None:
-                _insert(con, run)
-                return True
-            if row["status"] in (*ACTIVE, "Completed"):
-                return False
-            con.execute("UPDATE runs SET status = ?, error = NULL WHERE instance_id = ?",
-                        (run.status, run.instance_id))
-            return True
-
     def begin(self, run: RunRecord) -> RunRecord:
-        now = format_utc(utcnow())
+        now = self._now()
         with self.db.write() as con:
             row = con.execute("SELECT * FROM runs WHERE instance_id = ?",
                               (run.instance_id,)).fetchone()
             if row is None:
-                _insert(con, replace(run, status="Running", started_at=now, finished_at=None,
-                                     pages=0, records_in=0, records_out=0, resumes=0,
-                                     error=None))
+                self._insert(con, replace(run, status="Running", started_at=now,
+                                          finished_at=None, pages=0, records_in=0,
+                                          records_out=0, resumes=0, error=None))
             elif row["started_at"] is None:      # Pending → Running
                 con.execute("UPDATE runs SET status = 'Running', started_at = ? "
                             "WHERE instance_id = ?", (now, run.instance_id))
@@ -94,7 +125,7 @@ class SqliteRunStore:
 
     def checkpoint(self, instance_id: str, tenant: str, flow: str, cp: Checkpoint, *,
                    pages: int, records_in: int, records_out: int) -> None:
-        now = format_utc(utcnow())
+        now = self._now()
         with self.db.write() as con:
             con.execute(
                 "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
@@ -104,16 +135,21 @@ class SqliteRunStore:
                         "WHERE instance_id = ?", (pages, records_in, records_out, instance_id))
 
     def finish(self, instance_id: str, status: str, error: str | None = None) -> None:
+        now = self._now()
         with self.db.write() as con:
             con.execute("UPDATE runs SET status = ?, error = ?, finished_at = ? "
-                        "WHERE instance_id = ?",
-                        (status, error, format_utc(utcnow()), instance_id))
+                        "WHERE instance_id = ?", (status, error, now, instance_id))
 
     def mark_resumed(self, instance_id: str) -> None:
         with self.db.write() as con:
             con.execute("UPDATE runs SET resumes = resumes + 1 WHERE instance_id = ?",
                         (instance_id,))
 
+    def record(self, run: RunRecord) -> None:
+        with self.db.write() as con:
+            self._insert(con, run, upsert=True)
+
+    # -- reads ---------------------------------------------------------------------------
     def get(self, instance_id: str) -> RunRecord:
         row = self.db.read().execute("SELECT * FROM runs WHERE instance_id = ?",
                                      (instance_id,)).fetchone()
@@ -121,12 +157,8 @@ class SqliteRunStore:
             raise NotFound(f"no run {instance_id!r}")
         return _run(row)
 
-    def record(self, run: RunRecord) -> None:
-        with self.db.write() as con:
-            _insert(con, run, upsert=True)
-
-    def list(self, *, tenant: str | None = None, flow: str | None = None,
-             status: str | None = None, limit: int = 100) -> list[RunRecord]:
+    def recent(self, *, tenant: str | None = None, flow: str | None = None,
+               status: str | None = None, limit: int = 100) -> list[RunRecord]:
         where, args = [], []
         for column, value in (("tenant_id", tenant), ("flow_name", flow), ("status", status)):
             if value is not None:
@@ -134,7 +166,7 @@ class SqliteRunStore:
                 args.append(value)
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created_at DESC, instance_id DESC LIMIT ?"
-        return [_run(r) for r in self.db.read().execute(sql, (*args, limit)).fetchall()]
+        return [_run(r) for r in self.db.read().execute(sql, (*args, max(limit, 0))).fetchall()]
 
     def active(self, tenant: str, flow: str | None = None) -> list[RunRecord]:
         sql = "SELECT * FROM runs WHERE tenant_id = ? AND status IN ('Pending', 'Running')"
@@ -143,6 +175,8 @@ class SqliteRunStore:
             sql += " AND flow_name = ?"
             args.append(flow)
         return [_run(r) for r in self.db.read().execute(sql, args).fetchall()]
+
+    list = recent   # deprecated: the old name (shadows the builtin); use recent()
 
 
 class SqlitePageStore:
@@ -161,7 +195,8 @@ class SqlitePageStore:
                                      (key,)).fetchone()
         if row is None:
             raise NotFound(f"staged page {key!r} is gone")
-        return json.loads(row[0])
+        records: list[dict[str, Any]] = json.loads(row[0])
+        return records
 
     def delete_prefix(self, prefix: str) -> None:
         with self.db.write() as con:

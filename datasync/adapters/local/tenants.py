@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import zlib
 from datetime import datetime
 from typing import Any, Iterator
@@ -43,7 +44,7 @@ class SqliteTenantStore:
 
     # -- reads ---------------------------------------------------------------------------
     @staticmethod
-    def _schedule(con, tenant_id: str) -> dict[int, str]:
+    def _schedule(con: sqlite3.Connection, tenant_id: str) -> dict[int, str]:
         return dict(con.execute(
             "SELECT flow_index, next_run_utc FROM flow_schedule WHERE tenant_id = ?",
             (tenant_id,)).fetchall())
@@ -54,7 +55,7 @@ class SqliteTenantStore:
         rows = ";".join(f"{i}={nexts[i]}" for i in sorted(nexts))
         return f"{version}-{zlib.crc32(rows.encode()):08x}"
 
-    def _load(self, con, tenant_id: str) -> tuple[dict[str, Any], str]:
+    def _load(self, con: sqlite3.Connection, tenant_id: str) -> tuple[dict[str, Any], str]:
         row = con.execute("SELECT doc, etag FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
         if row is None:
             raise NotFound(f"unknown tenant {tenant_id!r}")
@@ -77,7 +78,7 @@ class SqliteTenantStore:
     def get(self, tenant_id: str) -> Tenant:
         return self.get_with_etag(tenant_id)[0]
 
-    def list(self) -> Iterator[Tenant]:
+    def iter_tenants(self) -> Iterator[Tenant]:
         ids = [r[0] for r in self.db.read().execute("SELECT id FROM tenants ORDER BY id")]
         for tenant_id in ids:
             try:
@@ -89,7 +90,7 @@ class SqliteTenantStore:
 
     # -- writes --------------------------------------------------------------------------
     @staticmethod
-    def _write(con, tenant: Tenant, etag: int) -> None:
+    def _write(con: sqlite3.Connection, tenant: Tenant, etag: int) -> None:
         doc = tenant.to_doc()
         con.execute("INSERT INTO tenants (id, doc, etag) VALUES (?, ?, ?) "
                     "ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, etag = excluded.etag",
@@ -165,3 +166,5 @@ class SqliteTenantStore:
                 if now_at is None or now_at[0] != next_run:
                     lost.append(flow)
         return lost
+
+    list = iter_tenants   # deprecated: the old name (shadows the builtin); use iter_tenants()
