@@ -12,7 +12,7 @@ from datasync.adapters.azure.storage_queue import StorageQueueBackend
 from datasync.config import Settings
 from datasync.models import Job, parse_tenant
 from datasync.scanner import scan_and_enqueue
-from datasync.services import build_services
+from datasync.app import App
 
 pytestmark = pytest.mark.emulator
 
@@ -42,7 +42,7 @@ def test_scan_enqueues_due_jobs_and_moves_next_runs_on(unique_name, cosmos_store
         {"tenantId": "acme", "flowName": "contacts", "scheduledFor": "2026-11-23T14:00:00Z"},
         {"tenantId": "beta", "flowName": "contacts", "scheduledFor": "2026-11-20T09:15:00Z"}]
     assert [Job.from_message(i.body).instance_id for i in queue.peek_all()
-            if "acme" in i.body] == ["Workflow-acme-contacts-20261123T140000Z"]
+            if "acme" in i.body] == ["Workflow-acme--contacts-20261123T140000Z"]
     assert (result.due, result.conflicts) == (2, 0)
     assert len(result.invalid) == 1
     assert result.invalid[0].startswith("tenant broken: flows[0].cron: ")
@@ -59,9 +59,9 @@ def test_scan_enqueues_due_jobs_and_moves_next_runs_on(unique_name, cosmos_store
     assert again.due == 0 and queue.count() == 2
 
 
-def test_build_services_picks_the_azure_adapters(emulators, tmp_path):
+def test_the_app_picks_the_azure_adapters(emulators, tmp_path):
     env = {**emulators, "DATASYNC_HOME": str(tmp_path), "KEYVAULT_URL": "https://kv.example"}
-    services = build_services(Settings.from_env(env))
+    services = App.from_settings(Settings.from_env(env))
     try:
         assert isinstance(services.tenants, CosmosTenantStore)
         assert isinstance(services.queues, StorageQueueBackend)
