@@ -52,7 +52,7 @@ def _run_once(app: App, console: Console, label: str) -> tuple[int, float]:
 
 def _summary(console: Console, app: App, apis: DemoApis, title: str,
              since: set[str]) -> set[str]:
-    runs = [r for r in app.runs.list(limit=50) if r.instance_id not in since]
+    runs = [r for r in app.runs.recent(limit=50) if r.instance_id not in since]
     table = Table(title=title, title_justify="left")
     for column in ("run", "status", "pages", "records in", "records out", "error"):
         table.add_column(column, no_wrap=column == "run",

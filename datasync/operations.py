@@ -45,7 +45,7 @@ def apply_tenants(app: App, obj: Any, now: datetime) -> list[Tenant]:
 
 
 def list_tenants(app: App) -> list[Tenant]:
-    return list(app.tenants.list())
+    return list(app.tenants.iter_tenants())
 
 
 def show_tenant(app: App, tenant_id: str) -> Tenant:
@@ -126,7 +126,7 @@ def list_runs(app: App, *, tenant: str | None = None, flow: str | None = None,
                               f"{', '.join(RUN_STATUSES)}")
     if limit < 1:
         raise ValidationError(f"limit must be at least 1, not {limit}")
-    return app.runs.list(tenant=tenant, flow=flow, status=status, limit=limit)
+    return app.runs.recent(tenant=tenant, flow=flow, status=status, limit=limit)
 
 
 def queue_put(app: App, text: str) -> str:

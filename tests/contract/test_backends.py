@@ -1,5 +1,4 @@
-"""Around the ports: the deprecated ``list`` names still answer on every backend (until
-the callers move to ``iter_tenants``/``recent``), and the memory backend's clock."""
+"""Around the ports: the memory backend's clock."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -7,16 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from datasync.adapters.memory import ManualClock, MemoryBackend
-from datasync.models import RunRecord, parse_tenant
-
-
-def test_deprecated_list_aliases_answer_like_the_new_names(backend):
-    backend.tenants.upsert_many([parse_tenant({"id": "acme", "flows": []})])
-    backend.runs.create(RunRecord(instance_id="Workflow-acme--c-20261123T140000Z",
-                                  tenant_id="acme", flow_name="c",
-                                  scheduled_for="2026-11-23T14:00:00Z", status="Pending"))
-    assert list(backend.tenants.list()) == list(backend.tenants.iter_tenants())
-    assert backend.runs.list(tenant="acme") == backend.runs.recent(tenant="acme")
+from datasync.models import RunRecord
 
 
 def test_manual_clock_moves_only_forward_when_told():

@@ -102,7 +102,7 @@ def test_full_then_incremental_sync_on_the_emulators(azure_services, keyvault_se
         for tid, records in TENANTS.items():
             stats = apis.stats(tid)
             assert (stats["count"], stats["maxReceives"]) == (records, 1), (tid, stats)
-            [r] = svc.runs.list(tenant=tid)
+            [r] = svc.runs.recent(tenant=tid)
             assert r.instance_id == f"Workflow-{tid}-{FLOW}-20260101T000000Z"
             assert (r.status, r.error, r.records_in, r.records_out) == (
                 "Completed", None, records, records)
@@ -135,10 +135,10 @@ def test_full_then_incremental_sync_on_the_emulators(azure_services, keyvault_se
         acme = apis.stats("acme")
         assert (acme["count"], acme["maxReceives"]) == (155, 1)
         assert apis.stats("globex-eu")["count"] == 45
-        latest, first = svc.runs.list(tenant="acme")
+        latest, first = svc.runs.recent(tenant="acme")
         assert first.instance_id.endswith("20260101T000000Z")
         assert (latest.status, latest.records_in, latest.pages) == ("Completed", 25, 2)
-        quiet = svc.runs.list(tenant="globex-eu")[0]
+        quiet = svc.runs.recent(tenant="globex-eu")[0]
         assert (quiet.status, quiet.records_in) == ("Completed", 0)
         assert svc.runs.load_checkpoint("acme", FLOW).cursor == "000155"
         assert svc.queues.queue(FLOW_JOBS_POISON).peek_all() == []

@@ -45,7 +45,7 @@ def test_due_flows_are_enqueued_once_and_moved_on(tmp_path):
                        ("due", "contacts-to-erp", "2026-11-23T14:00:00+00:00"),
                        ("missed", "contacts-to-erp", "2026-11-20T03:00:00+00:00")]
     nxt = {t.tenant_id: t.flows[0].next_run_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-           for t in b.tenants.list() if t.flows[0].next_run_utc}
+           for t in b.tenants.iter_tenants() if t.flows[0].next_run_utc}
     assert nxt["due"] == nxt["missed"] == nxt["fresh"] == "2026-11-23T15:00:00Z"
     assert nxt["ams"] == "2026-11-24T01:30:00Z"           # 02:30 CET
     assert nxt["later"] == "2026-11-23T15:00:00Z"

@@ -222,4 +222,3 @@ class CosmosTenantStore:
                     tenant_id)
         return [flow for flow, _ in items]
 
-    list = iter_tenants   # deprecated: the old name (shadows the builtin); use iter_tenants()

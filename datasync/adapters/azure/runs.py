@@ -317,4 +317,3 @@ class CosmosRunStore:
         return [_record(self._remember(d)) for d in
                 self.runs.query_items(query, parameters=params, partition_key=tenant)]
 
-    list = recent   # deprecated: the old name (shadows the builtin); use recent()

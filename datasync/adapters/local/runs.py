@@ -176,7 +176,6 @@ class SqliteRunStore:
             args.append(flow)
         return [_run(r) for r in self.db.read().execute(sql, args).fetchall()]
 
-    list = recent   # deprecated: the old name (shadows the builtin); use recent()
 
 
 class SqlitePageStore:

@@ -167,4 +167,3 @@ class SqliteTenantStore:
                     lost.append(flow)
         return lost
 
-    list = iter_tenants   # deprecated: the old name (shadows the builtin); use iter_tenants()

@@ -142,7 +142,6 @@ class MemoryRunStore:
                     if r.run.tenant_id == tenant and r.run.status in ACTIVE
                     and (flow is None or r.run.flow_name == flow)]
 
-    list = recent   # deprecated: the old name (shadows the builtin); use recent()
 
 
 class MemoryPageStore:

@@ -145,4 +145,3 @@ class MemoryTenantStore:
                 self._store(doc)
         return lost
 
-    list = iter_tenants   # deprecated: the old name (shadows the builtin); use iter_tenants()
