@@ -277,7 +277,7 @@ def test_replay_schema_v3_ends_where_v1_did(tmp_path, name, arg, expected):
     assert results[1][0] == expected
 
 
-def test_dead_runtime_work_is_taken_over(tmp_path):
+def test_dead_runtime_work_is_taken_over(tmp_path, caplog):
     resumed: list[str] = []
     dead = _engine(tmp_path, owner="dead", lease_seconds=0.2)
     dead.start_new("sequence", "t", json.dumps(1))
@@ -292,6 +292,7 @@ def test_dead_runtime_work_is_taken_over(tmp_path):
     _drain(alive)
     assert _output(alive, "t") == ("Completed", 4)
     assert resumed == ["t"]
+    assert "taking over t from a runtime that stopped (dead)" in caplog.text   # tests/faults
 
 
 def test_an_instance_whose_runtime_died_mid_episode_is_resumed_once(tmp_path):

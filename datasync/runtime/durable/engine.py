@@ -27,7 +27,7 @@ from .sdk import (
     invoke_orchestrator,
     orchestration_context,
 )
-from .store import DurableStore, Loaded
+from .store import Claim, DurableStore, Loaded
 from .wording import (
     UnknownOrchestratorError,
     activity_failure,
@@ -197,8 +197,11 @@ class DurableEngine:
                 self._posted[kind] += 1
                 cond.notify_all()
 
-    def _resumed(self, instance_id: str) -> None:
-        log.warning("took over %s from a runtime that stopped", instance_id)
+    def _resumed(self, claim: Claim) -> None:
+        """Log (tests/faults read this line) and count a take-over from a dead runtime."""
+        instance_id = claim.instance_id
+        log.warning("taking over %s from a runtime that stopped (%s)", instance_id,
+                    claim.previous_owner)
         if self.on_resume is not None:
             try:
                 self.on_resume(instance_id)
@@ -237,7 +240,7 @@ class DurableEngine:
             self._hold("instance", claim.instance_id, True)
         for claim in claims:
             if claim.taken_over:
-                self._resumed(claim.instance_id)
+                self._resumed(claim)
         done: set[str] = set()
         try:
             for claim in claims:
@@ -317,12 +320,12 @@ class DurableEngine:
         self._activities_idle = claimed is None
         if claimed is None:
             return False
-        row, taken_over = claimed
+        row, claim = claimed
         key = str(row["id"])
         self._hold("activity", key, True)
         try:
-            if taken_over:
-                self._resumed(row["instance_id"])
+            if claim.taken_over:
+                self._resumed(claim)
             self._run_activity(row)
         finally:
             self._hold("activity", key, False)

@@ -55,6 +55,7 @@ class Claim:
 
     instance_id: str
     taken_over: bool
+    previous_owner: str | None = None
 
 
 @dataclass(slots=True)
@@ -198,7 +199,8 @@ class DurableStore:
                             "WHERE instance_id = ?",
                             [(owner, until, r["instance_id"]) for r in rows])
             return [Claim(r["instance_id"],
-                          self._take_over(con, r["instance_id"], r["lease_owner"], owner))
+                          self._take_over(con, r["instance_id"], r["lease_owner"], owner),
+                          r["lease_owner"])
                     for r in rows]
 
     def load(self, instance_id: str, now: float) -> Loaded:
@@ -304,9 +306,8 @@ class DurableStore:
         return self.db.read().execute("SELECT 1 FROM activities WHERE lease_until < ? LIMIT 1",
                                       (now,)).fetchone() is not None
 
-    def claim_activity(self, owner: str, now: float,
-                       until: float) -> tuple[sqlite3.Row, bool] | None:
-        """Lease the oldest unleased work item: ``(row, taken_over)``, None if none."""
+    def claim_activity(self, owner: str, now: float, until: float) -> tuple[sqlite3.Row, Claim] | None:
+        """Lease the oldest unleased work item: ``(row, claim)``, None if none."""
         with self.db.write() as con:
             row = con.execute("SELECT * FROM activities WHERE lease_until < ? ORDER BY id "
                               "LIMIT 1", (now,)).fetchone()
@@ -314,7 +315,8 @@ class DurableStore:
                 return None
             con.execute("UPDATE activities SET lease_owner = ?, lease_until = ? WHERE id = ?",
                         (owner, until, row["id"]))
-            return row, self._take_over(con, row["instance_id"], row["lease_owner"], owner)
+            return row, Claim(row["instance_id"], self._take_over(
+                con, row["instance_id"], row["lease_owner"], owner), row["lease_owner"])
 
     def complete_activity(self, row: sqlite3.Row, owner: str, result: dict[str, Any],
                           now: float) -> bool:
