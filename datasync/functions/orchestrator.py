@@ -5,6 +5,7 @@ the carried cursor, state, page number and counters).
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Generator
 from typing import Any
 
@@ -24,8 +25,10 @@ MAX_ERROR = 2000
 
 
 def _error_text(exc: Exception) -> str:
-    """The failure's own text, without the SDK's ``Reason \\n Details`` framing."""
-    return str(exc).split(" \n ", 1)[0].strip()[:MAX_ERROR]
+    """The failure's own text, without the SDK's ``Reason \\n Details`` framing, and with
+    the extension's ``failed:  `` (two spaces) tidied to one — the same on every host."""
+    reason = str(exc).split(" \n ", 1)[0].strip()
+    return re.sub(r"^(Activity function '[^']*' failed:)\s+", r"\1 ", reason)[:MAX_ERROR]
 
 
 def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:

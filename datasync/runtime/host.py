@@ -45,7 +45,7 @@ from ..exceptions import ConfigError
 from ..names import utcnow
 from ..ports import FLOW_JOBS_POISON, QueueItem
 from ..schedule import next_occurrence
-from .durable import DurableEngine
+from .durable import DurableEngine, close_durable_client_session, fresh_durable_client_session
 from .rpc import DurableRpcServer
 from .validation import validate_app
 
@@ -170,20 +170,14 @@ def _resolve(expr: str, settings: Settings) -> str:
                       f"resolve the binding expression {expr!r}")
 
 
-def _fresh_durable_client_session() -> None:
-    """The Durable SDK keeps one module-global aiohttp session (and lock) bound to the first
-    event loop that used it; a runtime with a new loop must start from a clean slate."""
-    from azure.durable_functions.models.utils import http_utils
-    http_utils._client_session = None
-    http_utils._session_lock = asyncio.Lock()
-
-
-async def _close_durable_client_session() -> None:
-    from azure.durable_functions.models.utils import http_utils
-    session = http_utils._client_session
-    if session is not None and not session.closed:
-        await session.close()
-    http_utils._client_session = None
+async def _contained(coro: Any) -> Any:
+    """Await ``coro``; a ``SystemExit``/``KeyboardInterrupt`` from it fails the invocation
+    instead of stopping the runtime's event loop (the app's functions already turn them
+    into ordinary errors; this keeps the host alive if one does not)."""
+    try:
+        return await coro
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
 
 
 class LocalHost:
@@ -223,12 +217,13 @@ class LocalHost:
     # -- invoking user functions ---------------------------------------------------------
     def _call(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         if inspect.iscoroutinefunction(fn):
-            return asyncio.run_coroutine_threadsafe(fn(**kwargs), self.loop).result()
+            return asyncio.run_coroutine_threadsafe(_contained(fn(**kwargs)),
+                                                    self.loop).result()
         return fn(**kwargs)
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> "LocalHost":
-        _fresh_durable_client_session()
+        fresh_durable_client_session()
         self._loop_thread.start()
         self.rpc.start()
         spawn = self._spawn
@@ -263,7 +258,8 @@ class LocalHost:
         self.engine.release_all()
         self.rpc.stop()
         try:
-            asyncio.run_coroutine_threadsafe(_close_durable_client_session(), self.loop).result(5)
+            asyncio.run_coroutine_threadsafe(close_durable_client_session(),
+                                             self.loop).result(5)
         except Exception:  # pragma: no cover - best effort on shutdown
             log.debug("closing the durable client session failed", exc_info=True)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -32,7 +32,7 @@ from pathlib import Path
 def gate(ctx, step):
     """Block once at config.gate's step/page until the test releases it."""
     g = ctx.config.get("gate")
-    if not g or g["step"] != step or not ctx.page_key.endswith("/p%06d" % g["page"]):
+    if not g or g["step"] != step or not ctx.page_key.endswith("/p%d" % g["page"]):
         return
     d = Path(g["dir"])
     try:

@@ -103,7 +103,7 @@ def test_full_then_incremental_sync_on_the_emulators(azure_services, keyvault_se
             stats = apis.stats(tid)
             assert (stats["count"], stats["maxReceives"]) == (records, 1), (tid, stats)
             [r] = svc.runs.recent(tenant=tid)
-            assert r.instance_id == f"Workflow-{tid}-{FLOW}-20260101T000000Z"
+            assert r.instance_id == f"Workflow-{tid}--{FLOW}-20260101T000000Z"
             assert (r.status, r.error, r.records_in, r.records_out) == (
                 "Completed", None, records, records)
             assert r.pages == math.ceil(records / PAGE_SIZE)

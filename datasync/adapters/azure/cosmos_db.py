@@ -70,7 +70,8 @@ class CosmosDatabase:
     def _open(self, name: str, partition_key: str) -> Any:
         from azure.core.exceptions import AzureError
         from azure.cosmos import PartitionKey
-        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+        from azure.cosmos.exceptions import (CosmosResourceExistsError,
+                                             CosmosResourceNotFoundError)
 
         s = self.settings
         where = f"{s.cosmos_database}/{name} at {s.cosmos_endpoint}"
@@ -82,9 +83,13 @@ class CosmosDatabase:
                 return container
             except CosmosResourceNotFoundError:
                 pass
-            database = client.create_database_if_not_exists(s.cosmos_database)
-            return database.create_container_if_not_exists(
-                name, partition_key=PartitionKey(path=partition_key))
+            try:
+                database = client.create_database_if_not_exists(s.cosmos_database)
+                return database.create_container_if_not_exists(
+                    name, partition_key=PartitionKey(path=partition_key))
+            except CosmosResourceExistsError:   # another instance created it meanwhile
+                container.read()
+                return container
         except AzureError as exc:
             status = getattr(exc, "status_code", None)
             hint = (" (with managed identity, create the database and container ahead, "
