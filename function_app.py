@@ -1,5 +1,6 @@
 """DataSync's Azure Functions app (Python v2 programming model). Thin: the functions live in
 ``datasync/functions``; this file builds the app and the provider of its services."""
+
 from datasync.functions import AppProvider, build_function_app
 
 datasync_app = AppProvider()

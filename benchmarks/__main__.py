@@ -4,6 +4,7 @@ Runs the benchmarks, prints every figure with its target and PASS/MISS, and writ
 ``benchmarks/results/latest.json`` (``{"metrics": [{"name", "value", "unit", "target",
 "pass"}]}``). Exit code 0 when every figure meets its target, 1 otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,26 +23,31 @@ __all__ = ["main", "BENCHMARKS"]
 
 def _scheduler(quick: bool) -> list[Metric]:
     from .scheduler import run
+
     return run(quick)
 
 
 def _orchestration(quick: bool) -> list[Metric]:
     from .runtime import run_orchestrations
+
     return run_orchestrations(quick)
 
 
 def _sync(quick: bool) -> list[Metric]:
     from .sync import run
+
     return run(quick)
 
 
 def _history(quick: bool) -> list[Metric]:
     from .runtime import run_history
+
     return run_history(quick)
 
 
 def _emulators(quick: bool) -> list[Metric]:
     from .emulators import run
+
     return run(quick)
 
 
@@ -60,11 +66,19 @@ def _line(m: Metric) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), metavar="NAME",
-                        help=f"run only these ({', '.join(BENCHMARKS)})")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=sorted(BENCHMARKS),
+        metavar="NAME",
+        help=f"run only these ({', '.join(BENCHMARKS)})",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file")
     args = parser.parse_args(argv)
     names = args.only or list(BENCHMARKS)
@@ -87,11 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     total = time.perf_counter() - started
     path = write_results(metrics, args.out)
-    print(f"\nmachine: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"{platform.platform()}{' (quick run)' if args.quick else ''}")
+    print(
+        f"\nmachine: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{platform.platform()}{' (quick run)' if args.quick else ''}"
+    )
     missed = [m for m in metrics if not m.passed]
-    print(f"\n{len(metrics) - len(missed)}/{len(metrics)} figures meet their targets "
-          f"in {total:.0f} s; results in {path}")
+    print(
+        f"\n{len(metrics) - len(missed)}/{len(metrics)} figures meet their targets "
+        f"in {total:.0f} s; results in {path}"
+    )
     for m in missed:
         print(f"  MISS {m.name}: {m.value:,.3f} {m.unit} (target {m.target})")
     return 1 if missed or failed else 0

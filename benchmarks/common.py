@@ -1,4 +1,5 @@
 """Shared pieces: the metric record, result file, subprocess helpers, memory readings."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Metric", "ROOT", "RESULTS", "write_results", "run_json", "peak_rss_mb",
-           "current_rss_mb", "python"]
+__all__ = [
+    "Metric",
+    "ROOT",
+    "RESULTS",
+    "write_results",
+    "run_json",
+    "peak_rss_mb",
+    "current_rss_mb",
+    "python",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
@@ -29,8 +38,9 @@ class Metric:
 
     @classmethod
     def check(cls, name: str, value: float, unit: str, op: str, bound: float) -> "Metric":
-        ok = {"<": value < bound, "<=": value <= bound, ">": value > bound,
-              ">=": value >= bound}[op]
+        ok = {"<": value < bound, "<=": value <= bound, ">": value > bound, ">=": value >= bound}[
+            op
+        ]
         return cls(name, round(value, 4), unit, f"{op} {bound:g}", ok)
 
     @classmethod
@@ -54,11 +64,18 @@ def python() -> str:
     return sys.executable
 
 
-def run_json(args: list[str], *, env: dict[str, str] | None = None,
-             timeout: float = 600) -> dict[str, Any]:
+def run_json(
+    args: list[str], *, env: dict[str, str] | None = None, timeout: float = 600
+) -> dict[str, Any]:
     """Run ``python -m ...`` in a fresh process; its last stdout line is a JSON object."""
-    proc = subprocess.run([python(), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [python(), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -6,6 +6,7 @@ Azurite queues and staged pages in Azurite blobs (durable history stays in SQLit
 with ``func start``'s local runtime here). No hard target: the figures say which emulator
 call bounds them. Skipped, with a message, when ``node_modules`` lacks the emulators.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,9 @@ __all__ = ["run", "emulators"]
 
 
 def _emu_module() -> Any:
-    loader = importlib.machinery.SourceFileLoader("datasync_emulators",
-                                                  str(ROOT / "scripts" / "emulators"))
+    loader = importlib.machinery.SourceFileLoader(
+        "datasync_emulators", str(ROOT / "scripts" / "emulators")
+    )
     spec = importlib.util.spec_from_loader(loader.name, loader)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     loader.exec_module(module)
@@ -53,8 +55,11 @@ def emulators(base: Path) -> Iterator[dict[str, str]]:
     blob, queue, table, cosmos = _free_ports(4)
     procs = []
     try:
-        procs.append(emu.start_azurite(base / "azurite", base / "azurite.log", blob=blob,
-                                       queue=queue, table=table))
+        procs.append(
+            emu.start_azurite(
+                base / "azurite", base / "azurite.log", blob=blob, queue=queue, table=table
+            )
+        )
         procs.append(emu.start_cosmos(base / "cosmos", base / "cosmos.log", port=cosmos))
         emu.wait_for_port(queue, procs[0], "Azurite")
         emu.wait_for_port(cosmos, procs[1], "Cosmos emulator server")
@@ -85,12 +90,14 @@ class _Timer:
             finally:
                 self.seconds[label] += time.perf_counter() - t0
                 self.calls[label] += 1
+
         setattr(obj, name, timed)
 
 
 def case_tick(tenants: int) -> dict[str, Any]:
     """Load ``tenants`` into Cosmos, then one timed tick (jobs to Azurite)."""
     import logging
+
     logging.getLogger("azure").setLevel(logging.WARNING)
     from datasync.config import Settings
     from datasync.models import parse_tenant
@@ -99,6 +106,7 @@ def case_tick(tenants: int) -> dict[str, Any]:
     from datasync.app import App
 
     from .scheduler import FLOWS, NOW, tenant_docs
+
     svc = App.from_settings(Settings.from_env())
     try:
         docs = list(tenant_docs(tenants))
@@ -108,7 +116,7 @@ def case_tick(tenants: int) -> dict[str, Any]:
         svc.tenants.upsert_many(batch)
         load_s = time.perf_counter() - t0
         queue = svc.queues.queue(FLOW_JOBS)
-        queue.count()                                   # creates the queue
+        queue.count()  # creates the queue
         timer = _Timer()
         # the store's due query is a generator: time its pages by wrapping next()
         store = svc.tenants
@@ -126,25 +134,34 @@ def case_tick(tenants: int) -> dict[str, Any]:
                 timer.seconds["cosmos due query"] += time.perf_counter() - t
                 timer.calls["cosmos due query"] += 1
                 yield page
-        store.due_flows = timed_due                     # type: ignore[method-assign]
+
+        store.due_flows = timed_due  # type: ignore[method-assign]
         timer.wrap(queue, "send", "azurite queue send")
         timer.wrap(store, "advance", "cosmos advance (read + replace per tenant)")
         t0 = time.perf_counter()
         result = scan_and_enqueue(store, queue, NOW, known_flows=set(FLOWS))
         seconds = time.perf_counter() - t0
         queued = queue.count()
-        queue.client.clear_messages()                   # the sync case starts from empty
+        queue.client.clear_messages()  # the sync case starts from empty
     finally:
         svc.close()
     if result.due != due or result.invalid:
         raise RuntimeError(f"tick on the emulators: expected {due} due, got {result}")
-    return {"tenants": tenants, "due": result.due, "queued": queued, "seconds": seconds,
-            "load_seconds": load_s, "split": dict(timer.seconds), "calls": dict(timer.calls)}
+    return {
+        "tenants": tenants,
+        "due": result.due,
+        "queued": queued,
+        "seconds": seconds,
+        "load_seconds": load_s,
+        "split": dict(timer.seconds),
+        "calls": dict(timer.calls),
+    }
 
 
 def case_sync(url: str, records: int) -> dict[str, Any]:
     """A ``records``-record sync by the local runtime on the emulators."""
     from .sync import datasync
+
     return datasync(url, "bench-emu", 500)
 
 
@@ -155,36 +172,56 @@ def run(quick: bool = False) -> list[Metric]:
         return [Metric("emulators.skipped", 1.0, "", "report (emulators not installed)", True)]
     tenants, records = (500, 2_000) if quick else (5_000, 10_000)
     from .sync import ApiServer
-    with tempfile.TemporaryDirectory(prefix="bench-emu-") as tmp, \
-            emulators(Path(tmp)) as settings:
-        env = {**settings, "DATASYNC_HOME": str(Path(tmp) / "home"),
-               "COSMOS_DATABASE": f"bench{uuid.uuid4().hex[:8]}"}
+
+    with tempfile.TemporaryDirectory(prefix="bench-emu-") as tmp, emulators(Path(tmp)) as settings:
+        env = {
+            **settings,
+            "DATASYNC_HOME": str(Path(tmp) / "home"),
+            "COSMOS_DATABASE": f"bench{uuid.uuid4().hex[:8]}",
+        }
         t = run_json(["-m", "benchmarks.emulators", "tick", str(tenants)], env=env)
         with ApiServer({"bench-emu": records}) as api:
-            s = run_json(["-m", "benchmarks.emulators", "sync", api.url, str(records)],
-                         env={**env, "DATASYNC_HOME": str(Path(tmp) / "home2"),
-                              "COSMOS_DATABASE": f"bench{uuid.uuid4().hex[:8]}"})
+            s = run_json(
+                ["-m", "benchmarks.emulators", "sync", api.url, str(records)],
+                env={
+                    **env,
+                    "DATASYNC_HOME": str(Path(tmp) / "home2"),
+                    "COSMOS_DATABASE": f"bench{uuid.uuid4().hex[:8]}",
+                },
+            )
             stats = api.stats("bench-emu")
     if s["code"] != 0 or stats["count"] != records or stats["maxReceives"] != 1:
         raise RuntimeError(f"sync on the emulators did not move every record once: {s} {stats}")
-    split = ", ".join(f"{k} {v:.2f} s in {t['calls'].get(k, 0)} calls "
-                      f"({1000 * v / max(1, t['calls'].get(k, 0)):.1f} ms each)"
-                      for k, v in sorted(t["split"].items(), key=lambda kv: -kv[1]))
+    split = ", ".join(
+        f"{k} {v:.2f} s in {t['calls'].get(k, 0)} calls "
+        f"({1000 * v / max(1, t['calls'].get(k, 0)):.1f} ms each)"
+        for k, v in sorted(t["split"].items(), key=lambda kv: -kv[1])
+    )
     split += " (queue sends run 8 at a time: their seconds add up across threads)"
     bound = max(t["split"].items(), key=lambda kv: kv[1])[0] if t["split"] else "?"
-    print(f"  tick over {tenants} tenants in Cosmos: {t['seconds']:.2f} s for {t['due']} due "
-          f"({t['due'] / t['seconds']:,.0f}/s); split: {split}; bounded by: {bound}")
-    print(f"  loading {tenants} tenants (one upsert each): {t['load_seconds']:.1f} s "
-          f"({tenants / t['load_seconds']:,.0f} upserts/s)")
-    print(f"  sync of {records} records (pages of 500): {s['seconds']:.2f} s "
-          f"({records / s['seconds']:,.0f} records/s, wall {s['wall_seconds']:.2f} s)")
+    print(
+        f"  tick over {tenants} tenants in Cosmos: {t['seconds']:.2f} s for {t['due']} due "
+        f"({t['due'] / t['seconds']:,.0f}/s); split: {split}; bounded by: {bound}"
+    )
+    print(
+        f"  loading {tenants} tenants (one upsert each): {t['load_seconds']:.1f} s "
+        f"({tenants / t['load_seconds']:,.0f} upserts/s)"
+    )
+    print(
+        f"  sync of {records} records (pages of 500): {s['seconds']:.2f} s "
+        f"({records / s['seconds']:,.0f} records/s, wall {s['wall_seconds']:.2f} s)"
+    )
     return [
         Metric.report(f"emulators.tick_seconds.{tenants}_tenants", t["seconds"], "s"),
         Metric.report("emulators.due_flows_per_second", t["due"] / t["seconds"], "flows/s"),
-        Metric.report("emulators.cosmos_upserts_per_second", tenants / t["load_seconds"],
-                      "upserts/s"),
-        Metric.report(f"emulators.sync_records_per_second.{records}_records",
-                      records / s["seconds"], "records/s"),
+        Metric.report(
+            "emulators.cosmos_upserts_per_second", tenants / t["load_seconds"], "upserts/s"
+        ),
+        Metric.report(
+            f"emulators.sync_records_per_second.{records}_records",
+            records / s["seconds"],
+            "records/s",
+        ),
     ]
 
 
@@ -193,8 +230,7 @@ def main() -> None:
     parser.add_argument("case", choices=["tick", "sync"])
     parser.add_argument("args", nargs="+")
     a = parser.parse_args()
-    out = case_tick(int(a.args[0])) if a.case == "tick" else case_sync(a.args[0],
-                                                                         int(a.args[1]))
+    out = case_tick(int(a.args[0])) if a.case == "tick" else case_sync(a.args[0], int(a.args[1]))
     print(json.dumps(out))
 
 

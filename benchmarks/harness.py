@@ -1,4 +1,5 @@
 """A throwaway DataSync project for the runtime benchmarks: flows dir, home, tenants, run."""
+
 from __future__ import annotations
 
 import os
@@ -56,12 +57,12 @@ class RunStats:
     """What one ``run --once`` did, from the durable store and the engine's episodes."""
 
     code: int
-    wall_seconds: float                  # LocalHost(...).run(once=True), start to exit
+    wall_seconds: float  # LocalHost(...).run(once=True), start to exit
     instances: int
     completed: int
-    busy_seconds: float                  # first instance created → last instance finished
+    busy_seconds: float  # first instance created → last instance finished
     episodes: list[Any] = field(default_factory=list)
-    max_history_bytes: int = 0           # sampled while running
+    max_history_bytes: int = 0  # sampled while running
     end_history_bytes: int = 0
     durable_db_bytes: int = 0
 
@@ -75,27 +76,35 @@ class Project:
         self.flows = self.base / "flows"
         self.flows.mkdir(parents=True, exist_ok=True)
         (self.flows / "bench_flow.py").write_text(flow_source)
-        self.env = {"DATASYNC_HOME": str(self.home), "DATASYNC_FLOWS_DIR": str(self.flows),
-                    "DATASYNC_LOG_LEVEL": "WARNING", **(env or {})}
+        self.env = {
+            "DATASYNC_HOME": str(self.home),
+            "DATASYNC_FLOWS_DIR": str(self.flows),
+            "DATASYNC_LOG_LEVEL": "WARNING",
+            **(env or {}),
+        }
         os.environ.update(self.env)
 
     def settings(self):
         from datasync.config import Settings
+
         return Settings.from_env({**os.environ, **self.env})
 
-    def apply(self, docs: list[dict[str, Any]], secrets: dict[tuple[str, str, str], str]
-              | None = None) -> None:
+    def apply(
+        self, docs: list[dict[str, Any]], secrets: dict[tuple[str, str, str], str] | None = None
+    ) -> None:
         from datasync import operations
         from datasync.names import utcnow
         from datasync.app import App
+
         with App.from_settings(self.settings()) as app:
             for i in range(0, len(docs), 500):
-                operations.apply_tenants(app, docs[i:i + 500], utcnow())
+                operations.apply_tenants(app, docs[i : i + 500], utcnow())
             for (tenant, system, key), value in (secrets or {}).items():
                 operations.set_secret(app, tenant, system, key, value)
 
     def run_once(self, *, sample_history: bool = False) -> RunStats:
         from datasync.runtime.host import LocalHost
+
         started = time.perf_counter()
         host = LocalHost(self.settings())
         stop = threading.Event()
@@ -114,13 +123,22 @@ class Project:
         con = sqlite3.connect(self.home / "durable.db")
         n, done, first, last = con.execute(
             "SELECT count(*), sum(status = 'Completed'), min(created_at), max(updated_at) "
-            "FROM instances").fetchone()
-        end_bytes = con.execute("SELECT coalesce(sum(length(event)), 0) FROM history"
-                                ).fetchone()[0]
+            "FROM instances"
+        ).fetchone()
+        end_bytes = con.execute("SELECT coalesce(sum(length(event)), 0) FROM history").fetchone()[0]
         con.close()
         size = sum(p.stat().st_size for p in self.home.glob("durable.db*"))
-        return RunStats(code, wall, n or 0, done or 0, (last - first) if n else 0.0,
-                        list(host.engine.episodes), peak[0], end_bytes, size)
+        return RunStats(
+            code,
+            wall,
+            n or 0,
+            done or 0,
+            (last - first) if n else 0.0,
+            list(host.engine.episodes),
+            peak[0],
+            end_bytes,
+            size,
+        )
 
     def _sample(self, stop: threading.Event, peak: list[int]) -> None:
         path = self.home / "durable.db"
@@ -130,8 +148,9 @@ class Project:
         try:
             while not stop.wait(0.05):
                 try:
-                    size = con.execute("SELECT coalesce(max(history_bytes), 0) FROM instances"
-                                       ).fetchone()[0]
+                    size = con.execute(
+                        "SELECT coalesce(max(history_bytes), 0) FROM instances"
+                    ).fetchone()[0]
                 except sqlite3.Error:
                     continue
                 peak[0] = max(peak[0], size)
@@ -140,6 +159,19 @@ class Project:
 
 
 def noop_tenants(count: int, pages: int, now_text: str) -> list[dict[str, Any]]:
-    return [{"id": f"bench{i:05d}", "tenantId": f"bench{i:05d}", "timezone": "UTC",
-             "flows": [{"name": "bench-noop", "cron": "0 0 3 * * *", "nextRunUtc": now_text,
-                        "config": {"pages": pages}}]} for i in range(count)]
+    return [
+        {
+            "id": f"bench{i:05d}",
+            "tenantId": f"bench{i:05d}",
+            "timezone": "UTC",
+            "flows": [
+                {
+                    "name": "bench-noop",
+                    "cron": "0 0 3 * * *",
+                    "nextRunUtc": now_text,
+                    "config": {"pages": pages},
+                }
+            ],
+        }
+        for i in range(count)
+    ]

@@ -4,6 +4,7 @@ N tenants × 3 flows (mixed crons, 20 timezones), 10% of the flows due. The stor
 bulk-loaded with direct SQLite inserts (same schema and document shape as
 ``tenants apply``); each tick runs in a fresh process so its peak RSS is its own.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,15 +22,38 @@ from .common import Metric, run_json
 
 __all__ = ["tenant_docs", "load", "tick", "run", "TIMEZONES", "CRONS", "FLOWS", "NOW"]
 
-TIMEZONES = ["UTC", "Europe/Amsterdam", "Europe/London", "Europe/Berlin", "Europe/Paris",
-             "Europe/Helsinki", "America/New_York", "America/Chicago", "America/Denver",
-             "America/Los_Angeles", "America/Sao_Paulo", "Asia/Tokyo", "Asia/Kolkata",
-             "Asia/Shanghai", "Asia/Singapore", "Australia/Sydney", "Pacific/Auckland",
-             "Africa/Johannesburg", "Asia/Dubai", "America/Halifax"]
-CRONS = ["0 0 * * * *", "0 */15 * * * *", "0 30 2 * * *", "0 0 9 * * 1-5", "0 5 */6 * * *",
-         "30 0 0 1 * *"]
+TIMEZONES = [
+    "UTC",
+    "Europe/Amsterdam",
+    "Europe/London",
+    "Europe/Berlin",
+    "Europe/Paris",
+    "Europe/Helsinki",
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "America/Sao_Paulo",
+    "Asia/Tokyo",
+    "Asia/Kolkata",
+    "Asia/Shanghai",
+    "Asia/Singapore",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+    "Africa/Johannesburg",
+    "Asia/Dubai",
+    "America/Halifax",
+]
+CRONS = [
+    "0 0 * * * *",
+    "0 */15 * * * *",
+    "0 30 2 * * *",
+    "0 0 9 * * 1-5",
+    "0 5 */6 * * *",
+    "30 0 0 1 * *",
+]
 FLOWS = ["orders-sync", "contacts-to-erp", "invoices-sync"]
-NOW = datetime(2026, 3, 29, 0, 30, 0, tzinfo=timezone.utc)   # near a DST change, on purpose
+NOW = datetime(2026, 3, 29, 0, 30, 0, tzinfo=timezone.utc)  # near a DST change, on purpose
 
 
 def _z(dt: datetime) -> str:
@@ -39,14 +63,21 @@ def _z(dt: datetime) -> str:
 def _occurrences(cron: str, tz: str, now: datetime) -> tuple[list[str], str]:
     """Occurrences of ``cron`` in the 3 days up to ``now``, and the first one after it."""
     from datasync.schedule import next_occurrence
+
     past, at = [], now - timedelta(days=3)
     while (at := next_occurrence(cron, tz, at)) <= now:
         past.append(_z(at))
     return past or [_z(now - timedelta(days=3))], _z(at)
 
 
-def tenant_docs(tenants: int, *, due_fraction: float = 0.10, now: datetime = NOW,
-                due_times: str = "cron", seed: int = 7) -> Iterator[tuple[dict, int]]:
+def tenant_docs(
+    tenants: int,
+    *,
+    due_fraction: float = 0.10,
+    now: datetime = NOW,
+    due_times: str = "cron",
+    seed: int = 7,
+) -> Iterator[tuple[dict, int]]:
     """``tenants`` tenant documents × 3 flows, each with how many of its flows are due.
 
     ``due_times="cron"`` (what a real store holds): a due flow's ``nextRunUtc`` is one of
@@ -75,17 +106,37 @@ def tenant_docs(tenants: int, *, due_fraction: float = 0.10, now: datetime = NOW
                 nxt = _z(now + timedelta(seconds=rnd.randint(1, 86400)))
             else:
                 nxt = upcoming
-            flows.append({"name": name, "enabled": True, "cron": cron, "overlap": "skip",
-                          "nextRunUtc": nxt, "config": {"source_url": "http://x"}})
-        yield ({"id": tid, "type": "Tenant", "tenantId": tid, "name": f"Tenant {n}",
-                "timezone": tz, "paused": False, "maxConcurrentRuns": 2, "flows": flows}, due)
+            flows.append(
+                {
+                    "name": name,
+                    "enabled": True,
+                    "cron": cron,
+                    "overlap": "skip",
+                    "nextRunUtc": nxt,
+                    "config": {"source_url": "http://x"},
+                }
+            )
+        yield (
+            {
+                "id": tid,
+                "type": "Tenant",
+                "tenantId": tid,
+                "name": f"Tenant {n}",
+                "timezone": tz,
+                "paused": False,
+                "maxConcurrentRuns": 2,
+                "flows": flows,
+            },
+            due,
+        )
 
 
 def load(home: Path, tenants: int, **options: Any) -> int:
     """Bulk-load :func:`tenant_docs` into the embedded store (direct SQLite inserts, the
     same rows ``tenants apply`` writes); return how many flows are due."""
     from datasync.adapters.local import LocalBackend
-    LocalBackend(home).close()                       # creates the schema
+
+    LocalBackend(home).close()  # creates the schema
     con = sqlite3.connect(home / "datasync.db", isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=OFF")
@@ -97,8 +148,10 @@ def load(home: Path, tenants: int, **options: Any) -> int:
         due += n_due
         tid, tz = doc["tenantId"], doc["timezone"]
         docs.append((tid, json.dumps(doc, separators=(",", ":")), 1))
-        rows += [(tid, i, f["name"], f["cron"], tz, f["nextRunUtc"], 1)
-                 for i, f in enumerate(doc["flows"])]
+        rows += [
+            (tid, i, f["name"], f["cron"], tz, f["nextRunUtc"], 1)
+            for i, f in enumerate(doc["flows"])
+        ]
         if len(docs) >= 5000:
             con.executemany("INSERT INTO tenants VALUES (?, ?, ?)", docs)
             con.executemany("INSERT INTO flow_schedule VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
@@ -120,12 +173,13 @@ def _hwm_mb() -> float:
     except OSError:
         pass
     import resource
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _reset_hwm() -> None:
     try:
-        Path("/proc/self/clear_refs").write_text("5")     # Linux: reset VmHWM to VmRSS
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: reset VmHWM to VmRSS
     except OSError:
         pass
 
@@ -155,15 +209,27 @@ def tick(home: Path, now: datetime = NOW, *, trace: bool = False) -> dict[str, f
     rss_peak = _hwm_mb()
     heap_peak = tracemalloc.get_traced_memory()[1] / 2**20 if trace else 0.0
     tracemalloc.stop()
-    left = backend.db.read().execute(
-        "SELECT count(*) FROM flow_schedule WHERE active = 1 AND next_run_utc <= ?",
-        (_z(now),)).fetchone()[0]
+    left = (
+        backend.db.read()
+        .execute(
+            "SELECT count(*) FROM flow_schedule WHERE active = 1 AND next_run_utc <= ?", (_z(now),)
+        )
+        .fetchone()[0]
+    )
     queued = queue.count()
     backend.close()
-    return {"seconds": seconds, "due": result.due, "advanced": result.advanced,
-            "conflicts": result.conflicts, "invalid": len(result.invalid), "left": left,
-            "queued": queued, "rss_before_mb": rss_before, "rss_peak_mb": rss_peak,
-            "heap_peak_mb": heap_peak}
+    return {
+        "seconds": seconds,
+        "due": result.due,
+        "advanced": result.advanced,
+        "conflicts": result.conflicts,
+        "invalid": len(result.invalid),
+        "left": left,
+        "queued": queued,
+        "rss_before_mb": rss_before,
+        "rss_peak_mb": rss_peak,
+        "heap_peak_mb": heap_peak,
+    }
 
 
 def _measure(tenants: int, due_times: str = "cron", trace: bool = True) -> dict[str, float]:
@@ -178,8 +244,9 @@ def _measure(tenants: int, due_times: str = "cron", trace: bool = True) -> dict[
         if out["due"] != due or out["left"] or out["queued"] != due or out["invalid"]:
             raise RuntimeError(f"scheduler tick is wrong: expected {due} due, got {out}")
         if trace:
-            out["heap_peak_mb"] = run_json(["-m", "benchmarks.scheduler", "--tick", str(copy),
-                                            "--trace"])["heap_peak_mb"]
+            out["heap_peak_mb"] = run_json(
+                ["-m", "benchmarks.scheduler", "--tick", str(copy), "--trace"]
+            )["heap_peak_mb"]
         out["load_seconds"] = load_s
         return out
 
@@ -189,31 +256,46 @@ def run(quick: bool = False) -> list[Metric]:
     a = _measure(small, trace=not quick)
     b = _measure(large, trace=not quick)
     rows = [(f"{small}", a), (f"{large}", b)]
-    if not quick:                       # the worst case for locality, reported alongside
+    if not quick:  # the worst case for locality, reported alongside
         worst = _measure(large, due_times="random", trace=False)
         rows.append((f"{large} (random due times)", worst))
     for label, r in rows:
-        print(f"  scheduler {label} tenants: tick {r['seconds']:.3f} s, {r['due']} due "
-              f"({r['due'] / r['seconds']:,.0f}/s), peak RSS {r['rss_peak_mb']:.1f} MB "
-              f"(+{r['rss_peak_mb'] - r['rss_before_mb']:.1f} during the tick), Python heap "
-              f"peak {r['heap_peak_mb']:.2f} MB, bulk load {r['load_seconds']:.1f} s")
+        print(
+            f"  scheduler {label} tenants: tick {r['seconds']:.3f} s, {r['due']} due "
+            f"({r['due'] / r['seconds']:,.0f}/s), peak RSS {r['rss_peak_mb']:.1f} MB "
+            f"(+{r['rss_peak_mb'] - r['rss_before_mb']:.1f} during the tick), Python heap "
+            f"peak {r['heap_peak_mb']:.2f} MB, bulk load {r['load_seconds']:.1f} s"
+        )
     s_k, l_k = _k(small), _k(large)
     metrics = [
         Metric.report(f"scheduler.tick_seconds.{s_k}_tenants", a["seconds"], "s"),
         Metric.check(f"scheduler.tick_seconds.{l_k}_tenants", b["seconds"], "s", "<", 3.0),
-        Metric.check(f"scheduler.due_flows_per_second.{l_k}_tenants", b["due"] / b["seconds"],
-                     "flows/s", ">=", 20_000),
+        Metric.check(
+            f"scheduler.due_flows_per_second.{l_k}_tenants",
+            b["due"] / b["seconds"],
+            "flows/s",
+            ">=",
+            20_000,
+        ),
         Metric.report(f"scheduler.peak_rss_mb.{s_k}_tenants", a["rss_peak_mb"], "MB"),
         Metric.report(f"scheduler.peak_rss_mb.{l_k}_tenants", b["rss_peak_mb"], "MB"),
-        Metric.check(f"scheduler.peak_rss_ratio.{l_k}_vs_{s_k}",
-                     b["rss_peak_mb"] / a["rss_peak_mb"], "x", "<=", 1.2),
+        Metric.check(
+            f"scheduler.peak_rss_ratio.{l_k}_vs_{s_k}",
+            b["rss_peak_mb"] / a["rss_peak_mb"],
+            "x",
+            "<=",
+            1.2,
+        ),
     ]
     if not quick:
         metrics += [
             Metric.report(f"scheduler.heap_peak_mb.{s_k}_tenants", a["heap_peak_mb"], "MB"),
             Metric.report(f"scheduler.heap_peak_mb.{l_k}_tenants", b["heap_peak_mb"], "MB"),
-            Metric.report(f"scheduler.due_flows_per_second.{l_k}_tenants_random_due_times",
-                          worst["due"] / worst["seconds"], "flows/s"),
+            Metric.report(
+                f"scheduler.due_flows_per_second.{l_k}_tenants_random_due_times",
+                worst["due"] / worst["seconds"],
+                "flows/s",
+            ),
         ]
     return metrics
 

@@ -5,6 +5,7 @@ The same source → target copy two ways, against one API server process started
 ``LocalHost``: scheduler tick → queue → starter → ``sync_flow`` → activities) and a plain
 ``httpx`` loop doing the same GETs and POSTs. Records per second, and their ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,27 +49,35 @@ class ApiServer:
 
     def stats(self, tenant: str) -> dict[str, Any]:
         import httpx
+
         return httpx.get(f"{self.url}/{tenant}/stats", timeout=30).json()
 
 
 def plain(url: str, tenant: str, page_size: int) -> dict[str, Any]:
     """The baseline: one ``httpx.Client``, GET a page, POST it, until the source is done."""
     import httpx
+
     started = time.perf_counter()
     moved, pages, cursor = 0, 0, ""
     with httpx.Client(timeout=30) as client:
         while True:
-            r = client.get(f"{url}/{tenant}/contacts",
-                           params={"after": cursor, "limit": page_size},
-                           headers={"Authorization": f"Bearer {SOURCE_TOKEN}"})
+            r = client.get(
+                f"{url}/{tenant}/contacts",
+                params={"after": cursor, "limit": page_size},
+                headers={"Authorization": f"Bearer {SOURCE_TOKEN}"},
+            )
             r.raise_for_status()
             body = r.json()
             pages += 1
             if body["items"]:
-                client.post(f"{url}/{tenant}/batch", json={"records": body["items"]},
-                            headers={"Idempotency-Key": f"plain/{pages}",
-                                     "Authorization": f"Bearer {TARGET_TOKEN}"}
-                            ).raise_for_status()
+                client.post(
+                    f"{url}/{tenant}/batch",
+                    json={"records": body["items"]},
+                    headers={
+                        "Idempotency-Key": f"plain/{pages}",
+                        "Authorization": f"Bearer {TARGET_TOKEN}",
+                    },
+                ).raise_for_status()
                 moved += len(body["items"])
             cursor = body["next"] or cursor
             if not body["more"]:
@@ -80,28 +89,45 @@ def datasync(url: str, tenant: str, page_size: int) -> dict[str, Any]:
     """DataSync ``run --once`` on a fresh ``DATASYNC_HOME`` (in this process)."""
     from .harness import SYNC_FLOW, Project
     from datasync.names import format_utc, utcnow
+
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
         project = Project(Path(tmp), SYNC_FLOW)
-        project.apply([{"id": tenant, "tenantId": tenant, "timezone": "UTC",
-                        "flows": [{"name": "bench-sync", "cron": "0 0 3 * * *",
-                                   "nextRunUtc": format_utc(utcnow()),
-                                   "config": {"source_url": f"{url}/{tenant}",
-                                              "target_url": f"{url}/{tenant}",
-                                              "page_size": page_size}}]}],
-                      {(tenant, "crm", "token"): SOURCE_TOKEN,
-                       (tenant, "erp", "token"): TARGET_TOKEN})
+        project.apply(
+            [
+                {
+                    "id": tenant,
+                    "tenantId": tenant,
+                    "timezone": "UTC",
+                    "flows": [
+                        {
+                            "name": "bench-sync",
+                            "cron": "0 0 3 * * *",
+                            "nextRunUtc": format_utc(utcnow()),
+                            "config": {
+                                "source_url": f"{url}/{tenant}",
+                                "target_url": f"{url}/{tenant}",
+                                "page_size": page_size,
+                            },
+                        }
+                    ],
+                }
+            ],
+            {(tenant, "crm", "token"): SOURCE_TOKEN, (tenant, "erp", "token"): TARGET_TOKEN},
+        )
         stats = project.run_once()
-    return {"code": stats.code, "completed": stats.completed, "seconds": stats.busy_seconds,
-            "wall_seconds": stats.wall_seconds}
+    return {
+        "code": stats.code,
+        "completed": stats.completed,
+        "seconds": stats.busy_seconds,
+        "wall_seconds": stats.wall_seconds,
+    }
 
 
 def run(quick: bool = False) -> list[Metric]:
     records, page_size = (5_000, 500) if quick else (100_000, 500)
     with ApiServer({"bench-plain": records, "bench-ds": records}) as api:
-        p = run_json(["-m", "benchmarks.sync", "plain", api.url, "bench-plain",
-                      str(page_size)])
-        d = run_json(["-m", "benchmarks.sync", "datasync", api.url, "bench-ds",
-                      str(page_size)])
+        p = run_json(["-m", "benchmarks.sync", "plain", api.url, "bench-plain", str(page_size)])
+        d = run_json(["-m", "benchmarks.sync", "datasync", api.url, "bench-ds", str(page_size)])
         plain_stats, ds_stats = api.stats("bench-plain"), api.stats("bench-ds")
     for label, st in (("plain", plain_stats), ("datasync", ds_stats)):
         if st["count"] != records or st["maxReceives"] != 1:
@@ -109,9 +135,11 @@ def run(quick: bool = False) -> list[Metric]:
     if d["code"] != 0 or d["completed"] != 1:
         raise RuntimeError(f"DataSync run failed: {d}")
     plain_rate, ds_rate = records / p["seconds"], records / d["seconds"]
-    print(f"  plain httpx: {records} records in {p['seconds']:.2f} s ({plain_rate:,.0f}/s); "
-          f"DataSync run --once: {d['seconds']:.2f} s ({ds_rate:,.0f}/s; wall with start-up "
-          f"{d['wall_seconds']:.2f} s); pages of {page_size}")
+    print(
+        f"  plain httpx: {records} records in {p['seconds']:.2f} s ({plain_rate:,.0f}/s); "
+        f"DataSync run --once: {d['seconds']:.2f} s ({ds_rate:,.0f}/s; wall with start-up "
+        f"{d['wall_seconds']:.2f} s); pages of {page_size}"
+    )
     return [
         Metric.report("sync.plain_httpx_records_per_second", plain_rate, "records/s"),
         Metric.report("sync.datasync_records_per_second", ds_rate, "records/s"),

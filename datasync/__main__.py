@@ -1,4 +1,5 @@
 """``python -m datasync …`` — the same as the ``datasync`` console script."""
+
 from __future__ import annotations
 
 from .cli import main

@@ -11,6 +11,7 @@ A starter that died between the insert and ``start_new`` leaves a Pending record
 an instance: a redelivery of the job takes it over once it is older than
 ``Settings.start_claim_seconds`` (an atomic compare-and-set, so one redelivery wins).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -57,8 +58,9 @@ class Defer:
 Decision = Start | Skip | Defer
 
 
-def decide(job: Job, tenant: Tenant, entry: FlowEntry, active: list[RunRecord], *,
-           requeue_delay: float) -> Decision:
+def decide(
+    job: Job, tenant: Tenant, entry: FlowEntry, active: list[RunRecord], *, requeue_delay: float
+) -> Decision:
     """The admission policy for ``job``.
 
     ``active`` are the tenant's Pending/Running runs. Paused tenant or disabled flow →
@@ -74,20 +76,25 @@ def decide(job: Job, tenant: Tenant, entry: FlowEntry, active: list[RunRecord], 
     if same_flow and entry.overlap == "skip":
         return Skip(f"overlap: {same_flow[0].instance_id} was still running", record=True)
     if same_flow and entry.overlap == "queue":
-        return Defer(requeue_delay, f"{same_flow[0].instance_id} is still running "
-                                    "(overlap=queue)")
+        return Defer(requeue_delay, f"{same_flow[0].instance_id} is still running (overlap=queue)")
     if len(others) >= tenant.max_concurrent_runs:
-        return Defer(requeue_delay, f"{len(others)} runs active for tenant {job.tenant_id} "
-                                    f"(maxConcurrentRuns={tenant.max_concurrent_runs})")
+        return Defer(
+            requeue_delay,
+            f"{len(others)} runs active for tenant {job.tenant_id} "
+            f"(maxConcurrentRuns={tenant.max_concurrent_runs})",
+        )
     return Start()
 
 
 class DurableStarter(Protocol):
     """The part of ``DurableOrchestrationClient`` the starter uses."""
 
-    async def start_new(self, orchestration_function_name: str,
-                        instance_id: str | None = None, client_input: Any | None = None
-                        ) -> str: ...
+    async def start_new(
+        self,
+        orchestration_function_name: str,
+        instance_id: str | None = None,
+        client_input: Any | None = None,
+    ) -> str: ...
 
     async def get_status(self, instance_id: str) -> Any: ...
 
@@ -116,17 +123,23 @@ class Admission:
             return "skipped"
         if isinstance(decision, Defer):
             log.info("deferring %s by %ss: %s", instance_id, decision.delay, decision.reason)
-            await asyncio.to_thread(self.app.queues.queue(FLOW_JOBS).send, job.to_message(),
-                                    visibility_delay=decision.delay)
+            await asyncio.to_thread(
+                self.app.queues.queue(FLOW_JOBS).send,
+                job.to_message(),
+                visibility_delay=decision.delay,
+            )
             return "deferred"
         claimed = await asyncio.to_thread(self._claim, job)
         if claimed is not True:
             if claimed is not None or not await self._take_over(job, client):
                 log.info("skipping %s: %s", instance_id, claimed or "it is being started")
                 return "skipped"
-        run_input = RunInput(tenant_id=job.tenant_id, flow_name=job.flow_name,
-                             scheduled_for=format_utc(job.scheduled_for),
-                             pages_per_generation=self.app.settings.pages_per_generation)
+        run_input = RunInput(
+            tenant_id=job.tenant_id,
+            flow_name=job.flow_name,
+            scheduled_for=format_utc(job.scheduled_for),
+            pages_per_generation=self.app.settings.pages_per_generation,
+        )
         try:
             await client.start_new(_ORCHESTRATOR, instance_id, run_input.to_json())
         except Exception as exc:
@@ -141,28 +154,44 @@ class Admission:
         app = self.app
         tenant = app.tenants.get(job.tenant_id)
         entry = tenant.flow(job.flow_name)
-        app.registry.get(job.flow_name)          # unknown or broken flow: raise → poison
-        decision = decide(job, tenant, entry, app.runs.active(job.tenant_id),
-                          requeue_delay=app.settings.requeue_delay)
+        app.registry.get(job.flow_name)  # unknown or broken flow: raise → poison
+        decision = decide(
+            job,
+            tenant,
+            entry,
+            app.runs.active(job.tenant_id),
+            requeue_delay=app.settings.requeue_delay,
+        )
         if isinstance(decision, Skip) and decision.record:
             # a conditional insert: a redelivered job never overwrites its run's record
-            app.runs.create(RunRecord(
-                instance_id=job.instance_id, tenant_id=job.tenant_id, flow_name=job.flow_name,
-                scheduled_for=format_utc(job.scheduled_for), status="Skipped",
-                finished_at=format_utc(utcnow()), error=decision.reason))
+            app.runs.create(
+                RunRecord(
+                    instance_id=job.instance_id,
+                    tenant_id=job.tenant_id,
+                    flow_name=job.flow_name,
+                    scheduled_for=format_utc(job.scheduled_for),
+                    status="Skipped",
+                    finished_at=format_utc(utcnow()),
+                    error=decision.reason,
+                )
+            )
         return decision
 
     def _claim(self, job: Job) -> bool | str | None:
         """True: this starter created the run record and starts the run. A reason text:
         the run exists (skip). None: a Pending record nobody has started yet."""
-        run = RunRecord(instance_id=job.instance_id, tenant_id=job.tenant_id,
-                        flow_name=job.flow_name, scheduled_for=format_utc(job.scheduled_for),
-                        status="Pending")
+        run = RunRecord(
+            instance_id=job.instance_id,
+            tenant_id=job.tenant_id,
+            flow_name=job.flow_name,
+            scheduled_for=format_utc(job.scheduled_for),
+            status="Pending",
+        )
         if self.app.runs.create(run):
             return True
         try:
             existing = self.app.runs.get(job.instance_id)
-        except NotFound:                         # deleted meanwhile: a later delivery retries
+        except NotFound:  # deleted meanwhile: a later delivery retries
             return "its run record vanished while starting; retrying later"
         if existing.status != "Pending":
             return f"already {existing.status}"
@@ -172,8 +201,9 @@ class Admission:
         """A Pending record: take it over iff its instance does not exist and the claim is
         stale (the starter that made it died before ``start_new``)."""
         status = await client.get_status(job.instance_id)
-        if status:                                # the instance exists: it was started
+        if status:  # the instance exists: it was started
             return False
         older_than = utcnow() - timedelta(seconds=self.app.settings.start_claim_seconds)
-        return await asyncio.to_thread(self.app.runs.take_over_pending, job.instance_id,
-                                       older_than=older_than)
+        return await asyncio.to_thread(
+            self.app.runs.take_over_pending, job.instance_id, older_than=older_than
+        )

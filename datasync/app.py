@@ -10,6 +10,7 @@ own and pass them in.
 embedded SQLite backend otherwise; on Azure a missing setting is an error
 (:meth:`Settings.check_cloud`). ``App.in_memory`` wires the in-memory adapters (fast tests).
 """
+
 from __future__ import annotations
 
 import os
@@ -75,10 +76,18 @@ class App:
     def in_memory(cls, settings: Settings | None = None) -> App:
         """The app over in-memory adapters (unit tests of the services)."""
         from .adapters.memory import MemoryBackend
+
         backend = MemoryBackend()
-        return cls(settings or Settings(), Ports(
-            tenants=backend.tenants, queues=backend.queues, secrets=backend.secrets,
-            runs=backend.runs, pages=backend.pages))
+        return cls(
+            settings or Settings(),
+            Ports(
+                tenants=backend.tenants,
+                queues=backend.queues,
+                secrets=backend.secrets,
+                runs=backend.runs,
+                pages=backend.pages,
+            ),
+        )
 
     # -- services ----------------------------------------------------------------------
     @property
@@ -88,6 +97,7 @@ class App:
         A long-running runtime thus picks up a flow file dropped in (or fixed) without a
         restart; the check is one directory listing."""
         from .registry import FlowRegistry
+
         key = _flows_signature(self.settings.flows_dir)
         with self._registry_lock:
             if self._registry is None or key != self._registry_key:
@@ -100,6 +110,7 @@ class App:
         """The run steps the activities call (one instance: it holds the tenant cache)."""
         if self._steps is None:
             from .steps import RunSteps
+
             self._steps = RunSteps(self)
         return self._steps
 
@@ -108,6 +119,7 @@ class App:
         """What the starter does with a job: start, skip or defer it."""
         if self._admission is None:
             from .admission import Admission
+
             self._admission = Admission(self)
         return self._admission
 
@@ -150,6 +162,7 @@ def _build_ports(settings: Settings) -> Ports:
         nonlocal local
         if local is None:
             from .adapters.local import LocalBackend
+
             local = LocalBackend(settings.home)
             closers.append(local.close)
         return local
@@ -178,5 +191,6 @@ def _build_ports(settings: Settings) -> Ports:
         secrets: SecretStore = vault
     else:
         secrets = embedded().secrets
-    return Ports(tenants=tenants, queues=queues, secrets=secrets, runs=runs, pages=pages,
-                 closers=closers)
+    return Ports(
+        tenants=tenants, queues=queues, secrets=secrets, runs=runs, pages=pages, closers=closers
+    )

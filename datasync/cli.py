@@ -3,6 +3,7 @@
 Exit codes: 0 ok, 1 a run failed, 2 bad input or usage (printed as ``error: …``, no
 traceback). Services are built lazily inside commands, so ``--help`` never touches storage.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ from typing import Any, Iterable, Sequence
 
 import click
 
-from .exceptions import (ConfigError, DataSyncError, FlowError, NotFound, SecretNotFound,
-                         ValidationError)
+from .exceptions import (
+    ConfigError,
+    DataSyncError,
+    FlowError,
+    NotFound,
+    SecretNotFound,
+    ValidationError,
+)
 
 __all__ = ["cli", "main"]
 
@@ -45,6 +52,7 @@ def _app() -> Any:
     app = root.meta.get("datasync.app")
     if app is None:
         from .app import App
+
         app = App.from_settings()
         root.meta["datasync.app"] = app
         root.call_on_close(app.close)
@@ -53,6 +61,7 @@ def _app() -> Any:
 
 def _now() -> datetime:
     from .names import utcnow
+
     return utcnow()
 
 
@@ -62,6 +71,7 @@ def _time(value: Any) -> str:
         return ""
     if isinstance(value, datetime):
         from .names import format_utc
+
         return format_utc(value)
     return str(value)
 
@@ -89,8 +99,11 @@ def _short(text: str | None, width: int = _ERROR_WIDTH) -> str:
 
 # -- the group -----------------------------------------------------------------------------
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path),
-              help="Data dir of the embedded backends (sets DATASYNC_HOME).")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data dir of the embedded backends (sets DATASYNC_HOME).",
+)
 def cli(home: Path | None) -> None:
     """DataSync: scheduled, multi-tenant data syncs (Azure Functions + Durable Functions)."""
     if home is not None:
@@ -98,11 +111,13 @@ def cli(home: Path | None) -> None:
 
 
 @cli.command()
-@click.option("--once", is_flag=True,
-              help="One scheduler tick now, then work until nothing is pending.")
+@click.option(
+    "--once", is_flag=True, help="One scheduler tick now, then work until nothing is pending."
+)
 def run(once: bool) -> None:
     """The local runtime: timer, queue, orchestrations and activities of function_app.py."""
     from .runtime.host import run_local
+
     sys.exit(run_local(once=once))
 
 
@@ -110,6 +125,7 @@ def run(once: bool) -> None:
 def demo() -> None:
     """A full offline demo: local APIs, sample tenants, a real sync, a summary."""
     from .demo import run_demo
+
     sys.exit(run_demo())
 
 
@@ -124,6 +140,7 @@ def tenants() -> None:
 def tenants_apply(file: str) -> None:
     """Validate and upsert tenant documents from FILE (a JSON object or list; - = stdin)."""
     from . import operations
+
     try:
         if file == "-":
             text = click.get_text_stream("stdin").read()
@@ -147,10 +164,11 @@ def _tenant_rows(items: list) -> None:
         if not t.flows:
             rows.append(head + ["", "", "", ""])
         for i, f in enumerate(t.flows):
-            rows.append((head if i == 0 else [""] * 4)
-                        + [f.name, _yes(f.enabled), f.cron, _time(f.next_run_utc)])
-    _table(["tenant", "name", "timezone", "paused", "flow", "enabled", "cron", "nextRunUtc"],
-           rows)
+            rows.append(
+                (head if i == 0 else [""] * 4)
+                + [f.name, _yes(f.enabled), f.cron, _time(f.next_run_utc)]
+            )
+    _table(["tenant", "name", "timezone", "paused", "flow", "enabled", "cron", "nextRunUtc"], rows)
 
 
 @tenants.command("list")
@@ -158,6 +176,7 @@ def _tenant_rows(items: list) -> None:
 def tenants_list(as_json: bool) -> None:
     """Tenants and their flows' next runs."""
     from . import operations
+
     items = operations.list_tenants(_app())
     if as_json:
         _json([t.to_doc() for t in items])
@@ -173,6 +192,7 @@ def tenants_list(as_json: bool) -> None:
 def tenants_show(tenant_id: str, as_json: bool) -> None:
     """One tenant document."""
     from . import operations
+
     tenant = operations.show_tenant(_app(), tenant_id)
     if as_json:
         _json(tenant.to_doc())
@@ -185,10 +205,20 @@ def tenants_show(tenant_id: str, as_json: bool) -> None:
     if "maxConcurrentRuns" in doc:
         click.echo(f"maxConcurrentRuns  {doc['maxConcurrentRuns']}")
     click.echo("")
-    _table(["flow", "enabled", "cron", "nextRunUtc", "overlap", "config"],
-           [[f.name, _yes(f.enabled), f.cron, _time(f.next_run_utc), f.overlap,
-             _short(json.dumps(f.config or {}, separators=(",", ":")), 50)]
-            for f in tenant.flows])
+    _table(
+        ["flow", "enabled", "cron", "nextRunUtc", "overlap", "config"],
+        [
+            [
+                f.name,
+                _yes(f.enabled),
+                f.cron,
+                _time(f.next_run_utc),
+                f.overlap,
+                _short(json.dumps(f.config or {}, separators=(",", ":")), 50),
+            ]
+            for f in tenant.flows
+        ],
+    )
 
 
 # -- flows ---------------------------------------------------------------------------------
@@ -226,17 +256,19 @@ def secrets() -> None:
 def secrets_set(tenant: str, system: str, key: str) -> None:
     """Store a secret; the value is read from stdin (never from the command line)."""
     from . import operations
+
     stream = click.get_text_stream("stdin")
     if stream.isatty():
-        value = click.prompt("value", hide_input=True, default="", show_default=False,
-                             err=True)
+        value = click.prompt("value", hide_input=True, default="", show_default=False, err=True)
     else:
         value = stream.read()
         if value.endswith("\n"):
             value = value[:-2] if value.endswith("\r\n") else value[:-1]
     if not value:
-        _fail("empty secret value: pipe the value on stdin, e.g. "
-              "printf %s \"$TOKEN\" | datasync secrets set TENANT SYSTEM KEY")
+        _fail(
+            "empty secret value: pipe the value on stdin, e.g. "
+            'printf %s "$TOKEN" | datasync secrets set TENANT SYSTEM KEY'
+        )
     operations.set_secret(_app(), tenant, system, key, value)
     click.echo(f"stored secret for tenant {tenant}, system {system}, key {key}")
 
@@ -248,9 +280,11 @@ def secrets_set(tenant: str, system: str, key: str) -> None:
 def trigger(tenant: str, flow: str) -> None:
     """Force a run: make FLOW of TENANT due now."""
     from . import operations
+
     doc, note = operations.trigger(_app(), tenant, flow, _now())
-    click.echo(f"triggered flow {flow} of tenant {tenant}: nextRunUtc "
-               f"{_time(doc.flow(flow).next_run_utc)}")
+    click.echo(
+        f"triggered flow {flow} of tenant {tenant}: nextRunUtc {_time(doc.flow(flow).next_run_utc)}"
+    )
     if note:
         click.echo(note)
 
@@ -261,9 +295,11 @@ def trigger(tenant: str, flow: str) -> None:
 def pause(tenant: str, flow: str | None) -> None:
     """Pause a tenant, or disable one of its flows."""
     from . import operations
+
     operations.pause(_app(), tenant, flow)
-    click.echo(f"paused tenant {tenant}" if flow is None
-               else f"disabled flow {flow} of tenant {tenant}")
+    click.echo(
+        f"paused tenant {tenant}" if flow is None else f"disabled flow {flow} of tenant {tenant}"
+    )
 
 
 @cli.command()
@@ -272,14 +308,19 @@ def pause(tenant: str, flow: str | None) -> None:
 def resume(tenant: str, flow: str | None) -> None:
     """Resume a tenant, or enable one of its flows; next runs are recomputed from now."""
     from . import operations
+
     doc = operations.resume(_app(), tenant, flow, now=_now())
     if flow is None:
         click.echo(f"resumed tenant {tenant}")
-        _table(["flow", "enabled", "nextRunUtc"],
-               [[f.name, _yes(f.enabled), _time(f.next_run_utc)] for f in doc.flows])
+        _table(
+            ["flow", "enabled", "nextRunUtc"],
+            [[f.name, _yes(f.enabled), _time(f.next_run_utc)] for f in doc.flows],
+        )
     else:
-        click.echo(f"enabled flow {flow} of tenant {tenant}: nextRunUtc "
-                   f"{_time(doc.flow(flow).next_run_utc)}")
+        click.echo(
+            f"enabled flow {flow} of tenant {tenant}: nextRunUtc "
+            f"{_time(doc.flow(flow).next_run_utc)}"
+        )
         if doc.paused:
             click.echo(f"tenant {tenant} is paused: the run will not start until it is resumed")
 
@@ -291,21 +332,45 @@ def resume(tenant: str, flow: str | None) -> None:
 @click.option("--status", help="Pending, Running, Completed, Failed, Skipped or Terminated.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Run records as JSON.")
-def runs(tenant: str | None, flow: str | None, status: str | None, limit: int,
-         as_json: bool) -> None:
+def runs(
+    tenant: str | None, flow: str | None, status: str | None, limit: int, as_json: bool
+) -> None:
     """Run history, newest first."""
     from . import operations
-    items = operations.list_runs(_app(), tenant=tenant, flow=flow, status=status,
-                                 limit=limit)
+
+    items = operations.list_runs(_app(), tenant=tenant, flow=flow, status=status, limit=limit)
     if as_json:
         _json([r.to_json() for r in items])
     elif not items:
         click.echo("no runs")
     else:
-        _table(["instance id", "status", "started", "finished", "pages", "in", "out",
-                "resumes", "error"],
-               [[r.instance_id, r.status, _time(r.started_at), _time(r.finished_at), r.pages,
-                 r.records_in, r.records_out, r.resumes, _short(r.error)] for r in items])
+        _table(
+            [
+                "instance id",
+                "status",
+                "started",
+                "finished",
+                "pages",
+                "in",
+                "out",
+                "resumes",
+                "error",
+            ],
+            [
+                [
+                    r.instance_id,
+                    r.status,
+                    _time(r.started_at),
+                    _time(r.finished_at),
+                    r.pages,
+                    r.records_in,
+                    r.records_out,
+                    r.resumes,
+                    _short(r.error),
+                ]
+                for r in items
+            ],
+        )
 
 
 # -- queues --------------------------------------------------------------------------------
@@ -319,6 +384,7 @@ def queue() -> None:
 def queue_put(text: str) -> None:
     """Put TEXT as a raw message on flow-jobs (for replays and tests)."""
     from . import operations
+
     click.echo(operations.queue_put(_app(), text))
 
 
@@ -328,8 +394,12 @@ def poison() -> None:
 
 
 def _poison_json(item) -> dict[str, Any]:
-    data = {"id": item.id, "body": item.body, "dequeueCount": item.dequeue_count,
-            "insertedAt": _time(item.inserted_at) or None}
+    data = {
+        "id": item.id,
+        "body": item.body,
+        "dequeueCount": item.dequeue_count,
+        "insertedAt": _time(item.inserted_at) or None,
+    }
     if item.reason:
         data["reason"] = item.reason
     return data
@@ -340,15 +410,26 @@ def _poison_json(item) -> dict[str, Any]:
 def poison_list(as_json: bool) -> None:
     """Messages that failed too often."""
     from . import operations
+
     items = operations.poison_list(_app())
     if as_json:
         _json([_poison_json(i) for i in items])
     elif not items:
         click.echo("no poison messages")
     else:
-        _table(["id", "inserted", "dequeues", "reason", "body"],
-               [[i.id, _time(i.inserted_at), i.dequeue_count, _short(i.reason, 50),
-                 _short(i.body, 70)] for i in items])
+        _table(
+            ["id", "inserted", "dequeues", "reason", "body"],
+            [
+                [
+                    i.id,
+                    _time(i.inserted_at),
+                    i.dequeue_count,
+                    _short(i.reason, 50),
+                    _short(i.body, 70),
+                ]
+                for i in items
+            ],
+        )
 
 
 @poison.command("replay")
@@ -356,6 +437,7 @@ def poison_list(as_json: bool) -> None:
 def poison_replay(message_id: str) -> None:
     """Move poison message ID back to flow-jobs."""
     from . import operations
+
     new_id = operations.poison_replay(_app(), message_id)
     click.echo(f"replayed {message_id} to flow-jobs as {new_id}")
 

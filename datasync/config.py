@@ -9,6 +9,7 @@ the platform) a port whose
 setting is missing stops the app at start (:meth:`Settings.check_cloud`) instead of
 silently falling back to SQLite on the instance's disk.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,9 @@ def project_root() -> Path:
     return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
 
 
-def _number(env: Mapping[str, str], name: str, kind: Callable[[str], _N], default: _N,
-            lo: _N, hi: _N) -> _N:
+def _number(
+    env: Mapping[str, str], name: str, kind: Callable[[str], _N], default: _N, lo: _N, hi: _N
+) -> _N:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -59,8 +61,11 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_IDENTITY_STORAGE = (("Blob", "blobServiceUri"), ("Queue", "queueServiceUri"),
-                     ("Table", "tableServiceUri"))
+_IDENTITY_STORAGE = (
+    ("Blob", "blobServiceUri"),
+    ("Queue", "queueServiceUri"),
+    ("Table", "tableServiceUri"),
+)
 
 
 def _identity_storage(env: Mapping[str, str]) -> str | None:
@@ -71,7 +76,8 @@ def _identity_storage(env: Mapping[str, str]) -> str | None:
     parts = []
     for service, key in _IDENTITY_STORAGE:
         uri = env.get(f"AzureWebJobsStorage__{key}") or (
-            f"https://{account}.{service.lower()}.core.windows.net" if account else None)
+            f"https://{account}.{service.lower()}.core.windows.net" if account else None
+        )
         if uri:
             parts.append(f"{service}Endpoint={uri}")
     return ";".join(parts) or None
@@ -117,8 +123,10 @@ class Settings:
         flows = Path(env.get("DATASYNC_FLOWS_DIR") or root / "flows")
         level = (env.get("DATASYNC_LOG_LEVEL") or "INFO").strip().upper()
         if level not in _LOG_LEVELS:
-            raise ConfigError(f"DATASYNC_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, "
-                              f"got {env.get('DATASYNC_LOG_LEVEL')!r}")
+            raise ConfigError(
+                f"DATASYNC_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, "
+                f"got {env.get('DATASYNC_LOG_LEVEL')!r}"
+            )
         retry_delay = env.get("DATASYNC_QUEUE_RETRY_DELAY", "").strip()
         return cls(
             scan_schedule=_scan_schedule(env),
@@ -129,24 +137,26 @@ class Settings:
             cosmos_database=env.get("COSMOS_DATABASE") or "flowsync",
             cosmos_container=env.get("COSMOS_CONTAINER") or "tenants",
             cosmos_verify_tls=_flag(env, "COSMOS_VERIFY_TLS", True),
-            storage_connection=(env.get("AzureWebJobsStorage")
-                                or _identity_storage(env) or None),
+            storage_connection=(env.get("AzureWebJobsStorage") or _identity_storage(env) or None),
             keyvault_url=env.get("KEYVAULT_URL") or None,
-            pages_per_generation=_number(env, "DATASYNC_PAGES_PER_GENERATION", int, 10, 1,
-                                         1000),
+            pages_per_generation=_number(env, "DATASYNC_PAGES_PER_GENERATION", int, 10, 1, 1000),
             requeue_delay=_number(env, "DATASYNC_REQUEUE_DELAY", float, 30.0, 0.0, 86400.0),
-            start_claim_seconds=_number(env, "DATASYNC_START_CLAIM_SECONDS", float, 30.0,
-                                        0.0, 3600.0),
+            start_claim_seconds=_number(
+                env, "DATASYNC_START_CLAIM_SECONDS", float, 30.0, 0.0, 3600.0
+            ),
             http=RetryPolicy(
                 attempts=_number(env, "DATASYNC_HTTP_ATTEMPTS", int, 5, 1, 100),
                 timeout=_number(env, "DATASYNC_HTTP_TIMEOUT", float, 30.0, 0.001, 3600.0),
                 budget=_number(env, "DATASYNC_HTTP_BUDGET", float, 300.0, 0.0, 86400.0),
-                backoff_base=_number(env, "DATASYNC_HTTP_BACKOFF_BASE", float, 0.5, 0.0,
-                                     3600.0)),
+                backoff_base=_number(env, "DATASYNC_HTTP_BACKOFF_BASE", float, 0.5, 0.0, 3600.0),
+            ),
             log_level=level,
             activity_workers=_number(env, "DATASYNC_ACTIVITY_WORKERS", int, 4, 1, 256),
-            queue_retry_delay=(_number(env, "DATASYNC_QUEUE_RETRY_DELAY", float, 0.0, 0.0,
-                                       86400.0) if retry_delay else None),
+            queue_retry_delay=(
+                _number(env, "DATASYNC_QUEUE_RETRY_DELAY", float, 0.0, 0.0, 86400.0)
+                if retry_delay
+                else None
+            ),
             on_azure=_on_azure(env),
         )
 
@@ -154,16 +164,25 @@ class Settings:
         """On Azure every port must be configured: no silent SQLite on the instance disk."""
         if not self.on_azure:
             return
-        missing = [name for name, present in (
-            ("COSMOS_ENDPOINT", self.uses_cosmos),
-            ("AzureWebJobsStorage (or AzureWebJobsStorage__accountName)",
-             self.uses_azure_queue),
-            ("KEYVAULT_URL", self.uses_keyvault)) if not present]
+        missing = [
+            name
+            for name, present in (
+                ("COSMOS_ENDPOINT", self.uses_cosmos),
+                (
+                    "AzureWebJobsStorage (or AzureWebJobsStorage__accountName)",
+                    self.uses_azure_queue,
+                ),
+                ("KEYVAULT_URL", self.uses_keyvault),
+            )
+            if not present
+        ]
         if missing:
             raise ConfigError(
-                "running on Azure but these app settings are missing: " + ", ".join(missing)
+                "running on Azure but these app settings are missing: "
+                + ", ".join(missing)
                 + " (without them DataSync would keep tenants, runs, queues or secrets on the "
-                "instance's local disk)")
+                "instance's local disk)"
+            )
 
     @property
     def uses_cosmos(self) -> bool:
@@ -180,30 +199,37 @@ class Settings:
 
     def backends(self) -> dict[str, str]:
         """Which backend each port uses (for the start banner; no secrets)."""
-        return {"tenants": "cosmos" if self.uses_cosmos else "sqlite",
-                "runs": "cosmos" if self.uses_cosmos else "sqlite",
-                "queues": "storage" if self.uses_azure_queue else "sqlite",
-                "pages": "blob" if self.uses_azure_queue else "sqlite",
-                "secrets": "keyvault" if self.uses_keyvault else "local file"}
+        return {
+            "tenants": "cosmos" if self.uses_cosmos else "sqlite",
+            "runs": "cosmos" if self.uses_cosmos else "sqlite",
+            "queues": "storage" if self.uses_azure_queue else "sqlite",
+            "pages": "blob" if self.uses_azure_queue else "sqlite",
+            "secrets": "keyvault" if self.uses_keyvault else "local file",
+        }
 
     def __repr__(self) -> str:  # never print keys or connection strings
-        return (f"Settings(home={str(self.home)!r}, flows_dir={str(self.flows_dir)!r}, "
-                f"cosmos={'on' if self.uses_cosmos else 'off'}, "
-                f"queue={'azure' if self.uses_azure_queue else 'embedded'}, "
-                f"keyvault={'on' if self.uses_keyvault else 'off'})")
+        return (
+            f"Settings(home={str(self.home)!r}, flows_dir={str(self.flows_dir)!r}, "
+            f"cosmos={'on' if self.uses_cosmos else 'off'}, "
+            f"queue={'azure' if self.uses_azure_queue else 'embedded'}, "
+            f"keyvault={'on' if self.uses_keyvault else 'off'})"
+        )
 
 
 def _on_azure(env: Mapping[str, str]) -> bool:
     """Running on the Azure platform: App Service/Premium/Dedicated set
     ``WEBSITE_INSTANCE_ID``; Linux Consumption and Flex set ``CONTAINER_NAME`` together with
     ``WEBSITE_SITE_NAME`` (``CONTAINER_NAME`` alone is set by many container runtimes)."""
-    return bool(env.get("WEBSITE_INSTANCE_ID")
-                or (env.get("CONTAINER_NAME") and env.get("WEBSITE_SITE_NAME")))
+    return bool(
+        env.get("WEBSITE_INSTANCE_ID")
+        or (env.get("CONTAINER_NAME") and env.get("WEBSITE_SITE_NAME"))
+    )
 
 
 def _scan_schedule(env: Mapping[str, str]) -> str:
     from .exceptions import ValidationError
     from .schedule import validate_cron
+
     value = (env.get("DATASYNC_SCAN_SCHEDULE") or DEFAULT_SCAN_SCHEDULE).strip()
     try:
         validate_cron(value)

@@ -6,6 +6,7 @@
   :class:`SecretCache` (a page loop must not hit Key Vault per record) and registers every
   value with :mod:`datasync.redact`, so it is masked in logs and error texts.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,12 @@ class SecretCache:
     expired entries go first, then the oldest.
     """
 
-    def __init__(self, ttl: float = 60.0, max_entries: int = 1024,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl: float = 60.0,
+        max_entries: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self._clock = clock
@@ -74,22 +79,42 @@ class SecretCache:
         with self._lock:
             return len(self._data)
 
-    def __repr__(self) -> str:           # keys only: never the values
+    def __repr__(self) -> str:  # keys only: never the values
         return f"SecretCache(entries={len(self)}, ttl={self.ttl})"
 
 
 # -- the context -----------------------------------------------------------------------
 
+
 class FlowContext:
     """``ctx`` of a flow step. See DESIGN.md "Flow API"."""
 
-    __slots__ = ("tenant_id", "flow_name", "run_id", "page_key", "config", "state",
-                 "_secrets", "_cache", "_http", "_log")
+    __slots__ = (
+        "tenant_id",
+        "flow_name",
+        "run_id",
+        "page_key",
+        "config",
+        "state",
+        "_secrets",
+        "_cache",
+        "_http",
+        "_log",
+    )
 
-    def __init__(self, *, tenant_id: str, flow_name: str, run_id: str, page_key: str = "",
-                 config: dict[str, Any] | None = None, state: dict[str, Any] | None = None,
-                 secrets: SecretStore, http: HttpClients,
-                 cache: SecretCache | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        flow_name: str,
+        run_id: str,
+        page_key: str = "",
+        config: dict[str, Any] | None = None,
+        state: dict[str, Any] | None = None,
+        secrets: SecretStore,
+        http: HttpClients,
+        cache: SecretCache | None = None,
+    ) -> None:
         self.tenant_id = tenant_id
         self.flow_name = flow_name
         self.run_id = run_id
@@ -104,9 +129,11 @@ class FlowContext:
     def secret(self, system: str, key: str) -> str:
         """The tenant's secret ``system``/``key`` (``SecretNotFound`` when missing)."""
         from .redact import register_secret
+
         tenant = self.tenant_id
-        value = self._cache.get((tenant, system, key),
-                                lambda: self._secrets.get(tenant, system, key))
+        value = self._cache.get(
+            (tenant, system, key), lambda: self._secrets.get(tenant, system, key)
+        )
         register_secret(value)
         return value
 
@@ -123,12 +150,15 @@ class FlowContext:
         """``datasync.flow.<name>`` with tenant/flow/run in ``extra``; secrets are masked."""
         if self._log is None:
             from .redact import RedactingLoggerAdapter
+
             self._log = RedactingLoggerAdapter(
                 logging.getLogger(f"datasync.flow.{self.flow_name}"),
-                {"tenant_id": self.tenant_id, "flow_name": self.flow_name,
-                 "run_id": self.run_id})
+                {"tenant_id": self.tenant_id, "flow_name": self.flow_name, "run_id": self.run_id},
+            )
         return self._log
 
-    def __repr__(self) -> str:           # no config, state or secrets: they may hold values
-        return (f"FlowContext(tenant_id={self.tenant_id!r}, flow_name={self.flow_name!r}, "
-                f"run_id={self.run_id!r})")
+    def __repr__(self) -> str:  # no config, state or secrets: they may hold values
+        return (
+            f"FlowContext(tenant_id={self.tenant_id!r}, flow_name={self.flow_name!r}, "
+            f"run_id={self.run_id!r})"
+        )

@@ -18,6 +18,7 @@ activity              input                       output
 The orchestration's own input is :class:`RunInput` (the job, plus the :class:`Carry` after a
 ``continue_as_new``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,18 @@ from typing import Any, ClassVar, TypeVar
 from .exceptions import ValidationError
 
 __all__ = [
-    "Contract", "StepRef", "Carry", "RunInput", "BeginInput", "PullInput", "PullOutput",
-    "TransformInput", "TransformOutput", "PushInput", "PushOutput", "FinishInput",
+    "Contract",
+    "StepRef",
+    "Carry",
+    "RunInput",
+    "BeginInput",
+    "PullInput",
+    "PullOutput",
+    "TransformInput",
+    "TransformOutput",
+    "PushInput",
+    "PushOutput",
+    "FinishInput",
     "FinishOutput",
 ]
 
@@ -46,9 +57,15 @@ def _keys(cls: type) -> tuple[tuple[str, str, bool, type | None], ...]:
     """(field, json key, required, nested contract class) per field of ``cls``."""
     hints = {f.name: f for f in dataclasses.fields(cls)}
     nested: dict[str, type | None] = getattr(cls, "_nested", {})
-    return tuple((name, _camel(name),
-                  f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
-                  nested.get(name)) for name, f in hints.items())
+    return tuple(
+        (
+            name,
+            _camel(name),
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+            nested.get(name),
+        )
+        for name, f in hints.items()
+    )
 
 
 class Contract:
@@ -66,8 +83,9 @@ class Contract:
     @classmethod
     def from_json(cls: type[C], data: Any) -> C:
         if not isinstance(data, dict):
-            raise ValidationError(f"{cls.__name__}: expected a JSON object, "
-                                  f"got {type(data).__name__}")
+            raise ValidationError(
+                f"{cls.__name__}: expected a JSON object, got {type(data).__name__}"
+            )
         keys = _keys(cls)
         unknown = set(data) - {key for _, key, _, _ in keys}
         if unknown:
@@ -79,8 +97,9 @@ class Contract:
                     raise ValidationError(f"{cls.__name__}: missing {key!r}")
                 continue
             value = data[key]
-            kwargs[name] = nested.from_json(value) if nested is not None and value is not None \
-                else value  # type: ignore[attr-defined]
+            kwargs[name] = (
+                nested.from_json(value) if nested is not None and value is not None else value
+            )  # type: ignore[attr-defined]
         return cls(**kwargs)
 
 

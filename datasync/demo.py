@@ -6,6 +6,7 @@ runs the app's real functions on the local runtime (scheduler → queue → star
 ``sync_flow`` replayed by the Durable SDK → activities → ``flows/contacts_to_erp.py``),
 then adds records at the source and runs again: the second run moves only the new ones.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,18 +29,37 @@ from .runtime.host import LocalHost, configure_logging
 
 __all__ = ["run_demo"]
 
-TENANTS = [("acme", "Acme Ltd", "Europe/Amsterdam", 1200, 150),
-           ("globex", "Globex Corp", "America/New_York", 750, 40)]
+TENANTS = [
+    ("acme", "Acme Ltd", "Europe/Amsterdam", 1200, 150),
+    ("globex", "Globex Corp", "America/New_York", 750, 40),
+]
 
 
 def _docs(apis: DemoApis, now_text: str) -> list[dict[str, Any]]:
-    return [{"id": tid, "type": "Tenant", "tenantId": tid, "name": name, "timezone": tz,
-             "paused": False,
-             "flows": [{"name": "contacts-to-erp", "enabled": True, "cron": "0 0 2 * * *",
-                        "nextRunUtc": now_text,
-                        "config": {"source_url": apis.source_url(tid),
-                                   "target_url": apis.target_url(tid), "page_size": 100}}]}
-            for tid, name, tz, _, _ in TENANTS]
+    return [
+        {
+            "id": tid,
+            "type": "Tenant",
+            "tenantId": tid,
+            "name": name,
+            "timezone": tz,
+            "paused": False,
+            "flows": [
+                {
+                    "name": "contacts-to-erp",
+                    "enabled": True,
+                    "cron": "0 0 2 * * *",
+                    "nextRunUtc": now_text,
+                    "config": {
+                        "source_url": apis.source_url(tid),
+                        "target_url": apis.target_url(tid),
+                        "page_size": 100,
+                    },
+                }
+            ],
+        }
+        for tid, name, tz, _, _ in TENANTS
+    ]
 
 
 def _run_once(app: App, console: Console, label: str) -> tuple[int, float]:
@@ -50,24 +70,37 @@ def _run_once(app: App, console: Console, label: str) -> tuple[int, float]:
     return code, time.perf_counter() - started
 
 
-def _summary(console: Console, app: App, apis: DemoApis, title: str,
-             since: set[str]) -> set[str]:
+def _summary(console: Console, app: App, apis: DemoApis, title: str, since: set[str]) -> set[str]:
     runs = [r for r in app.runs.recent(limit=50) if r.instance_id not in since]
     table = Table(title=title, title_justify="left")
     for column in ("run", "status", "pages", "records in", "records out", "error"):
-        table.add_column(column, no_wrap=column == "run",
-                         justify="right" if column.startswith(("pages", "rec")) else "left")
+        table.add_column(
+            column,
+            no_wrap=column == "run",
+            justify="right" if column.startswith(("pages", "rec")) else "left",
+        )
     for run in sorted(runs, key=lambda r: r.instance_id):
-        table.add_row(run.instance_id, run.status, str(run.pages), str(run.records_in),
-                      str(run.records_out), (run.error or "")[:60])
+        table.add_row(
+            run.instance_id,
+            run.status,
+            str(run.pages),
+            str(run.records_in),
+            str(run.records_out),
+            (run.error or "")[:60],
+        )
     console.print(table)
     targets = Table(title="target API", title_justify="left")
     for column in ("tenant", "records stored", "batches", "duplicate keys", "max receives"):
         targets.add_column(column)
     for tid, *_ in TENANTS:
         stats = apis.stats(tid)
-        targets.add_row(tid, str(stats["count"]), str(stats["batches"]),
-                        str(stats["duplicateKeys"]), str(stats["maxReceives"]))
+        targets.add_row(
+            tid,
+            str(stats["count"]),
+            str(stats["batches"]),
+            str(stats["duplicateKeys"]),
+            str(stats["maxReceives"]),
+        )
     console.print(targets)
     return {r.instance_id for r in runs} | since
 
@@ -85,20 +118,29 @@ def run_demo(home: Path | None = None) -> int:
     with contextlib.ExitStack() as stack:
         apis = stack.enter_context(DemoApis(throttle_every=9))
         for tid, _, _, records, _ in TENANTS:
-            apis.add_tenant(tid, source_token=f"src-{tid}-demo-token",
-                            target_token=f"erp-{tid}-demo-token", records=records)
-        console.print(f"source and target APIs on {apis.base_url} "
-                      f"(every 9th source request answers 429 + Retry-After)")
+            apis.add_tenant(
+                tid,
+                source_token=f"src-{tid}-demo-token",
+                target_token=f"erp-{tid}-demo-token",
+                records=records,
+            )
+        console.print(
+            f"source and target APIs on {apis.base_url} "
+            f"(every 9th source request answers 429 + Retry-After)"
+        )
         app = stack.enter_context(App.from_settings(settings))
         now = utcnow()
-        tenants = operations.apply_tenants(app, _docs(apis, now.strftime(
-            "%Y-%m-%dT%H:%M:%SZ")), now)
+        tenants = operations.apply_tenants(
+            app, _docs(apis, now.strftime("%Y-%m-%dT%H:%M:%SZ")), now
+        )
         for tid, *_ in TENANTS:
             operations.set_secret(app, tid, "crm", "token", f"src-{tid}-demo-token")
             operations.set_secret(app, tid, "erp", "token", f"erp-{tid}-demo-token")
         for tenant in tenants:
-            console.print(f"tenant {tenant.tenant_id} ({tenant.timezone}): flow "
-                          f"contacts-to-erp due now, daily at 02:00 local after that")
+            console.print(
+                f"tenant {tenant.tenant_id} ({tenant.timezone}): flow "
+                f"contacts-to-erp due now, daily at 02:00 local after that"
+            )
 
         code, seconds = _run_once(app, console, "run 1 (full sync)")
         seen = _summary(console, app, apis, f"run 1 — {seconds:.1f} s", set())
@@ -106,12 +148,14 @@ def run_demo(home: Path | None = None) -> int:
 
         for tid, _, _, _, extra in TENANTS:
             apis.add_records(tid, extra)
-        time.sleep(1.05)   # a new scheduledFor second, so a new instance id
+        time.sleep(1.05)  # a new scheduledFor second, so a new instance id
         for tid, *_ in TENANTS:
             operations.trigger(app, tid, "contacts-to-erp", utcnow())
-        console.print("added " + ", ".join(f"{extra} records to {tid}"
-                                           for tid, _, _, _, extra in TENANTS)
-                      + "; triggered both flows")
+        console.print(
+            "added "
+            + ", ".join(f"{extra} records to {tid}" for tid, _, _, _, extra in TENANTS)
+            + "; triggered both flows"
+        )
         code2, seconds = _run_once(app, console, "run 2 (incremental)")
         _summary(console, app, apis, f"run 2 — {seconds:.1f} s", seen)
 
@@ -121,9 +165,11 @@ def run_demo(home: Path | None = None) -> int:
             moved = stats["count"] - first[tid]
             exact = stats["count"] == records + extra and stats["maxReceives"] == 1
             ok = ok and exact and first[tid] == records
-            console.print(f"{tid}: run 1 moved {first[tid]} of {records}, run 2 moved {moved} "
-                          f"new of {extra}; each record received "
-                          f"{'exactly once' if stats['maxReceives'] == 1 else 'MORE THAN ONCE'}")
+            console.print(
+                f"{tid}: run 1 moved {first[tid]} of {records}, run 2 moved {moved} "
+                f"new of {extra}; each record received "
+                f"{'exactly once' if stats['maxReceives'] == 1 else 'MORE THAN ONCE'}"
+            )
     console.print("[green]demo OK[/green]" if ok else "[red]demo FAILED[/red]")
     console.print(f"look around: python -m datasync --home {home} runs")
     return 0 if ok else 1

@@ -31,6 +31,7 @@ Process mode (benchmarks)::
 prints one JSON line ``{"url": ..., "port": ..., "tenants": [...]}`` when ready and serves
 until SIGINT/SIGTERM. Tokens must not contain ``:``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,12 @@ _EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def _record(i: int) -> dict[str, Any]:
-    return {"id": f"{i:06d}", "name": f"  Name {i} ", "email": f"USER{i}@EXAMPLE.COM",
-            "updated": (_EPOCH + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {
+        "id": f"{i:06d}",
+        "name": f"  Name {i} ",
+        "email": f"USER{i}@EXAMPLE.COM",
+        "updated": (_EPOCH + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 @dataclass
@@ -63,7 +68,7 @@ class _Tenant:
     source_token: str
     target_token: str
     source: list[dict[str, Any]] = field(default_factory=list)
-    source_ids: list[int] = field(default_factory=list)      # ints of the ids, for bisect
+    source_ids: list[int] = field(default_factory=list)  # ints of the ids, for bisect
     stored: dict[str, dict[str, Any]] = field(default_factory=dict)
     receives: dict[str, int] = field(default_factory=dict)
     keys: set[str] = field(default_factory=set)
@@ -80,11 +85,15 @@ class _Tenant:
         return len(self.source)
 
     def stats(self) -> dict[str, Any]:
-        return {"count": len(self.stored), "batches": self.batches,
-                "duplicateKeys": self.duplicate_keys,
-                "maxReceives": max(self.receives.values(), default=0),
-                "sourceRecords": len(self.source), "sourceRequests": self.source_requests,
-                "throttled": self.throttled}
+        return {
+            "count": len(self.stored),
+            "batches": self.batches,
+            "duplicateKeys": self.duplicate_keys,
+            "maxReceives": max(self.receives.values(), default=0),
+            "sourceRecords": len(self.source),
+            "sourceRequests": self.source_requests,
+            "throttled": self.throttled,
+        }
 
 
 class _ApiError(Exception):
@@ -110,14 +119,13 @@ class _State:
 
 def _bearer(headers: Any, token: str) -> None:
     if headers.get("Authorization", "") != f"Bearer {token}":
-        raise _ApiError(401, "missing or wrong bearer token",
-                        {"WWW-Authenticate": "Bearer"})
+        raise _ApiError(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
-    timeout = 120                 # close idle keep-alive connections (httpx drops them after 5 s)
+    timeout = 120  # close idle keep-alive connections (httpx drops them after 5 s)
     server: "_Server"
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -167,8 +175,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     # -- routes ------------------------------------------------------------------------
-    def _route(self, method: str, parts: list[str], query: dict[str, list[str]],
-               raw: bytes) -> tuple[int, Any, dict[str, str]]:
+    def _route(
+        self, method: str, parts: list[str], query: dict[str, list[str]], raw: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
         state = self.server.state
         if parts[:1] == ["_admin"] and method == "POST":
             return self._admin(parts[1:], self._json_body(raw))
@@ -183,14 +192,16 @@ class _Handler(BaseHTTPRequestHandler):
                     t = state.tenant(tenant)
                     body = t.stats()
                     if what == "records":
-                        body = {k: body[k] for k in
-                                ("count", "batches", "duplicateKeys", "maxReceives")}
+                        body = {
+                            k: body[k] for k in ("count", "batches", "duplicateKeys", "maxReceives")
+                        }
                         body["records"] = [t.stored[k] for k in sorted(t.stored)]
                 return 200, body, {}
         raise _ApiError(404, f"no route {method} {self.path.split('?')[0]}")
 
-    def _contacts(self, state: _State, tenant: str,
-                  query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
+    def _contacts(
+        self, state: _State, tenant: str, query: dict[str, list[str]]
+    ) -> tuple[int, Any, dict[str, str]]:
         with state.lock:
             state.source_requests += 1
             t = state.tenant(tenant)
@@ -210,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ApiError(400, f"limit must be 1..{MAX_LIMIT}")
         with state.lock:
             pos = bisect.bisect_right(t.source_ids, start) if after else 0
-            items = t.source[pos:pos + limit]
+            items = t.source[pos : pos + limit]
             more = pos + len(items) < len(t.source)
         nxt = items[-1]["id"] if items else (after or None)
         return 200, {"items": items, "next": nxt, "more": more}, {}
@@ -225,7 +236,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._json_body(raw)
         records = body.get("records") if isinstance(body, dict) else body
         if not isinstance(records, list) or not all(
-                isinstance(r, dict) and isinstance(r.get("id"), (str, int)) for r in records):
+            isinstance(r, dict) and isinstance(r.get("id"), (str, int)) for r in records
+        ):
             raise _ApiError(400, 'expected {"records": [{"id": ...}, ...]}')
         with state.lock:
             if key in t.keys:
@@ -245,9 +257,12 @@ class _Handler(BaseHTTPRequestHandler):
             if parts == ["tenants"]:
                 items = body if isinstance(body, list) else [body]
                 for item in items:
-                    apis.add_tenant(item["tenant"], source_token=item["sourceToken"],
-                                    target_token=item["targetToken"],
-                                    records=int(item.get("records", 0)))
+                    apis.add_tenant(
+                        item["tenant"],
+                        source_token=item["sourceToken"],
+                        target_token=item["targetToken"],
+                        records=int(item.get("records", 0)),
+                    )
                 return 200, {"tenants": sorted(apis.state.tenants)}, {}
             if len(parts) == 2 and parts[1] == "add":
                 total = apis.add_records(parts[0], int((body or {}).get("count", 0)))
@@ -284,9 +299,12 @@ class DemoApis:
     def start(self, host: str = "127.0.0.1", port: int = 0) -> "DemoApis":
         if self._server is None:
             self._server = _Server((host, port), self)
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            kwargs={"poll_interval": 0.1},
-                                            name="demo-apis", daemon=True)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name="demo-apis",
+                daemon=True,
+            )
             self._thread.start()
         return self
 
@@ -326,8 +344,9 @@ class DemoApis:
     target_url = tenant_url
 
     # -- data --------------------------------------------------------------------------
-    def add_tenant(self, tenant: str, *, source_token: str, target_token: str,
-                   records: int = 0) -> None:
+    def add_tenant(
+        self, tenant: str, *, source_token: str, target_token: str, records: int = 0
+    ) -> None:
         """Create (or reset) a tenant with ``records`` source records, ids 000001 up."""
         validate_tenant_id(tenant)
         t = _Tenant(source_token=source_token, target_token=target_token)
@@ -362,16 +381,23 @@ def _tenant_arg(text: str) -> tuple[str, str, str, int]:
         return name, src, erp, int(count)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected TENANT:SOURCE_TOKEN:TARGET_TOKEN:RECORDS, got {text!r}") from None
+            f"expected TENANT:SOURCE_TOKEN:TARGET_TOKEN:RECORDS, got {text!r}"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m datasync.demo_apis",
-                                     description="Loopback demo source and target APIs.")
+    parser = argparse.ArgumentParser(
+        prog="python -m datasync.demo_apis", description="Loopback demo source and target APIs."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--tenant", type=_tenant_arg, action="append", default=[],
-                        metavar="TENANT:SRC_TOKEN:ERP_TOKEN:RECORDS")
+    parser.add_argument(
+        "--tenant",
+        type=_tenant_arg,
+        action="append",
+        default=[],
+        metavar="TENANT:SRC_TOKEN:ERP_TOKEN:RECORDS",
+    )
     parser.add_argument("--throttle-every", type=int, default=0)
     parser.add_argument("--retry-after", type=int, default=0)
     args = parser.parse_args(argv)
@@ -382,8 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    print(json.dumps({"url": apis.base_url, "port": apis.port,
-                      "tenants": sorted(apis.state.tenants)}), flush=True)
+    print(
+        json.dumps(
+            {"url": apis.base_url, "port": apis.port, "tenants": sorted(apis.state.tenants)}
+        ),
+        flush=True,
+    )
     try:
         while not done.wait(0.5):
             pass

@@ -13,12 +13,22 @@ DataSyncError
  ├── TransientError         worth retrying
  └── PermanentError         fail fast, do not retry
 """
+
 from __future__ import annotations
 
 __all__ = [
-    "DataSyncError", "ConfigError", "ValidationError", "InvalidDocument", "FlowError",
-    "FlowNotFound", "FlowLoadError", "DuplicateFlow", "SecretNotFound", "NotFound",
-    "TransientError", "PermanentError",
+    "DataSyncError",
+    "ConfigError",
+    "ValidationError",
+    "InvalidDocument",
+    "FlowError",
+    "FlowNotFound",
+    "FlowLoadError",
+    "DuplicateFlow",
+    "SecretNotFound",
+    "NotFound",
+    "TransientError",
+    "PermanentError",
 ]
 
 
@@ -44,8 +54,10 @@ class InvalidDocument(ValidationError):
 
     def __init__(self, tenant: str, errors: list[tuple[str, str]]) -> None:
         self.errors = errors
-        lines = [f"tenant {tenant}: {path}: {msg}" if path else f"tenant {tenant}: {msg}"
-                 for path, msg in errors]
+        lines = [
+            f"tenant {tenant}: {path}: {msg}" if path else f"tenant {tenant}: {msg}"
+            for path, msg in errors
+        ]
         super().__init__("\n".join(lines), tenant=tenant, path=errors[0][0] if errors else None)
 
 

@@ -24,6 +24,7 @@ Retries are logged at INFO on ``datasync.http`` with method, URL without query s
 credentials (query strings can carry tokens), status or error class, attempt and wait.
 Headers are never logged.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -45,18 +46,28 @@ from .exceptions import ConfigError
 from .redact import redact
 
 __all__ = [
-    "RetryPolicy", "RetryTransport", "AsyncRetryTransport", "make_client",
-    "make_async_client", "parse_retry_after", "RETRYABLE_ERRORS", "HttpClients",
+    "RetryPolicy",
+    "RetryTransport",
+    "AsyncRetryTransport",
+    "make_client",
+    "make_async_client",
+    "parse_retry_after",
+    "RETRYABLE_ERRORS",
+    "HttpClients",
 ]
 
 log = logging.getLogger("datasync.http")
 
 #: Transport errors worth another attempt (``PoolTimeout`` included: the pool may free up).
 RETRYABLE_ERRORS: tuple[type[Exception], ...] = (
-    httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+)
 
-_DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20,
-                               keepalive_expiry=30.0)
+_DEFAULT_LIMITS = httpx.Limits(
+    max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,7 +80,8 @@ class RetryPolicy:
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     retry_statuses: frozenset[int] = field(
-        default_factory=lambda: frozenset({408, 429, 500, 502, 503, 504}))
+        default_factory=lambda: frozenset({408, 429, 500, 502, 503, 504})
+    )
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -79,7 +91,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Full-jitter wait after failed attempt number ``attempt`` (1-based)."""
-        return random.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2 ** attempt))
+        return random.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2**attempt))
 
 
 _DELTA = re.compile(r"\d+(\.\d+)?")
@@ -101,7 +113,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if when is None:                      # pragma: no cover — older Pythons returned None
+    if when is None:  # pragma: no cover — older Pythons returned None
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
@@ -122,8 +134,14 @@ class _Retrier:
         self.policy = policy or RetryPolicy()
         self.clock = clock
 
-    def wait_for(self, request: httpx.Request, attempt: int, started: float,
-                 response: httpx.Response | None, error: Exception | None) -> float | None:
+    def wait_for(
+        self,
+        request: httpx.Request,
+        attempt: int,
+        started: float,
+        response: httpx.Response | None,
+        error: Exception | None,
+    ) -> float | None:
         """Seconds to wait before the next attempt, or ``None`` to stop now."""
         policy = self.policy
         if response is not None and response.status_code not in policy.retry_statuses:
@@ -136,25 +154,43 @@ class _Retrier:
         if wait is None:
             wait = policy.backoff(attempt)
         remaining = policy.budget - (self.clock() - started)
-        what = (str(response.status_code) if response is not None
-                else type(error).__name__)
+        what = str(response.status_code) if response is not None else type(error).__name__
         if wait > remaining:
-            log.info("not retrying %s %s after %s (attempt %d/%d): wait %.2fs exceeds the "
-                     "remaining budget %.2fs", request.method, _safe_url(request.url), what,
-                     attempt, policy.attempts, wait, max(remaining, 0.0))
+            log.info(
+                "not retrying %s %s after %s (attempt %d/%d): wait %.2fs exceeds the "
+                "remaining budget %.2fs",
+                request.method,
+                _safe_url(request.url),
+                what,
+                attempt,
+                policy.attempts,
+                wait,
+                max(remaining, 0.0),
+            )
             return None
-        log.info("retrying %s %s after %s (attempt %d/%d), waiting %.2fs", request.method,
-                 _safe_url(request.url), what, attempt, policy.attempts, wait)
+        log.info(
+            "retrying %s %s after %s (attempt %d/%d), waiting %.2fs",
+            request.method,
+            _safe_url(request.url),
+            what,
+            attempt,
+            policy.attempts,
+            wait,
+        )
         return wait
 
 
 class RetryTransport(httpx.BaseTransport):
     """Retries requests sent through ``transport`` per ``policy`` (see module doc)."""
 
-    def __init__(self, transport: httpx.BaseTransport | None = None, *,
-                 policy: RetryPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.transport = transport or httpx.HTTPTransport(limits=_DEFAULT_LIMITS)
         self._retrier = _Retrier(policy, clock)
         self._sleep = sleep
@@ -164,7 +200,7 @@ class RetryTransport(httpx.BaseTransport):
         return self._retrier.policy
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        request.read()                    # a body must be re-sendable
+        request.read()  # a body must be re-sendable
         started = self._retrier.clock()
         attempt = 0
         while True:
@@ -190,10 +226,14 @@ class RetryTransport(httpx.BaseTransport):
 class AsyncRetryTransport(httpx.AsyncBaseTransport):
     """The ``async`` twin of :class:`RetryTransport`."""
 
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None, *,
-                 policy: RetryPolicy | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.transport = transport or httpx.AsyncHTTPTransport(limits=_DEFAULT_LIMITS)
         self._retrier = _Retrier(policy, clock)
         self._sleep = sleep
@@ -228,6 +268,7 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
 
 def _user_agent() -> str:
     from . import __version__
+
     return f"datasync/{__version__}"
 
 
@@ -238,7 +279,7 @@ def _env_proxies() -> dict[str, str | None]:
     """
     try:
         from httpx._utils import get_environment_proxies
-    except ImportError:                   # pragma: no cover — private helper moved
+    except ImportError:  # pragma: no cover — private helper moved
         return {}
     return dict(get_environment_proxies())
 
@@ -249,34 +290,54 @@ def _proxy_mounts(retrying: Callable[[Any], Any], transport: object) -> dict[str
     Empty when the caller supplied its own transport (tests): proxies are not honoured then."""
     if transport is not None:
         return {}
-    return {pattern: None if proxy is None else retrying(proxy)
-            for pattern, proxy in _env_proxies().items()}
+    return {
+        pattern: None if proxy is None else retrying(proxy)
+        for pattern, proxy in _env_proxies().items()
+    }
 
 
-def make_client(policy: RetryPolicy | None = None, *,
-                transport: httpx.BaseTransport | None = None) -> httpx.Client:
+def make_client(
+    policy: RetryPolicy | None = None, *, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
     """A sync client retrying per ``policy`` (default: ``RetryPolicy()``).
 
     ``transport`` replaces the network transport *under* the retry layer (tests pass an
     ``httpx.MockTransport``); environment proxies are only honoured without it.
     """
     policy = policy or RetryPolicy()
-    mounts = _proxy_mounts(lambda proxy: RetryTransport(
-        httpx.HTTPTransport(proxy=proxy, limits=_DEFAULT_LIMITS), policy=policy), transport)
-    return httpx.Client(transport=RetryTransport(transport, policy=policy),
-                        mounts=mounts or None, timeout=httpx.Timeout(policy.timeout),
-                        follow_redirects=False, headers={"User-Agent": _user_agent()})
+    mounts = _proxy_mounts(
+        lambda proxy: RetryTransport(
+            httpx.HTTPTransport(proxy=proxy, limits=_DEFAULT_LIMITS), policy=policy
+        ),
+        transport,
+    )
+    return httpx.Client(
+        transport=RetryTransport(transport, policy=policy),
+        mounts=mounts or None,
+        timeout=httpx.Timeout(policy.timeout),
+        follow_redirects=False,
+        headers={"User-Agent": _user_agent()},
+    )
 
 
-def make_async_client(policy: RetryPolicy | None = None, *,
-                      transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+def make_async_client(
+    policy: RetryPolicy | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
     """An async client retrying per ``policy``; see :func:`make_client`."""
     policy = policy or RetryPolicy()
-    mounts = _proxy_mounts(lambda proxy: AsyncRetryTransport(
-        httpx.AsyncHTTPTransport(proxy=proxy, limits=_DEFAULT_LIMITS), policy=policy), transport)
-    return httpx.AsyncClient(transport=AsyncRetryTransport(transport, policy=policy),
-                             mounts=mounts or None, timeout=httpx.Timeout(policy.timeout),
-                             follow_redirects=False, headers={"User-Agent": _user_agent()})
+    mounts = _proxy_mounts(
+        lambda proxy: AsyncRetryTransport(
+            httpx.AsyncHTTPTransport(proxy=proxy, limits=_DEFAULT_LIMITS), policy=policy
+        ),
+        transport,
+    )
+    return httpx.AsyncClient(
+        transport=AsyncRetryTransport(transport, policy=policy),
+        mounts=mounts or None,
+        timeout=httpx.Timeout(policy.timeout),
+        follow_redirects=False,
+        headers={"User-Agent": _user_agent()},
+    )
 
 
 class HttpClients:
@@ -290,8 +351,9 @@ class HttpClients:
         self.policy = policy
         self._lock = threading.Lock()
         self._sync: httpx.Client | None = None
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = \
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
+        )
 
     @property
     def sync(self) -> httpx.Client:
@@ -304,6 +366,7 @@ class HttpClients:
         """The async client of ``loop`` (default: the running loop, else this thread's
         step loop), created on first use and closed with the loop or by :meth:`close`."""
         from .registry import on_loop_close, thread_loop
+
         if loop is None:
             try:
                 loop = asyncio.get_running_loop()

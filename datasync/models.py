@@ -9,6 +9,7 @@ Documents keep unknown keys (``extra="allow"``) and write them back unchanged.
 ``Tenant.to_doc()`` omits ``nextRunUtc`` when it is unset (``None``), as "missing"
 already means "compute from now".
 """
+
 from __future__ import annotations
 
 import json
@@ -23,20 +24,31 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from .exceptions import InvalidDocument, NotFound, ValidationError
-from .names import (format_utc, instance_id, parse_utc, validate_flow_name,
-                    validate_tenant_id)
+from .names import format_utc, instance_id, parse_utc, validate_flow_name, validate_tenant_id
 from .schedule import validate_cron, validate_timezone
 
 __all__ = [
-    "FlowEntry", "Tenant", "Job", "RunRecord", "RUN_STATUSES", "InvalidDocuments",
-    "parse_tenant", "parse_tenants",
+    "FlowEntry",
+    "Tenant",
+    "Job",
+    "RunRecord",
+    "RUN_STATUSES",
+    "InvalidDocuments",
+    "parse_tenant",
+    "parse_tenants",
 ]
 
 RUN_STATUSES = ("Pending", "Running", "Completed", "Failed", "Skipped", "Terminated")
 
-_CONFIG = ConfigDict(strict=True, extra="allow", alias_generator=to_camel,
-                     validate_by_name=True, validate_by_alias=True, serialize_by_alias=True,
-                     validate_assignment=True)
+_CONFIG = ConfigDict(
+    strict=True,
+    extra="allow",
+    alias_generator=to_camel,
+    validate_by_name=True,
+    validate_by_alias=True,
+    serialize_by_alias=True,
+    validate_assignment=True,
+)
 
 
 class _FieldProblem(ValueError):
@@ -150,8 +162,9 @@ class Tenant(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Tenant:
         if self.id != self.tenant_id:
-            raise _FieldProblem(("tenantId",),
-                                f"must equal id ({self.id!r}), got {self.tenant_id!r}")
+            raise _FieldProblem(
+                ("tenantId",), f"must equal id ({self.id!r}), got {self.tenant_id!r}"
+            )
         seen: set[str] = set()
         for i, entry in enumerate(self.flows):
             if entry.name in seen:
@@ -175,6 +188,7 @@ class Tenant(BaseModel):
 
 # -- turning pydantic errors into short messages ---------------------------------------------
 
+
 def _path(loc: tuple[str | int, ...]) -> str:
     out = ""
     for part in loc:
@@ -186,9 +200,14 @@ def _path(loc: tuple[str | int, ...]) -> str:
 
 
 _EXPECTED = {
-    "bool_type": "true or false", "string_type": "a string", "int_type": "an integer",
-    "float_type": "a number", "dict_type": "a JSON object", "model_type": "a JSON object",
-    "model_attributes_type": "a JSON object", "list_type": "a list",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "dict_type": "a JSON object",
+    "model_type": "a JSON object",
+    "model_attributes_type": "a JSON object",
+    "list_type": "a list",
     "datetime_type": "an ISO 8601 time with an offset",
 }
 
@@ -246,8 +265,9 @@ def _flow_index(problem: tuple[str, str]) -> int:
     return int(match.group(1)) if match else -1
 
 
-def parse_tenant(obj: Any, *, known_flows: Collection[str] | None = None,
-                 label: str | None = None) -> Tenant:
+def parse_tenant(
+    obj: Any, *, known_flows: Collection[str] | None = None, label: str | None = None
+) -> Tenant:
     """Validate one tenant document; every problem at once in an :class:`InvalidDocument`.
 
     The error names the tenant by the document's ``id``/``tenantId`` when readable, else
@@ -266,16 +286,18 @@ def parse_tenant(obj: Any, *, known_flows: Collection[str] | None = None,
             if item not in seen:
                 seen.add(item)
                 problems.append(item)
-        if ("id", "required") in seen:   # neither id nor tenantId: say it once
+        if ("id", "required") in seen:  # neither id nor tenantId: say it once
             problems = [p for p in problems if p != ("tenantId", "required")]
-            problems = [("id", "required (id or tenantId)") if p == ("id", "required") else p
-                        for p in problems]
+            problems = [
+                ("id", "required (id or tenantId)") if p == ("id", "required") else p
+                for p in problems
+            ]
         for key in ("id", "tenantId"):  # a key filled in from the other: say it once
             if key not in obj and (key != "tenantId" or "tenant_id" not in obj):
                 problems = [p for p in problems if p[0] != key or p[1].startswith("required")]
     if known_flows is not None:
         problems += _unknown_flows(obj, known_flows)
-    problems.sort(key=_flow_index)   # stable: top-level first, then flows in order
+    problems.sort(key=_flow_index)  # stable: top-level first, then flows in order
     if problems or tenant is None:
         raise InvalidDocument(_label(obj, label), problems or [("", "invalid document")])
     return tenant
@@ -292,8 +314,9 @@ class InvalidDocuments(InvalidDocument):
         self.documents = documents
         first = documents[0]
         self.errors = first.errors
-        ValidationError.__init__(self, "\n".join(str(d) for d in documents),
-                                 tenant=first.tenant, path=first.path)
+        ValidationError.__init__(
+            self, "\n".join(str(d) for d in documents), tenant=first.tenant, path=first.path
+        )
 
 
 def parse_tenants(obj: Any, *, known_flows: Collection[str] | None = None) -> list[Tenant]:
@@ -304,8 +327,13 @@ def parse_tenants(obj: Any, *, known_flows: Collection[str] | None = None) -> li
     without a readable id are labelled ``#n`` (n counts from 1)."""
     docs = [obj] if isinstance(obj, dict) else obj
     if not isinstance(docs, list):
-        raise InvalidDocuments([InvalidDocument("?", [
-            ("", f"expected a JSON object or a list of objects, got {_show(obj)}")])])
+        raise InvalidDocuments(
+            [
+                InvalidDocument(
+                    "?", [("", f"expected a JSON object or a list of objects, got {_show(obj)}")]
+                )
+            ]
+        )
     tenants: list[Tenant] = []
     bad: list[InvalidDocument] = []
     first_seen: dict[str, int] = {}
@@ -316,8 +344,17 @@ def parse_tenants(obj: Any, *, known_flows: Collection[str] | None = None) -> li
             bad.append(exc)
             continue
         if tenant.tenant_id in first_seen:
-            bad.append(InvalidDocument(tenant.tenant_id, [
-                ("id", f"duplicate tenant id (also document #{first_seen[tenant.tenant_id]})")]))
+            bad.append(
+                InvalidDocument(
+                    tenant.tenant_id,
+                    [
+                        (
+                            "id",
+                            f"duplicate tenant id (also document #{first_seen[tenant.tenant_id]})",
+                        )
+                    ],
+                )
+            )
             continue
         first_seen[tenant.tenant_id] = n
         tenants.append(tenant)
@@ -327,6 +364,7 @@ def parse_tenants(obj: Any, *, known_flows: Collection[str] | None = None) -> li
 
 
 # -- jobs and run records -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Job:
@@ -339,9 +377,14 @@ class Job:
     scheduled_for: datetime
 
     def to_message(self) -> str:
-        return json.dumps({"tenantId": self.tenant_id, "flowName": self.flow_name,
-                           "scheduledFor": format_utc(self.scheduled_for)},
-                          separators=(",", ":"))
+        return json.dumps(
+            {
+                "tenantId": self.tenant_id,
+                "flowName": self.flow_name,
+                "scheduledFor": format_utc(self.scheduled_for),
+            },
+            separators=(",", ":"),
+        )
 
     @classmethod
     def from_message(cls, text: str | bytes) -> Job:
@@ -356,8 +399,9 @@ class Job:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValidationError(f"job message is not valid JSON: {exc.msg} "
-                                  f"at position {exc.pos}") from None
+            raise ValidationError(
+                f"job message is not valid JSON: {exc.msg} at position {exc.pos}"
+            ) from None
         if not isinstance(data, dict):
             raise ValidationError(f"job message must be a JSON object, got {_show(data)}")
         missing = [k for k in ("tenantId", "flowName", "scheduledFor") if k not in data]
@@ -378,10 +422,18 @@ class Job:
 
 
 _RUN_KEYS = {
-    "instance_id": "instanceId", "tenant_id": "tenantId", "flow_name": "flowName",
-    "scheduled_for": "scheduledFor", "status": "status", "started_at": "startedAt",
-    "finished_at": "finishedAt", "pages": "pages", "records_in": "recordsIn",
-    "records_out": "recordsOut", "resumes": "resumes", "error": "error",
+    "instance_id": "instanceId",
+    "tenant_id": "tenantId",
+    "flow_name": "flowName",
+    "scheduled_for": "scheduledFor",
+    "status": "status",
+    "started_at": "startedAt",
+    "finished_at": "finishedAt",
+    "pages": "pages",
+    "records_in": "recordsIn",
+    "records_out": "recordsOut",
+    "resumes": "resumes",
+    "error": "error",
 }
 
 

@@ -6,6 +6,7 @@
 - times are stored and printed as ISO 8601 UTC with ``Z`` and seconds precision
   (``2026-11-23T14:00:00Z``); input accepts any ISO 8601 with an offset.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,9 +15,19 @@ from datetime import datetime, timezone
 from .exceptions import ValidationError
 
 __all__ = [
-    "validate_tenant_id", "validate_flow_name", "validate_secret_part", "format_utc",
-    "parse_utc", "compact_utc", "instance_id", "sanitize_instance_id", "secret_name",
-    "utcnow", "page_key", "MAX_NAME", "MAX_INSTANCE_ID",
+    "validate_tenant_id",
+    "validate_flow_name",
+    "validate_secret_part",
+    "format_utc",
+    "parse_utc",
+    "compact_utc",
+    "instance_id",
+    "sanitize_instance_id",
+    "secret_name",
+    "utcnow",
+    "page_key",
+    "MAX_NAME",
+    "MAX_INSTANCE_ID",
 ]
 
 MAX_NAME = 40
@@ -110,8 +121,7 @@ def instance_id(tenant_id: str, flow_name: str, scheduled_for: datetime) -> str:
     unambiguous: ``acme-eu`` + ``sync`` and ``acme`` + ``eu-sync`` differ."""
     validate_tenant_id(tenant_id)
     validate_flow_name(flow_name)
-    return sanitize_instance_id(
-        f"Workflow-{tenant_id}--{flow_name}-{compact_utc(scheduled_for)}")
+    return sanitize_instance_id(f"Workflow-{tenant_id}--{flow_name}-{compact_utc(scheduled_for)}")
 
 
 def secret_name(tenant: str, system: str, key: str) -> str:

@@ -3,6 +3,7 @@
 Each function takes the :class:`~datasync.app.App` and, where time matters, ``now``;
 it returns data and raises :mod:`datasync.exceptions` errors. Nothing here prints.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -18,8 +19,17 @@ if TYPE_CHECKING:
     from .app import App
 
 __all__ = [
-    "apply_tenants", "list_tenants", "show_tenant", "trigger", "pause",
-    "resume", "set_secret", "list_runs", "queue_put", "poison_list", "poison_replay",
+    "apply_tenants",
+    "list_tenants",
+    "show_tenant",
+    "trigger",
+    "pause",
+    "resume",
+    "set_secret",
+    "list_runs",
+    "queue_put",
+    "poison_list",
+    "poison_replay",
     "paused_note",
 ]
 
@@ -66,35 +76,40 @@ def _modify(app: App, tenant_id: str, change: Callable[[Tenant], None]) -> Tenan
 def paused_note(tenant: Tenant, flow: str) -> str | None:
     """Why ``flow`` of ``tenant`` will not start now, or None when nothing stops it."""
     if tenant.paused:
-        return (f"tenant {tenant.tenant_id} is paused: the run will not start until it is "
-                f"resumed")
+        return f"tenant {tenant.tenant_id} is paused: the run will not start until it is resumed"
     if not tenant.flow(flow).enabled:
-        return (f"flow {flow} of tenant {tenant.tenant_id} is disabled: the run will not "
-                f"start until it is resumed")
+        return (
+            f"flow {flow} of tenant {tenant.tenant_id} is disabled: the run will not "
+            f"start until it is resumed"
+        )
     return None
 
 
 def trigger(app: App, tenant_id: str, flow: str, now: datetime) -> tuple[Tenant, str | None]:
     """Make ``flow`` due now (to the second); the note says when pause/disable still holds."""
+
     def change(tenant: Tenant) -> None:
         tenant.flow(flow).next_run_utc = _second(now)
+
     tenant = _modify(app, tenant_id, change)
     return tenant, paused_note(tenant, flow)
 
 
 def pause(app: App, tenant_id: str, flow: str | None = None) -> Tenant:
     """Pause a whole tenant, or disable one of its flows."""
+
     def change(tenant: Tenant) -> None:
         if flow is None:
             tenant.paused = True
         else:
             tenant.flow(flow).enabled = False
+
     return _modify(app, tenant_id, change)
 
 
-def resume(app: App, tenant_id: str, flow: str | None = None, *,
-           now: datetime) -> Tenant:
+def resume(app: App, tenant_id: str, flow: str | None = None, *, now: datetime) -> Tenant:
     """Unpause a tenant (or enable one flow); resumed flows run at their next occurrence."""
+
     def change(tenant: Tenant) -> None:
         if flow is None:
             tenant.paused = False
@@ -105,6 +120,7 @@ def resume(app: App, tenant_id: str, flow: str | None = None, *,
             entries = [entry]
         for entry in entries:
             entry.next_run_utc = next_occurrence(entry.cron, tenant.timezone, now)
+
     return _modify(app, tenant_id, change)
 
 
@@ -115,15 +131,20 @@ def set_secret(app: App, tenant_id: str, system: str, key: str, value: str) -> N
     validate_secret_part(key, "key")
     if not value:
         raise ValidationError("the secret value is empty")
-    app.tenants.get(tenant_id)          # NotFound for an unknown tenant
+    app.tenants.get(tenant_id)  # NotFound for an unknown tenant
     app.secrets.set(tenant_id, system, key, value)
 
 
-def list_runs(app: App, *, tenant: str | None = None, flow: str | None = None,
-              status: str | None = None, limit: int = 100) -> list[RunRecord]:
+def list_runs(
+    app: App,
+    *,
+    tenant: str | None = None,
+    flow: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+) -> list[RunRecord]:
     if status is not None and status not in RUN_STATUSES:
-        raise ValidationError(f"unknown status {status!r}: use one of "
-                              f"{', '.join(RUN_STATUSES)}")
+        raise ValidationError(f"unknown status {status!r}: use one of {', '.join(RUN_STATUSES)}")
     if limit < 1:
         raise ValidationError(f"limit must be at least 1, not {limit}")
     return app.runs.recent(tenant=tenant, flow=flow, status=status, limit=limit)
@@ -144,6 +165,5 @@ def poison_replay(app: App, message_id: str) -> str:
     try:
         return app.queues.queue(FLOW_JOBS).send(item.body)
     except Exception:
-        app.queues.queue(FLOW_JOBS_POISON).send(item.body)   # do not lose it
+        app.queues.queue(FLOW_JOBS_POISON).send(item.body)  # do not lose it
         raise
-

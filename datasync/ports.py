@@ -6,6 +6,7 @@ unit tests). ``datasync.services.build_services`` picks them from settings. Ever
 here is synchronous; adapters own their connections and are safe to share between threads.
 ``tests/contract`` runs one suite of tests, written from these docstrings, on every adapter.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,8 +17,18 @@ if TYPE_CHECKING:
     from .models import RunRecord, Tenant
 
 __all__ = [
-    "DueFlow", "QueueItem", "Checkpoint", "TenantStore", "MessageQueue", "QueueBackend",
-    "SecretStore", "RunStore", "PageStore", "Clock", "FLOW_JOBS", "FLOW_JOBS_POISON",
+    "DueFlow",
+    "QueueItem",
+    "Checkpoint",
+    "TenantStore",
+    "MessageQueue",
+    "QueueBackend",
+    "SecretStore",
+    "RunStore",
+    "PageStore",
+    "Clock",
+    "FLOW_JOBS",
+    "FLOW_JOBS_POISON",
 ]
 
 FLOW_JOBS = "flow-jobs"
@@ -36,19 +47,19 @@ class DueFlow:
     flow_name: Any
     cron: Any
     timezone: Any
-    next_run_utc: Any          # the stored value (str or None) — validated by the scheduler
-    etag: str                  # what :meth:`TenantStore.advance` compares against
+    next_run_utc: Any  # the stored value (str or None) — validated by the scheduler
+    etag: str  # what :meth:`TenantStore.advance` compares against
 
 
 @dataclass(frozen=True, slots=True)
 class QueueItem:
     id: str
-    body: str                  # decoded text (adapters handle base64)
+    body: str  # decoded text (adapters handle base64)
     dequeue_count: int
     pop_receipt: str
     inserted_at: datetime | None = None
     next_visible_at: datetime | None = None
-    reason: str | None = None   # why a poison message was moved, where the backend keeps it
+    reason: str | None = None  # why a poison message was moved, where the backend keeps it
 
 
 @dataclass(slots=True)
@@ -185,8 +196,17 @@ class RunStore(Protocol):
         resumed) is a resume: ``resumes`` += 1, counters kept. Returns the stored record."""
         ...
 
-    def checkpoint(self, instance_id: str, tenant: str, flow: str, cp: Checkpoint,
-                   *, pages: int, records_in: int, records_out: int) -> None:
+    def checkpoint(
+        self,
+        instance_id: str,
+        tenant: str,
+        flow: str,
+        cp: Checkpoint,
+        *,
+        pages: int,
+        records_in: int,
+        records_out: int,
+    ) -> None:
         """Save cursor+state and the run's counters (cumulative values, not increments);
         with no run record the checkpoint is still saved."""
         ...
@@ -207,8 +227,14 @@ class RunStore(Protocol):
         """Upsert a whole record (e.g. Skipped)."""
         ...
 
-    def recent(self, *, tenant: str | None = None, flow: str | None = None,
-               status: str | None = None, limit: int = 100) -> list[RunRecord]:
+    def recent(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
         """Up to ``limit`` records, newest first (creation time, then instance id)."""
         ...
 

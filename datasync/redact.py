@@ -14,6 +14,7 @@
   it is safe without the filter; tracebacks it logs are inlined in the message, redacted.
 - :func:`redact_exception` gives a short, redacted, capped error text for run records.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,14 @@ from typing import Any, MutableMapping
 from urllib.parse import quote, quote_plus
 
 __all__ = [
-    "MIN_SECRET_LENGTH", "MASK", "register_secret", "redact", "RedactingFilter",
-    "install_redaction", "redact_exception", "RedactingLoggerAdapter",
+    "MIN_SECRET_LENGTH",
+    "MASK",
+    "register_secret",
+    "redact",
+    "RedactingFilter",
+    "install_redaction",
+    "redact_exception",
+    "RedactingLoggerAdapter",
 ]
 
 MIN_SECRET_LENGTH = 4
@@ -34,7 +41,7 @@ MASK = "***"
 
 _lock = threading.Lock()
 _forms: set[str] = set()
-_pattern: re.Pattern[str] | None = None   # replaced whole, read without the lock
+_pattern: re.Pattern[str] | None = None  # replaced whole, read without the lock
 
 
 # httpx percent-encodes a URL given as text only partly (WHATWG query / path sets), so a
@@ -44,9 +51,15 @@ _PATH_SAFE = "".join(c for c in _QUERY_SAFE if c not in "?`{}")
 
 
 def _forms_of(value: str) -> set[str]:
-    return {value, quote(value, safe=""), quote_plus(value, safe=""),
-            quote(value, safe=_QUERY_SAFE), quote(value, safe=_PATH_SAFE),
-            json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    return {
+        value,
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+        quote(value, safe=_QUERY_SAFE),
+        quote(value, safe=_PATH_SAFE),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+    }
 
 
 def register_secret(value: str) -> None:
@@ -144,15 +157,18 @@ def redact_exception(exc: BaseException, *, limit: int = 4000) -> str:
     while current is not None and id(current) not in seen and len(seen) < 3:
         seen.add(id(current))
         parts.append(("" if not parts else "caused by: ") + _describe(current))
-        current = current.__cause__ or (None if current.__suppress_context__
-                                        else current.__context__)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
     frames = traceback.extract_tb(exc.__traceback__)[-5:]
     if frames:
-        parts.append("at " + " <- ".join(f"{_short(f.filename)}:{f.lineno} in {f.name}"
-                                         for f in reversed(frames)))
-    text = redact("\n".join(parts))       # redact before cutting: no half-masked values
+        parts.append(
+            "at "
+            + " <- ".join(f"{_short(f.filename)}:{f.lineno} in {f.name}" for f in reversed(frames))
+        )
+    text = redact("\n".join(parts))  # redact before cutting: no half-masked values
     if len(text) > limit:
-        text = text[:max(limit - 1, 0)] + "…" if limit > 0 else ""
+        text = text[: max(limit - 1, 0)] + "…" if limit > 0 else ""
     return text
 
 
@@ -177,8 +193,9 @@ class RedactingLoggerAdapter(logging.LoggerAdapter):
     appended to the message, so handlers never see the raw exception.
     """
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]
-                ) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         extra = dict(self.extra or {})
         extra.update(kwargs.get("extra") or {})
         kwargs["extra"] = extra
@@ -199,9 +216,10 @@ class RedactingLoggerAdapter(logging.LoggerAdapter):
                 exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
             elif not isinstance(exc_info, tuple):
                 import sys
+
                 exc_info = sys.exc_info()
             if exc_info[0] is not None:
                 text += "\n" + _formatter.formatException(exc_info)
         text, kwargs = self.process(text, kwargs)
-        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1   # report the caller's line
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1  # report the caller's line
         self.logger.log(level, redact(text), **kwargs)

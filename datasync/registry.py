@@ -17,6 +17,7 @@ fails to import, or declares an invalid flow, is reported as a
 calling thread's lifetime (``httpx.AsyncClient`` is bound to its loop, so ``ctx.ahttp`` is
 one client per loop — see :mod:`datasync.context`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,17 @@ from .exceptions import DuplicateFlow, FlowError, FlowLoadError, FlowNotFound
 from .names import validate_flow_name
 
 __all__ = [
-    "Page", "flow", "FlowSpec", "FlowRegistry", "UnknownFlow", "call_step", "thread_loop",
-    "close_thread_loop", "on_loop_close", "default_registry", "MODULE_PREFIX",
+    "Page",
+    "flow",
+    "FlowSpec",
+    "FlowRegistry",
+    "UnknownFlow",
+    "call_step",
+    "thread_loop",
+    "close_thread_loop",
+    "on_loop_close",
+    "default_registry",
+    "MODULE_PREFIX",
 ]
 
 MODULE_PREFIX = "datasync_flows"
@@ -59,7 +69,7 @@ class FlowSpec:
 
     name: str
     cls: type
-    file: str            # relative to the project root, posix (``flows/contacts_to_erp.py``)
+    file: str  # relative to the project root, posix (``flows/contacts_to_erp.py``)
     module: str
 
     def create(self) -> Any:
@@ -85,7 +95,7 @@ class UnknownFlow(FlowNotFound):
 
 # -- the decorator ---------------------------------------------------------------------
 
-_local = threading.local()          # .collector: list[FlowSpec] while discovery imports a file
+_local = threading.local()  # .collector: list[FlowSpec] while discovery imports a file
 _default_lock = threading.Lock()
 _default_specs: list[FlowSpec] = []
 
@@ -95,8 +105,9 @@ def _check_flow_class(name: str, cls: Any) -> None:
         raise TypeError(f"@flow({name!r}) decorates classes, not {type(cls).__name__} objects")
     missing = [m for m in ("pull", "push") if not callable(getattr(cls, m, None))]
     if missing:
-        raise TypeError(f"flow {name!r} (class {cls.__name__}) has no "
-                        f"{' or '.join(missing)} method")
+        raise TypeError(
+            f"flow {name!r} (class {cls.__name__}) has no {' or '.join(missing)} method"
+        )
     transform = getattr(cls, "transform", None)
     if transform is not None and not callable(transform):
         raise TypeError(f"flow {name!r} (class {cls.__name__}): transform is not a method")
@@ -125,9 +136,11 @@ def flow(name: str) -> Callable[[T], T]:
         else:
             with _default_lock:
                 # re-running the same definition (e.g. a reload) replaces it
-                _default_specs[:] = [s for s in _default_specs
-                                     if (s.module, s.cls.__qualname__) !=
-                                     (module, cls.__qualname__)]
+                _default_specs[:] = [
+                    s
+                    for s in _default_specs
+                    if (s.module, s.cls.__qualname__) != (module, cls.__qualname__)
+                ]
                 _default_specs.append(spec)
         return cls
 
@@ -135,6 +148,7 @@ def flow(name: str) -> Callable[[T], T]:
 
 
 # -- the registry ----------------------------------------------------------------------
+
 
 def _rel(path: Path, root: Path | None, flows_dir: Path) -> str:
     for base in (root, flows_dir.parent):
@@ -150,6 +164,7 @@ def _rel(path: Path, root: Path | None, flows_dir: Path) -> str:
 def _reason(exc: BaseException, path: Path) -> str:
     """A one-line reason: ``SyntaxError: invalid syntax (line 3)``; no traceback."""
     from .exceptions import ValidationError
+
     if isinstance(exc, SyntaxError):
         line = f" (line {exc.lineno})" if exc.lineno else ""
         return f"{type(exc).__name__}: {exc.msg}{line}"
@@ -174,8 +189,9 @@ _discover_lock = threading.RLock()
 class FlowRegistry:
     """The flows of one directory (or the process default set), resolved by name."""
 
-    def __init__(self, specs: list[FlowSpec] | None = None,
-                 errors: list[FlowError] | None = None) -> None:
+    def __init__(
+        self, specs: list[FlowSpec] | None = None, errors: list[FlowError] | None = None
+    ) -> None:
         self.errors: list[FlowError] = list(errors or [])
         self._specs: dict[str, FlowSpec] = {}
         self._ambiguous: dict[str, list[str]] = {}
@@ -195,12 +211,19 @@ class FlowRegistry:
         """Import every ``*.py`` in ``flows_dir`` (not ``_*``), in name order, as fresh modules."""
         flows_dir = Path(flows_dir)
         if not flows_dir.is_dir():
-            return cls([], [FlowLoadError(_rel(flows_dir, project_root, flows_dir),
-                                          "flows directory not found")])
+            return cls(
+                [],
+                [
+                    FlowLoadError(
+                        _rel(flows_dir, project_root, flows_dir), "flows directory not found"
+                    )
+                ],
+            )
         specs: list[FlowSpec] = []
         errors: list[FlowError] = []
-        files = sorted(p for p in flows_dir.glob("*.py")
-                       if not p.name.startswith("_") and p.is_file())
+        files = sorted(
+            p for p in flows_dir.glob("*.py") if not p.name.startswith("_") and p.is_file()
+        )
         with _discover_lock:
             for path in files:
                 rel = _rel(path, project_root, flows_dir)
@@ -220,10 +243,8 @@ class FlowRegistry:
         if spec is not None:
             return spec
         if name in self._ambiguous:
-            raise UnknownFlow(name, "ambiguous: registered in "
-                              + ", ".join(self._ambiguous[name]))
-        broken = list(dict.fromkeys(e.file for e in self.errors
-                                    if isinstance(e, FlowLoadError)))
+            raise UnknownFlow(name, "ambiguous: registered in " + ", ".join(self._ambiguous[name]))
+        broken = list(dict.fromkeys(e.file for e in self.errors if isinstance(e, FlowLoadError)))
         hint = ""
         if broken:
             hint = f"{', '.join(broken)} failed to load"
@@ -261,7 +282,7 @@ def _load(path: Path) -> list[FlowSpec]:
         raise ImportError(f"cannot load {path.name}")
     module = importlib.util.module_from_spec(spec)
     previous = sys.modules.get(name)
-    sys.modules[name] = module          # dataclasses, pickling etc. look modules up here
+    sys.modules[name] = module  # dataclasses, pickling etc. look modules up here
     collected: list[FlowSpec] = []
     outer = getattr(_local, "collector", None)
     _local.collector = collected
@@ -287,8 +308,9 @@ def default_registry() -> FlowRegistry:
 # -- running steps ---------------------------------------------------------------------
 
 _loops = threading.local()
-_finalizers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Callable[[], Any]]]" = \
+_finalizers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Callable[[], Any]]]" = (
     weakref.WeakKeyDictionary()
+)
 
 
 class _LoopHolder:
@@ -369,7 +391,7 @@ def call_step(fn: Callable[..., Any], *args: Any) -> Any:
         running = True
     except RuntimeError:
         running = False
-    if not running:     # outside the except block: the step's own error gets no __context__
+    if not running:  # outside the except block: the step's own error gets no __context__
         return thread_loop().run_until_complete(_await(result))
     return asyncio.run_coroutine_threadsafe(_await(result), _helper()).result()
 

@@ -13,6 +13,7 @@ an IANA timezone. Daylight saving time is handled by one of two rules:
 
 Results are aware UTC datetimes, strictly after ``after``.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -26,15 +27,17 @@ from .exceptions import ValidationError
 __all__ = ["validate_cron", "validate_timezone", "next_occurrence", "due_at", "plan"]
 
 UTC = timezone.utc
-_MAX_STEPS = 200_000      # candidates examined per call before giving up (never hit in practice)
+_MAX_STEPS = 200_000  # candidates examined per call before giving up (never hit in practice)
 
 
 @lru_cache(maxsize=1024)
 def _cron_problem(expr: str) -> str | None:
     fields = expr.split()
     if len(fields) != 6:
-        return (f"cron {expr!r} has {len(fields)} field{'s' * (len(fields) != 1)}; "
-                "expected six fields, seconds first (sec min hour day month weekday)")
+        return (
+            f"cron {expr!r} has {len(fields)} field{'s' * (len(fields) != 1)}; "
+            "expected six fields, seconds first (sec min hour day month weekday)"
+        )
     try:
         ok = croniter.is_valid(expr, second_at_beginning=True, strict=True)
     except Exception:  # croniter raises odd things on odd input
@@ -93,9 +96,9 @@ def _instants(tz: ZoneInfo, wall: datetime, elapsed: bool) -> list[datetime]:
     u0, u1 = wall - off0, wall - off1  # type: ignore[operator]
     if u0 == u1:
         return [u0]
-    if u0 < u1:                        # ambiguous (fall back): fold 0 first
+    if u0 < u1:  # ambiguous (fall back): fold 0 first
         return [u0, u1] if elapsed else [u0]
-    return [] if elapsed else [_gap_end(tz, u1, u0)]   # in the spring-forward gap
+    return [] if elapsed else [_gap_end(tz, u1, u0)]  # in the spring-forward gap
 
 
 @lru_cache(maxsize=16384)
@@ -147,8 +150,9 @@ def due_at(next_run_utc: datetime | None, now: datetime) -> bool:
     return next_run_utc is not None and next_run_utc <= now
 
 
-def plan(cron: str, tz: str, stored_next: datetime | None,
-         now: datetime) -> tuple[datetime | None, datetime]:
+def plan(
+    cron: str, tz: str, stored_next: datetime | None, now: datetime
+) -> tuple[datetime | None, datetime]:
     """``(scheduled_for or None, new next run)`` for one flow at ``now``.
 
     No stored value: not due, next = next occurrence after now. Stored ≤ now: due for the

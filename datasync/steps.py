@@ -6,6 +6,7 @@ activity inputs and outputs (:mod:`datasync.contracts`). ``push`` pushes and the
 checkpoints cursor, state and run counters in one write, so a crash between the two
 re-pushes with the same ``page_key`` and an idempotent target ends with each record once.
 """
+
 from __future__ import annotations
 
 import threading
@@ -13,8 +14,18 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .context import FlowContext
-from .contracts import (BeginInput, Carry, FinishInput, FinishOutput, PullInput, PullOutput,
-                        PushInput, PushOutput, TransformInput, TransformOutput)
+from .contracts import (
+    BeginInput,
+    Carry,
+    FinishInput,
+    FinishOutput,
+    PullInput,
+    PullOutput,
+    PushInput,
+    PushOutput,
+    TransformInput,
+    TransformOutput,
+)
 from .exceptions import PermanentError
 from .models import RunRecord, Tenant
 from .ports import Checkpoint
@@ -55,8 +66,9 @@ class TenantCache:
 
 def _records(value: Any, step: str, flow: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
-        raise PermanentError(f"flow {flow!r}: {step} must return a list of dicts, "
-                             f"got {type(value).__name__}")
+        raise PermanentError(
+            f"flow {flow!r}: {step} must return a list of dicts, got {type(value).__name__}"
+        )
     return value
 
 
@@ -67,47 +79,70 @@ class RunSteps:
         self.app = app
         self.tenants = TenantCache()
 
-    def _context(self, tenant_id: str, flow_name: str, run_id: str, page_key: str,
-                 state: dict[str, Any]) -> FlowContext:
+    def _context(
+        self, tenant_id: str, flow_name: str, run_id: str, page_key: str, state: dict[str, Any]
+    ) -> FlowContext:
         tenant = self.tenants.get(tenant_id, self.app.tenants.get)
         entry = tenant.flow(flow_name)
-        return FlowContext(tenant_id=tenant_id, flow_name=flow_name, run_id=run_id,
-                           page_key=page_key, config=dict(entry.config or {}),
-                           state=dict(state), secrets=self.app.secrets,
-                           http=self.app.http, cache=self.app.secret_cache)
+        return FlowContext(
+            tenant_id=tenant_id,
+            flow_name=flow_name,
+            run_id=run_id,
+            page_key=page_key,
+            config=dict(entry.config or {}),
+            state=dict(state),
+            secrets=self.app.secrets,
+            http=self.app.http,
+            cache=self.app.secret_cache,
+        )
 
     def begin(self, step: BeginInput) -> Carry:
         """Mark the run Running and hand back where to start: checkpoint and counters."""
         runs = self.app.runs
-        run = runs.begin(RunRecord(instance_id=step.run_id, tenant_id=step.tenant_id,
-                                   flow_name=step.flow_name, scheduled_for=step.scheduled_for,
-                                   status="Running"))
+        run = runs.begin(
+            RunRecord(
+                instance_id=step.run_id,
+                tenant_id=step.tenant_id,
+                flow_name=step.flow_name,
+                scheduled_for=step.scheduled_for,
+                status="Running",
+            )
+        )
         cp = runs.load_checkpoint(step.tenant_id, step.flow_name)
-        return Carry(cursor=cp.cursor, state=cp.state, pages=run.pages,
-                     records_in=run.records_in, records_out=run.records_out)
+        return Carry(
+            cursor=cp.cursor,
+            state=cp.state,
+            pages=run.pages,
+            records_in=run.records_in,
+            records_out=run.records_out,
+        )
 
     def pull(self, step: PullInput) -> PullOutput:
         spec = self.app.registry.get(step.flow_name)
-        ctx = self._context(step.tenant_id, step.flow_name, step.run_id, step.page_key,
-                            step.state)
+        ctx = self._context(step.tenant_id, step.flow_name, step.run_id, step.page_key, step.state)
         page = call_step(spec.create().pull, ctx, step.cursor)
         if not isinstance(page, Page):
-            raise PermanentError(f"flow {spec.name!r}: pull must return a Page, "
-                                 f"got {type(page).__name__}")
+            raise PermanentError(
+                f"flow {spec.name!r}: pull must return a Page, got {type(page).__name__}"
+            )
         records = _records(page.records, "pull", spec.name)
         key = None
         if records:
             key = f"{step.page_key}/pulled"
             self.app.pages.put(key, records)
         cursor = page.cursor if page.cursor is not None else step.cursor
-        return PullOutput(key=key, count=len(records), cursor=cursor,
-                          has_more=bool(page.has_more), state=ctx.state)
+        return PullOutput(
+            key=key,
+            count=len(records),
+            cursor=cursor,
+            has_more=bool(page.has_more),
+            state=ctx.state,
+        )
 
     def transform(self, step: TransformInput) -> TransformOutput:
         spec = self.app.registry.get(step.flow_name)
         flow = spec.create()
-        ctx = self._context(step.tenant_id, step.flow_name, step.run_id, step.page_key,
-                            step.state)
+        ctx = self._context(step.tenant_id, step.flow_name, step.run_id, step.page_key, step.state)
         records = self.app.pages.get(step.key)
         transform = getattr(flow, "transform", None)
         if transform is not None:
@@ -119,16 +154,20 @@ class RunSteps:
     def push(self, step: PushInput) -> PushOutput:
         """Push (if the page has records), then checkpoint cursor, state and counters."""
         spec = self.app.registry.get(step.flow_name)
-        ctx = self._context(step.tenant_id, step.flow_name, step.run_id, step.page_key,
-                            step.state)
+        ctx = self._context(step.tenant_id, step.flow_name, step.run_id, step.page_key, step.state)
         if step.count and step.key is not None:
             records = self.app.pages.get(step.key)
             if records:
                 call_step(spec.create().push, ctx, records)
-        self.app.runs.checkpoint(step.run_id, step.tenant_id, step.flow_name,
-                                 Checkpoint(cursor=step.cursor, state=ctx.state),
-                                 pages=step.pages, records_in=step.records_in,
-                                 records_out=step.records_out)
+        self.app.runs.checkpoint(
+            step.run_id,
+            step.tenant_id,
+            step.flow_name,
+            Checkpoint(cursor=step.cursor, state=ctx.state),
+            pages=step.pages,
+            records_in=step.records_in,
+            records_out=step.records_out,
+        )
         self.app.pages.delete_prefix(step.page_key + "/")
         return PushOutput(state=ctx.state)
 

@@ -9,6 +9,7 @@ Config (the flow entry's ``config`` in the tenant document): ``source_url``,
 ``target_url``, optional ``page_size`` (default 100). Secrets: ``crm/token`` and
 ``erp/token`` (``python -m datasync secrets set TENANT crm token``).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,10 +28,14 @@ def _url(ctx, key: str) -> str:
 class ContactsToErp:
     def pull(self, ctx, cursor) -> Page:
         """One page of contacts after ``cursor`` (``None`` on the first ever run)."""
-        r = ctx.http.get(_url(ctx, "source_url") + "/contacts",
-                         params={"after": "" if cursor is None else str(cursor),
-                                 "limit": ctx.config.get("page_size", 100)},
-                         headers={"Authorization": "Bearer " + ctx.secret("crm", "token")})
+        r = ctx.http.get(
+            _url(ctx, "source_url") + "/contacts",
+            params={
+                "after": "" if cursor is None else str(cursor),
+                "limit": ctx.config.get("page_size", 100),
+            },
+            headers={"Authorization": "Bearer " + ctx.secret("crm", "token")},
+        )
         r.raise_for_status()
         body = r.json()
         return Page(records=body["items"], cursor=body["next"], has_more=body["more"])
@@ -46,9 +51,13 @@ class ContactsToErp:
 
     def push(self, ctx, records: list[dict[str, Any]]) -> None:
         """Idempotent per ``ctx.page_key``: the target ignores a key it has seen."""
-        ctx.http.post(_url(ctx, "target_url") + "/batch", json={"records": records},
-                      headers={"Idempotency-Key": ctx.page_key,
-                               "Authorization": "Bearer " + ctx.secret("erp", "token")}
-                      ).raise_for_status()
+        ctx.http.post(
+            _url(ctx, "target_url") + "/batch",
+            json={"records": records},
+            headers={
+                "Idempotency-Key": ctx.page_key,
+                "Authorization": "Bearer " + ctx.secret("erp", "token"),
+            },
+        ).raise_for_status()
         ctx.state["pushed_pages"] = ctx.state.get("pushed_pages", 0) + 1
         ctx.log.debug("pushed %d contacts (page %s)", len(records), ctx.page_key)

@@ -1,4 +1,5 @@
 """Shared fixtures: an isolated DATASYNC_HOME per test."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Never imported: lets ``mypy`` check that every adapter satisfies its port."""
+
 from __future__ import annotations
 
 from ..ports import MessageQueue, PageStore, QueueBackend, RunStore, SecretStore, TenantStore
@@ -31,8 +32,14 @@ def _memory(b: MemoryBackend, q: MemoryMessageQueue) -> None:
     del tenants, queues, queue, runs, pages, secrets
 
 
-def _azure(t: CosmosTenantStore, qb: StorageQueueBackend, q: StorageMessageQueue,
-           r: CosmosRunStore, p: BlobPageStore, s: KeyVaultSecretStore) -> None:
+def _azure(
+    t: CosmosTenantStore,
+    qb: StorageQueueBackend,
+    q: StorageMessageQueue,
+    r: CosmosRunStore,
+    p: BlobPageStore,
+    s: KeyVaultSecretStore,
+) -> None:
     tenants: TenantStore = t
     queues: QueueBackend = qb
     queue: MessageQueue = q

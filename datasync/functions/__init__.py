@@ -13,6 +13,7 @@ function                   trigger             does
 Each module has a ``blueprint(...)`` factory, so every ``function_app.py`` import gets its
 own functions bound to its own :class:`AppProvider`.
 """
+
 from __future__ import annotations
 
 import azure.durable_functions as df
@@ -30,7 +31,11 @@ def build_function_app(provider: AppProvider) -> df.DFApp:
     Also installs log redaction for the whole process (the worker's handlers included)."""
     install_redaction()
     app = df.DFApp()
-    for blueprint in (scheduler.blueprint(provider), starter.blueprint(provider),
-                      orchestrator.blueprint(), activities.blueprint(provider)):
+    for blueprint in (
+        scheduler.blueprint(provider),
+        starter.blueprint(provider),
+        orchestrator.blueprint(),
+        activities.blueprint(provider),
+    ):
         app.register_functions(blueprint)
     return app

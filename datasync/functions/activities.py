@@ -1,4 +1,5 @@
 """Activity functions: decode the input contract, call one run step, encode the output."""
+
 from __future__ import annotations
 
 import azure.durable_functions as df

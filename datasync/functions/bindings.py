@@ -2,14 +2,25 @@
 
 They are the contract with the Functions host (function and binding names) and with the
 orchestrator's ``call_activity`` calls."""
+
 from __future__ import annotations
 
 from typing import Any, Dict
 
 from ..ports import FLOW_JOBS
 
-__all__ = ["ORCHESTRATOR", "BEGIN_RUN", "PULL_PAGE", "TRANSFORM_PAGE", "PUSH_PAGE",
-           "FINISH_RUN", "JOB_QUEUE", "STORAGE_CONNECTION", "SCAN_SCHEDULE", "Payload"]
+__all__ = [
+    "ORCHESTRATOR",
+    "BEGIN_RUN",
+    "PULL_PAGE",
+    "TRANSFORM_PAGE",
+    "PUSH_PAGE",
+    "FINISH_RUN",
+    "JOB_QUEUE",
+    "STORAGE_CONNECTION",
+    "SCAN_SCHEDULE",
+    "Payload",
+]
 
 ORCHESTRATOR = "sync_flow"
 BEGIN_RUN = "begin_run"

@@ -12,6 +12,7 @@ the function itself hand over a safe error, so the promise holds on every host:
 - ``SystemExit``, ``KeyboardInterrupt`` and other ``BaseException`` from flow code fail the
   invocation like any error instead of killing the worker's thread.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,8 +47,7 @@ def redacted(exc: BaseException) -> RedactedError:
         cls = _classes[name] = type(name, (RedactedError,), {"__module__": __name__})
     text = redact_exception(exc, limit=MAX_ERROR)
     prefix = name + ": "
-    return cls(text[len(prefix):] if text.startswith(prefix) else
-               ("" if text == name else text))
+    return cls(text[len(prefix) :] if text.startswith(prefix) else ("" if text == name else text))
 
 
 def guarded(fn: F) -> F:
@@ -55,6 +55,7 @@ def guarded(fn: F) -> F:
 
     The wrapper keeps ``fn``'s signature and annotations (the worker validates them)."""
     if inspect.iscoroutinefunction(fn):
+
         @functools.wraps(fn)
         async def guarded_async(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -63,6 +64,7 @@ def guarded(fn: F) -> F:
                 raise
             except BaseException as exc:  # noqa: BLE001 — flow code may raise anything
                 raise redacted(exc) from None
+
         return guarded_async  # type: ignore[return-value]
 
     @functools.wraps(fn)
@@ -73,4 +75,5 @@ def guarded(fn: F) -> F:
             raise
         except BaseException as exc:  # noqa: BLE001 — flow code may raise anything
             raise redacted(exc) from None
+
     return guarded_sync  # type: ignore[return-value]

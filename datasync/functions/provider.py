@@ -4,6 +4,7 @@ The Functions host imports ``function_app.py`` and then invokes functions; the a
 from the app settings on the first invocation that needs it (not at import: a bad setting
 then fails that invocation with a clear message instead of failing indexing). The embedded
 runtime and tests :meth:`install` an app of their own instead."""
+
 from __future__ import annotations
 
 import threading
@@ -29,6 +30,7 @@ class AppProvider:
         with self._lock:
             if self._app is None:
                 from ..app import App
+
                 self._app = App.from_settings()
             return self._app
 

@@ -5,6 +5,7 @@ run-record create before ``start_new``) are :mod:`datasync.admission`'s. Bad mes
 so the host retries them and moves them to ``flow-jobs-poison`` after ``maxDequeueCount``
 attempts, with the reason.
 """
+
 from __future__ import annotations
 
 import azure.durable_functions as df

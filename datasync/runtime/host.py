@@ -18,6 +18,7 @@ orchestrations        :class:`~datasync.runtime.durable.DurableEngine`: SQLite h
 activities            a worker pool calling the user functions with the JSON input
 ===================  ==========================================================
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -60,10 +61,10 @@ class HostConfig:
 
     batch_size: int = 16
     max_dequeue_count: int = 5
-    visibility_timeout: float = 0.0        # delay before a failed message is retried
-    message_lease: float = 6.0             # a received message stays invisible this long,
-                                           # renewed while handled: a dead runtime's
-                                           # messages come back within it
+    visibility_timeout: float = 0.0  # delay before a failed message is retried
+    message_lease: float = 6.0  # a received message stays invisible this long,
+    # renewed while handled: a dead runtime's
+    # messages come back within it
     task_hub: str = "DataSyncHub"
 
     @classmethod
@@ -83,11 +84,12 @@ class HostConfig:
         data = json.loads(path.read_text())
         queues = data.get("extensions", {}).get("queues", {})
         durable = data.get("extensions", {}).get("durableTask", {})
-        return cls(batch_size=int(queues.get("batchSize", 16)),
-                   max_dequeue_count=int(queues.get("maxDequeueCount", 5)),
-                   visibility_timeout=_timespan(queues.get("visibilityTimeout", "00:00:00")),
-                   task_hub=durable.get("hubName", "DataSyncHub").replace("%", "") or
-                   "DataSyncHub")
+        return cls(
+            batch_size=int(queues.get("batchSize", 16)),
+            max_dequeue_count=int(queues.get("maxDequeueCount", 5)),
+            visibility_timeout=_timespan(queues.get("visibilityTimeout", "00:00:00")),
+            task_hub=durable.get("hubName", "DataSyncHub").replace("%", "") or "DataSyncHub",
+        )
 
 
 def _timespan(value: str) -> float:
@@ -97,7 +99,7 @@ def _timespan(value: str) -> float:
 
 @dataclass
 class _Functions:
-    timers: list[tuple[Any, Any]] = field(default_factory=list)          # (function, trigger)
+    timers: list[tuple[Any, Any]] = field(default_factory=list)  # (function, trigger)
     queues: list[tuple[Any, Any, str | None]] = field(default_factory=list)  # + client param
     orchestrators: dict[str, Callable[[str], str]] = field(default_factory=dict)
     activities: dict[str, tuple[Callable[..., Any], str]] = field(default_factory=dict)
@@ -163,11 +165,16 @@ def _resolve(expr: str, settings: Settings) -> str:
     if value:
         return value
     if name == "DATASYNC_SCAN_SCHEDULE":
-        log.warning("app setting DATASYNC_SCAN_SCHEDULE is not set: using %r here; the "
-                    "Functions host requires it", settings.scan_schedule)
+        log.warning(
+            "app setting DATASYNC_SCAN_SCHEDULE is not set: using %r here; the "
+            "Functions host requires it",
+            settings.scan_schedule,
+        )
         return settings.scan_schedule
-    raise ConfigError(f"app setting {name} is not set: the Functions host needs it to "
-                      f"resolve the binding expression {expr!r}")
+    raise ConfigError(
+        f"app setting {name} is not set: the Functions host needs it to "
+        f"resolve the binding expression {expr!r}"
+    )
 
 
 async def _contained(coro: Any) -> Any:
@@ -183,8 +190,14 @@ async def _contained(coro: Any) -> Any:
 class LocalHost:
     """Runs one Functions app on the embedded (or emulator-backed) services."""
 
-    def __init__(self, settings: Settings | None = None, *, app: App | None = None,
-                 root: Path | None = None, activity_workers: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        app: App | None = None,
+        root: Path | None = None,
+        activity_workers: int | None = None,
+    ) -> None:
         self.settings = app.settings if app is not None else settings or Settings.from_env()
         self.root = root or project_root()
         self.config = HostConfig.load(self.root, self.settings)
@@ -193,22 +206,28 @@ class LocalHost:
         self._owns_app = app is None
         module.datasync_app.install(self.app)
         self.functions = index_functions(module.app)
-        self._schedules = {fn.get_function_name(): _resolve(trigger.schedule, self.settings)
-                           for fn, trigger in self.functions.timers}   # as the host: at load
+        self._schedules = {
+            fn.get_function_name(): _resolve(trigger.schedule, self.settings)
+            for fn, trigger in self.functions.timers
+        }  # as the host: at load
         self.loop = asyncio.new_event_loop()
-        self._loop_thread = threading.Thread(target=self.loop.run_forever, name="async-loop",
-                                             daemon=True)
+        self._loop_thread = threading.Thread(
+            target=self.loop.run_forever, name="async-loop", daemon=True
+        )
         self.engine = DurableEngine(
             self.settings.home / "durable.db",
-            orchestrators=self.functions.orchestrators, activities=self.functions.activities,
-            on_resume=self.app.runs.mark_resumed, activity_runner=self._call)
+            orchestrators=self.functions.orchestrators,
+            activities=self.functions.activities,
+            on_resume=self.app.runs.mark_resumed,
+            activity_runner=self._call,
+        )
         self.rpc = DurableRpcServer(self.engine, self.config.task_hub)
         self.stopping = threading.Event()
         self.activity_workers = activity_workers or self.settings.activity_workers
         self._threads: list[threading.Thread] = []
         self._inflight = 0
         self._inflight_lock = threading.Lock()
-        self._messages: dict[str, tuple[Any, QueueItem]] = {}   # held: id → (queue, item)
+        self._messages: dict[str, tuple[Any, QueueItem]] = {}  # held: id → (queue, item)
         self._messages_lock = threading.Lock()
         self.started_at = time.time()
         self.poisoned = 0
@@ -217,8 +236,7 @@ class LocalHost:
     # -- invoking user functions ---------------------------------------------------------
     def _call(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         if inspect.iscoroutinefunction(fn):
-            return asyncio.run_coroutine_threadsafe(_contained(fn(**kwargs)),
-                                                    self.loop).result()
+            return asyncio.run_coroutine_threadsafe(_contained(fn(**kwargs)), self.loop).result()
         return fn(**kwargs)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -227,20 +245,25 @@ class LocalHost:
         self._loop_thread.start()
         self.rpc.start()
         spawn = self._spawn
-        spawn("orchestrations", self._worker_loop, self.engine.run_orchestration_once,
-              "orchestration")
+        spawn(
+            "orchestrations", self._worker_loop, self.engine.run_orchestration_once, "orchestration"
+        )
         for i in range(self.activity_workers):
-            spawn(f"activities-{i}", self._worker_loop, self.engine.run_activity_once,
-                  "activity")
+            spawn(f"activities-{i}", self._worker_loop, self.engine.run_activity_once, "activity")
         for fn, trigger, client in self.functions.queues:
             spawn(f"queue-{trigger.queue_name}", self._queue_loop, fn, trigger, client)
         spawn("heartbeat", self._heartbeat)
-        log.info("local runtime up: %d activities, %d orchestrators, durable client at %s, "
-                 "home %s", len({id(f) for f, _ in self.functions.activities.values()}),
-                 len({id(f) for f in self.functions.orchestrators.values()}),
-                 self.rpc.base_url, self.settings.home)
-        log.info("backends: %s", ", ".join(f"{port}={kind}" for port, kind in
-                                           self.settings.backends().items()))
+        log.info(
+            "local runtime up: %d activities, %d orchestrators, durable client at %s, home %s",
+            len({id(f) for f, _ in self.functions.activities.values()}),
+            len({id(f) for f in self.functions.orchestrators.values()}),
+            self.rpc.base_url,
+            self.settings.home,
+        )
+        log.info(
+            "backends: %s",
+            ", ".join(f"{port}={kind}" for port, kind in self.settings.backends().items()),
+        )
         return self
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
@@ -258,8 +281,7 @@ class LocalHost:
         self.engine.release_all()
         self.rpc.stop()
         try:
-            asyncio.run_coroutine_threadsafe(close_durable_client_session(),
-                                             self.loop).result(5)
+            asyncio.run_coroutine_threadsafe(close_durable_client_session(), self.loop).result(5)
         except Exception:  # pragma: no cover - best effort on shutdown
             log.debug("closing the durable client session failed", exc_info=True)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -296,8 +318,10 @@ class LocalHost:
         with self._messages_lock:
             for message_id, (queue, item) in list(self._messages.items()):
                 try:
-                    self._messages[message_id] = (queue, queue.extend(
-                        item, self.config.message_lease))
+                    self._messages[message_id] = (
+                        queue,
+                        queue.extend(item, self.config.message_lease),
+                    )
                 except Exception:
                     log.warning("could not renew the lease on message %s", message_id)
 
@@ -314,8 +338,7 @@ class LocalHost:
 
     def _fire(self, fn: Any, trigger: Any, past_due: bool) -> None:
         try:
-            self._call(fn.get_user_function(),
-                       {trigger.name: TimerRequest(past_due=past_due)})
+            self._call(fn.get_user_function(), {trigger.name: TimerRequest(past_due=past_due)})
             self.ticks += 1
         except Exception:
             log.exception("timer function %s failed", fn.get_function_name())
@@ -332,7 +355,7 @@ class LocalHost:
 
     def _queue_loop(self, fn: Any, trigger: Any, client_param: str | None) -> None:
         queue = self.app.queues.queue(trigger.queue_name)
-        poison = self.app.queues.queue(trigger.queue_name + "-poison")   # host's rule
+        poison = self.app.queues.queue(trigger.queue_name + "-poison")  # host's rule
         user = fn.get_user_function()
         limit = threading.Semaphore(self.config.batch_size)
         while not self.stopping.is_set():
@@ -353,7 +376,8 @@ class LocalHost:
                 with self._inflight_lock:
                     self._inflight += 1
                 fut = asyncio.run_coroutine_threadsafe(
-                    self._deliver(user, trigger, client_param, queue, poison, item), self.loop)
+                    self._deliver(user, trigger, client_param, queue, poison, item), self.loop
+                )
                 fut.add_done_callback(lambda _f: (limit.release(), self._done()))
                 futures.append(fut)
             for fut in futures:
@@ -366,25 +390,42 @@ class LocalHost:
         with self._inflight_lock:
             self._inflight -= 1
 
-    async def _deliver(self, user: Callable[..., Any], trigger: Any, client_param: str | None,
-                       queue: Any, poison: Any, item: QueueItem) -> None:
+    async def _deliver(
+        self,
+        user: Callable[..., Any],
+        trigger: Any,
+        client_param: str | None,
+        queue: Any,
+        poison: Any,
+        item: QueueItem,
+    ) -> None:
         try:
             await self._handle(user, trigger, client_param, queue, poison, item)
         finally:
             with self._messages_lock:
                 self._messages.pop(item.id, None)
 
-    async def _handle(self, user: Callable[..., Any], trigger: Any, client_param: str | None,
-                      queue: Any, poison: Any, item: QueueItem) -> None:
+    async def _handle(
+        self,
+        user: Callable[..., Any],
+        trigger: Any,
+        client_param: str | None,
+        queue: Any,
+        poison: Any,
+        item: QueueItem,
+    ) -> None:
         if item.dequeue_count > self.config.max_dequeue_count:
-            reason = (f"dequeue count {item.dequeue_count} exceeds "
-                      f"{self.config.max_dequeue_count}")
-            await asyncio.to_thread(self._settle, item,
-                                    lambda it: self._poison(queue, poison, it, reason))
+            reason = f"dequeue count {item.dequeue_count} exceeds {self.config.max_dequeue_count}"
+            await asyncio.to_thread(
+                self._settle, item, lambda it: self._poison(queue, poison, it, reason)
+            )
             return
-        message = QueueMessage(id=item.id, body=item.body.encode(),
-                                    dequeue_count=item.dequeue_count,
-                                    pop_receipt=item.pop_receipt)
+        message = QueueMessage(
+            id=item.id,
+            body=item.body.encode(),
+            dequeue_count=item.dequeue_count,
+            pop_receipt=item.pop_receipt,
+        )
         kwargs: dict[str, Any] = {trigger.name: message}
         if client_param:
             kwargs[client_param] = self.rpc.binding_json()
@@ -393,15 +434,20 @@ class LocalHost:
             if inspect.isawaitable(result):
                 await result
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"[:1000]   # as the worker reports it
+            reason = f"{type(exc).__name__}: {exc}"[:1000]  # as the worker reports it
             if item.dequeue_count >= self.config.max_dequeue_count:
-                await asyncio.to_thread(self._settle, item,
-                                        lambda it: self._poison(queue, poison, it, reason))
+                await asyncio.to_thread(
+                    self._settle, item, lambda it: self._poison(queue, poison, it, reason)
+                )
             else:
-                log.warning("message %s failed (attempt %d of %d): %s", item.id,
-                            item.dequeue_count, self.config.max_dequeue_count, reason)
-                await asyncio.to_thread(self._settle, item,
-                                        lambda it: self._retry_later(queue, it))
+                log.warning(
+                    "message %s failed (attempt %d of %d): %s",
+                    item.id,
+                    item.dequeue_count,
+                    self.config.max_dequeue_count,
+                    reason,
+                )
+                await asyncio.to_thread(self._settle, item, lambda it: self._retry_later(queue, it))
             return
         await asyncio.to_thread(self._settle, item, queue.delete)
 
@@ -412,8 +458,13 @@ class LocalHost:
             pass
 
     def _poison(self, queue: Any, poison: Any, item: QueueItem, reason: str) -> None:
-        log.error("moving message %s to %s after %d attempts: %s", item.id, poison.name,
-                  item.dequeue_count, reason)
+        log.error(
+            "moving message %s to %s after %d attempts: %s",
+            item.id,
+            poison.name,
+            item.dequeue_count,
+            reason,
+        )
         queue.move_to(item, poison, reason)
         self.poisoned += 1
 
@@ -424,8 +475,7 @@ class LocalHost:
             inflight = self._inflight
         if inflight:
             return False
-        if any(self.app.queues.queue(t.queue_name).count() for _, t, _ in
-               self.functions.queues):
+        if any(self.app.queues.queue(t.queue_name).count() for _, t, _ in self.functions.queues):
             return False
         return self.engine.active_count() == 0
 
@@ -472,8 +522,9 @@ def configure_logging(level: str | None = None) -> None:
     root = logging.getLogger()
     if not any(getattr(h, "_datasync", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: "
-                                               "%(message)s", "%H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
         handler._datasync = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
@@ -488,8 +539,9 @@ def run_local(*, once: bool, settings: Settings | None = None) -> int:
     previous = {}
 
     def _stop(signum: int, _frame: Any) -> None:
-        log.info("received %s: finishing in-flight work, then stopping",
-                 signal.Signals(signum).name)
+        log.info(
+            "received %s: finishing in-flight work, then stopping", signal.Signals(signum).name
+        )
         host.stopping.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):

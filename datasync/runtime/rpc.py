@@ -9,6 +9,7 @@ which ``HandleRequestAsync`` answers with **500** and
 "An Orchestration instance with the status Running already exists.", "ExceptionType": ...,
 "StackTrace": ...}``; the SDK's ``start_new`` then raises ``Exception(<that dict>)``. An
 unknown orchestrator is an ArgumentException: 400, and the SDK raises its ExceptionMessage."""
+
 from __future__ import annotations
 
 import json
@@ -24,16 +25,21 @@ __all__ = ["DurableRpcServer"]
 
 log = logging.getLogger("datasync.durable.rpc")
 PREFIX = "/durabletask/"
-RUNNING_STATUSES = ("Running", "Pending", "ContinuedAsNew", "Suspended")   # status GET → 202
+RUNNING_STATUSES = ("Running", "Pending", "ContinuedAsNew", "Suspended")  # status GET → 202
 
 
-def error_body(message: str, exc: BaseException | None = None,
-               exception_type: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, exc: BaseException | None = None, exception_type: str | None = None
+) -> dict[str, Any]:
     """The extension's ``CreateErrorResponse`` body (without a .NET stack trace)."""
     if exc is None:
         return {"Message": message}
-    return {"Message": message, "ExceptionMessage": str(exc),
-            "ExceptionType": exception_type or type(exc).__name__, "StackTrace": None}
+    return {
+        "Message": message,
+        "ExceptionMessage": str(exc),
+        "ExceptionType": exception_type or type(exc).__name__,
+        "StackTrace": None,
+    }
 
 
 class DurableRpcServer:
@@ -42,7 +48,7 @@ class DurableRpcServer:
     def __init__(self, engine: DurableEngine, task_hub: str = "DataSyncHub") -> None:
         self.engine = engine
         self.task_hub = task_hub
-        self.started: list[str] = []          # instance ids created through this server
+        self.started: list[str] = []  # instance ids created through this server
         self._started_lock = threading.Lock()
         server = self
 
@@ -65,7 +71,7 @@ class DurableRpcServer:
 
             def do_POST(self) -> None:
                 url = urlsplit(self.path)
-                parts = [unquote(p) for p in url.path[len(PREFIX):].split("/") if p]
+                parts = [unquote(p) for p in url.path[len(PREFIX) :].split("/") if p]
                 body = self._body()
                 if parts[:1] == ["orchestrators"] and len(parts) in (2, 3):
                     name = parts[1]
@@ -78,7 +84,7 @@ class DurableRpcServer:
 
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
-                parts = [unquote(p) for p in url.path[len(PREFIX):].split("/") if p]
+                parts = [unquote(p) for p in url.path[len(PREFIX) :].split("/") if p]
                 if parts[:1] == ["instances"] and len(parts) == 2:
                     server._status(self, parts[1])
                 else:
@@ -87,8 +93,9 @@ class DurableRpcServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="durable-rpc",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, name="durable-rpc", daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -98,17 +105,26 @@ class DurableRpcServer:
         """The ``durableClient`` binding payload the host passes to a client function."""
         base = self.base_url
         mgmt = f"{base}instances/INSTANCEID"
-        return json.dumps({
-            "taskHubName": self.task_hub,
-            "creationUrls": {"createNewInstancePostUri": f"{base}orchestrators/{{functionName}}",
-                             "createAndWaitOnNewInstancePostUri": f"{base}orchestrators/"
-                                                                  f"{{functionName}}"},
-            "managementUrls": {"id": "INSTANCEID", "statusQueryGetUri": mgmt,
-                               "sendEventPostUri": f"{mgmt}/raiseEvent/{{eventName}}",
-                               "terminatePostUri": f"{mgmt}/terminate?reason={{text}}",
-                               "rewindPostUri": f"{mgmt}/rewind?reason={{text}}",
-                               "purgeHistoryDeleteUri": mgmt},
-            "baseUrl": base, "requiredQueryStringParameters": "", "rpcBaseUrl": base})
+        return json.dumps(
+            {
+                "taskHubName": self.task_hub,
+                "creationUrls": {
+                    "createNewInstancePostUri": f"{base}orchestrators/{{functionName}}",
+                    "createAndWaitOnNewInstancePostUri": f"{base}orchestrators/{{functionName}}",
+                },
+                "managementUrls": {
+                    "id": "INSTANCEID",
+                    "statusQueryGetUri": mgmt,
+                    "sendEventPostUri": f"{mgmt}/raiseEvent/{{eventName}}",
+                    "terminatePostUri": f"{mgmt}/terminate?reason={{text}}",
+                    "rewindPostUri": f"{mgmt}/rewind?reason={{text}}",
+                    "purgeHistoryDeleteUri": mgmt,
+                },
+                "baseUrl": base,
+                "requiredQueryStringParameters": "",
+                "rpcBaseUrl": base,
+            }
+        )
 
     def _status(self, handler: Any, instance_id: str) -> None:
         """HandleGetStatusRequestAsync: 404 unknown, 202 while running, else 200."""
@@ -116,8 +132,9 @@ class DurableRpcServer:
         if status is None:
             handler._reply(404)
         else:
-            handler._reply(202 if status.runtime_status in RUNNING_STATUSES else 200,
-                           status.to_json())
+            handler._reply(
+                202 if status.runtime_status in RUNNING_STATUSES else 200, status.to_json()
+            )
 
     def _terminate(self, handler: Any, instance_id: str, reason: str) -> None:
         """HandleTerminateInstanceRequestAsync: 404 unknown, 410 already ended, else 202."""
@@ -128,35 +145,54 @@ class DurableRpcServer:
 
     def _start(self, handler: Any, name: str, instance_id: str | None, body: bytes) -> None:
         import uuid
+
         instance_id = instance_id or uuid.uuid4().hex
         try:
-            input_json = json.loads(body) if body else None   # the client double-encodes
+            input_json = json.loads(body) if body else None  # the client double-encodes
         except ValueError as exc:
-            handler._reply(400, error_body("Invalid JSON content", exc,
-                                           "Newtonsoft.Json.JsonReaderException"))
+            handler._reply(
+                400, error_body("Invalid JSON content", exc, "Newtonsoft.Json.JsonReaderException")
+            )
             return
         try:
             self.engine.start_new(name, instance_id, input_json)
         except UnknownOrchestratorError as exc:
-            handler._reply(400, error_body("One or more of the arguments submitted is "
-                                           "incorrect", exc, "System.ArgumentException"))
+            handler._reply(
+                400,
+                error_body(
+                    "One or more of the arguments submitted is incorrect",
+                    exc,
+                    "System.ArgumentException",
+                ),
+            )
             return
         except InstanceExistsError as exc:
-            handler._reply(500, error_body("Something went wrong while processing your "
-                                           "request", exc, exc.exception_type))
+            handler._reply(
+                500,
+                error_body(
+                    "Something went wrong while processing your request", exc, exc.exception_type
+                ),
+            )
             return
         except Exception as exc:
             log.exception("starting %s as %s failed", name, instance_id)
-            handler._reply(500, error_body("Something went wrong while processing your "
-                                           "request", exc))
+            handler._reply(
+                500, error_body("Something went wrong while processing your request", exc)
+            )
             return
         with self._started_lock:
             self.started.append(instance_id)
         mgmt = f"{self.base_url}instances/{instance_id}"
-        handler._reply(202, {"id": instance_id, "statusQueryGetUri": mgmt,
-                             "sendEventPostUri": f"{mgmt}/raiseEvent/{{eventName}}",
-                             "terminatePostUri": f"{mgmt}/terminate?reason={{text}}",
-                             "purgeHistoryDeleteUri": mgmt})
+        handler._reply(
+            202,
+            {
+                "id": instance_id,
+                "statusQueryGetUri": mgmt,
+                "sendEventPostUri": f"{mgmt}/raiseEvent/{{eventName}}",
+                "terminatePostUri": f"{mgmt}/terminate?reason={{text}}",
+                "purgeHistoryDeleteUri": mgmt,
+            },
+        )
 
     def start(self) -> DurableRpcServer:
         self._thread.start()

@@ -21,6 +21,7 @@ What is checked, per function, in the worker's order:
 Not modelled: HTTP v2 streaming types and SDK-type (deferred) bindings beyond what the
 ``azurefunctions.extensions.base`` registry says when the app has imported it.
 """
+
 from __future__ import annotations
 
 import collections.abc
@@ -31,13 +32,12 @@ from typing import Any, Iterable
 
 __all__ = ["validate_app", "validate_function", "is_typing_generic"]
 
-IN, OUT, INOUT = 0, 1, 2              # BindingInfo.Direction, as the decorators number it
-UNDEFINED = 0                         # BindingInfo.DataType.undefined
+IN, OUT, INOUT = 0, 1, 2  # BindingInfo.Direction, as the decorators number it
+UNDEFINED = 0  # BindingInfo.DataType.undefined
 
 # ``typing``'s own alias classes: what the worker calls a generic type. PEP 585 aliases
 # (``dict[str, Any]``, ``types.GenericAlias``) and ``X | Y`` are neither of these.
-_TYPING_ALIASES = tuple(getattr(typing, name) for name in ("_GenericAlias",
-                                                           "_SpecialGenericAlias"))
+_TYPING_ALIASES = tuple(getattr(typing, name) for name in ("_GenericAlias", "_SpecialGenericAlias"))
 _NOT_GENERIC_ORIGINS = (typing.Union, tuple, typing.ClassVar, collections.abc.Callable)
 
 
@@ -49,19 +49,19 @@ class _LoadError(Exception):
 def is_typing_generic(tp: Any) -> bool:
     """True for ``Generic`` subclasses and ``typing`` aliases such as ``List[int]`` or
     ``Dict`` — but not ``Union``, ``Tuple``, ``ClassVar`` or ``Callable`` forms."""
-    if isinstance(tp, type) and issubclass(tp, typing.Generic):   # type: ignore[arg-type]
+    if isinstance(tp, type) and issubclass(tp, typing.Generic):  # type: ignore[arg-type]
         return True
     return isinstance(tp, _TYPING_ALIASES) and tp.__origin__ not in _NOT_GENERIC_ORIGINS
 
 
 def _origin(tp: Any) -> Any:
-    if isinstance(tp, typing._GenericAlias):                     # type: ignore[attr-defined]
+    if isinstance(tp, typing._GenericAlias):  # type: ignore[attr-defined]
         return None if tp.__origin__ is typing.ClassVar else tp.__origin__
     return typing.Generic if tp is typing.Generic else None
 
 
 def _args(tp: Any) -> tuple[Any, ...]:
-    if isinstance(tp, typing._GenericAlias):                     # type: ignore[attr-defined]
+    if isinstance(tp, typing._GenericAlias):  # type: ignore[attr-defined]
         return tp.__args__
     return ()
 
@@ -72,12 +72,14 @@ def _named(tp: Any, name: str) -> bool:
 
 # -- the converters' view of a type --------------------------------------------------------
 
+
 def _deferred_registry() -> Any:
     """SDK-type bindings exist only when the app imported the extensions base package."""
     if "azurefunctions.extensions.base" not in sys.modules:
         return None
     try:
-        import azurefunctions.extensions.base as base   # type: ignore[import-not-found]
+        import azurefunctions.extensions.base as base  # type: ignore[import-not-found]
+
         return base.get_binding_registry()
     except ImportError:
         return None
@@ -99,6 +101,7 @@ def _converter(binding_type: str, deferred: bool = False) -> Any:
     found = None
     if not deferred:
         import azure.functions as func
+
         found = func.get_binding_registry().get(binding_type)
     else:
         registry = _deferred_registry()
@@ -128,6 +131,7 @@ def _is_deferred(annotation: Any) -> bool:
 
 # -- the checks ----------------------------------------------------------------------------
 
+
 def _check_directions(name: str, bindings: list[Any]) -> None:
     for binding in bindings:
         if binding.direction == INOUT:
@@ -136,20 +140,25 @@ def _check_directions(name: str, bindings: list[Any]) -> None:
             raise _LoadError(name, '"$return" binding must have direction set to "out"')
 
 
-def _check_context(name: str, params: dict[str, Any], bound: dict[str, Any],
-                   hints: dict[str, Any]) -> None:
+def _check_context(
+    name: str, params: dict[str, Any], bound: dict[str, Any], hints: dict[str, Any]
+) -> None:
     if "context" not in params or "context" in bound:
         return
     params.pop("context")
     if "context" in hints:
         annotation = hints["context"]
         if not _named(annotation, "Context"):
-            raise _LoadError(name, 'the "context" parameter is expected to be of type '
-                                   f'azure.functions.Context, got "{annotation!r}"')
+            raise _LoadError(
+                name,
+                'the "context" parameter is expected to be of type '
+                f'azure.functions.Context, got "{annotation!r}"',
+            )
 
 
-def _settlement_param(params: dict[str, Any], bound: dict[str, Any],
-                      hints: dict[str, Any]) -> str | None:
+def _settlement_param(
+    params: dict[str, Any], bound: dict[str, Any], hints: dict[str, Any]
+) -> str | None:
     """The one unbound parameter a Service Bus settlement client may fill, if any."""
     unbound = set(params) - set(bound)
     registry = _deferred_registry()
@@ -164,19 +173,26 @@ def _settlement_param(params: dict[str, Any], bound: dict[str, Any],
     return None
 
 
-def _check_params(name: str, params: dict[str, Any], bound: dict[str, Any],
-                  hints: dict[str, Any]) -> None:
+def _check_params(
+    name: str, params: dict[str, Any], bound: dict[str, Any], hints: dict[str, Any]
+) -> None:
     if set(params) - set(bound):
         settlement = _settlement_param(params, bound, hints)
         if settlement is None:
-            raise _LoadError(name, "the following parameters are declared in Python but not "
-                                   "in the function definition (function.json or function "
-                                   f"decorators):  {set(params) - set(bound)!r}")
+            raise _LoadError(
+                name,
+                "the following parameters are declared in Python but not "
+                "in the function definition (function.json or function "
+                f"decorators):  {set(params) - set(bound)!r}",
+            )
         params.pop(settlement)
     if set(bound) - set(params):
-        raise _LoadError(name, "Extra parameters in binding definition — the following "
-                               "parameters are declared as bindings but are not present in "
-                               f"Python: {set(bound) - set(params)!r}")
+        raise _LoadError(
+            name,
+            "Extra parameters in binding definition — the following "
+            "parameters are declared as bindings but are not present in "
+            f"Python: {set(bound) - set(params)!r}",
+        )
     for param in params.values():
         _check_param(name, param.name, bound[param.name], hints)
 
@@ -197,20 +213,24 @@ def _check_param(name: str, param: str, binding: Any, hints: dict[str, Any]) -> 
     if is_out:
         args = _args(annotation)
         if len(args) != 1:
-            raise _LoadError(name, f"binding {param} has invalid Out annotation "
-                                   f"{annotation!r}")
+            raise _LoadError(name, f"binding {param} has invalid Out annotation {annotation!r}")
         pytype = args[0]
     if has_annotation and not isinstance(pytype, type) and not is_typing_generic(pytype):
-        raise _LoadError(name, f"binding {param} has invalid non-type annotation "
-                               f"{annotation!r}")
+        raise _LoadError(name, f"binding {param} has invalid non-type annotation {annotation!r}")
     if binding_out and has_annotation and not is_out:
-        raise _LoadError(name, f'binding {param} is declared to have the "out" direction, '
-                               "but its annotation in Python is not a subclass of "
-                               "azure.functions.Out")
+        raise _LoadError(
+            name,
+            f'binding {param} is declared to have the "out" direction, '
+            "but its annotation in Python is not a subclass of "
+            "azure.functions.Out",
+        )
     if not binding_out and is_out:
-        raise _LoadError(name, f'binding {param} is declared to have the "in" direction in '
-                               "the binding decorator, but its annotation is "
-                               "azure.functions.Out in Python")
+        raise _LoadError(
+            name,
+            f'binding {param} is declared to have the "in" direction in '
+            "the binding decorator, but its annotation is "
+            "azure.functions.Out in Python",
+        )
     if not has_annotation:
         return
     kind = binding.type
@@ -219,14 +239,20 @@ def _check_param(name: str, param: str, binding: Any, hints: dict[str, Any]) -> 
     ok = _accepts_output(kind, pytype) if is_out else _accepts_input(kind, pytype, deferred)
     if ok:
         return
-    if binding.data_type != UNDEFINED:       # None (not given) counts as defined, as there
-        raise _LoadError(name, f'binding type "{param!r}" and dataType "{binding.type}" in '
-                               "the binding decorator do not match the corresponding "
-                               "function parameter's Python type annotation "
-                               f"{pytype.__name__}")
-    raise _LoadError(name, f'type of {param} binding in the binding decorator '
-                           f'"{binding.type}" does not match its Python annotation '
-                           f'"{pytype.__name__}"')
+    if binding.data_type != UNDEFINED:  # None (not given) counts as defined, as there
+        raise _LoadError(
+            name,
+            f'binding type "{param!r}" and dataType "{binding.type}" in '
+            "the binding decorator do not match the corresponding "
+            "function parameter's Python type annotation "
+            f"{pytype.__name__}",
+        )
+    raise _LoadError(
+        name,
+        f"type of {param} binding in the binding decorator "
+        f'"{binding.type}" does not match its Python annotation '
+        f'"{pytype.__name__}"',
+    )
 
 
 def _check_return(name: str, bindings: list[Any], hints: dict[str, Any]) -> None:
@@ -240,8 +266,11 @@ def _check_return(name: str, bindings: list[Any], hints: dict[str, Any]) -> None
     if not isinstance(annotation, type):
         raise _LoadError(name, f"has invalid non-type return annotation {annotation!r}")
     if not _accepts_output(explicit.type, annotation):
-        raise _LoadError(name, f'Python return annotation "{annotation.__name__}" does not '
-                               f'match binding type "{explicit.type}"')
+        raise _LoadError(
+            name,
+            f'Python return annotation "{annotation.__name__}" does not '
+            f'match binding type "{explicit.type}"',
+        )
 
 
 def validate_function(function: Any) -> str | None:
@@ -269,7 +298,7 @@ def validate_function(function: Any) -> str | None:
 
 def _functions(app: Any) -> Iterable[Any]:
     builders = getattr(app, "_function_builders", None)
-    if builders is not None:                  # without get_functions()'s side effects
+    if builders is not None:  # without get_functions()'s side effects
         return [builder._function for builder in builders]
     return app.get_functions()
 
@@ -281,10 +310,12 @@ def validate_app(app: Any) -> list[str]:
     seen: set[str] = set()
     for function in _functions(app):
         name = function.get_function_name()
-        if name in seen:                      # azure.functions' own indexing rule
-            problems.append(f"Function {name} does not have a unique function name. Please "
-                            "change @app.function_name() or the function method name to be "
-                            "unique.")
+        if name in seen:  # azure.functions' own indexing rule
+            problems.append(
+                f"Function {name} does not have a unique function name. Please "
+                "change @app.function_name() or the function method name to be "
+                "unique."
+            )
             continue
         seen.add(name)
         problem = validate_function(function)

@@ -1,5 +1,6 @@
 """Fixtures: the worker venv, bridge processes (one per app directory), a throw-away
 DATASYNC_HOME and flows dir filled through the project's own CLI."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,13 @@ APP = Path(os.environ.get("DATASYNC_CONFORMANCE_APP") or ROOT).resolve()
 e.g. a candidate fix in a scratch copy)."""
 
 # Settings that would switch a port to Azure: the suite runs on the embedded backends.
-AZURE_SETTINGS = ("AzureWebJobsStorage", "COSMOS_ENDPOINT", "COSMOS_KEY", "KEYVAULT_URL",
-                  "AzureWebJobsStorage__accountName")
+AZURE_SETTINGS = (
+    "AzureWebJobsStorage",
+    "COSMOS_ENDPOINT",
+    "COSMOS_KEY",
+    "KEYVAULT_URL",
+    "AzureWebJobsStorage__accountName",
+)
 
 
 class BridgeError(AssertionError):
@@ -31,17 +37,24 @@ class BridgeError(AssertionError):
 class Bridge:
     """One worker process (the real library in the 3.13 venv) for one app directory."""
 
-    def __init__(self, python: Path, app_dir: Path, env: dict[str, str] | None = None,
-                 timeout: float = 60.0) -> None:
+    def __init__(
+        self, python: Path, app_dir: Path, env: dict[str, str] | None = None, timeout: float = 60.0
+    ) -> None:
         self.app_dir = app_dir
         self.timeout = timeout
-        self.init_reply: dict[str, Any] = {}     # what "init" answered, when a test keeps it
+        self.init_reply: dict[str, Any] = {}  # what "init" answered, when a test keeps it
         child_env = {k: v for k, v in os.environ.items() if k not in AZURE_SETTINGS}
         child_env.pop("PYTHONPATH", None)
         child_env.update(env or {})
-        self.proc = subprocess.Popen([str(python), str(BRIDGE)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=child_env, cwd=str(app_dir))
+        self.proc = subprocess.Popen(
+            [str(python), str(BRIDGE)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env,
+            cwd=str(app_dir),
+        )
         self._stderr: list[str] = []
         self._drain = threading.Thread(target=self._read_stderr, daemon=True)
         self._drain.start()
@@ -60,14 +73,17 @@ class Bridge:
         self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
         self.proc.stdin.flush()
         result: list[str] = []
-        reader = threading.Thread(target=lambda: result.append(self.proc.stdout.readline()),
-                                  daemon=True)
+        reader = threading.Thread(
+            target=lambda: result.append(self.proc.stdout.readline()), daemon=True
+        )
         reader.start()
         reader.join(self.timeout)
         if not result or not result[0]:
             self.close()
-            raise BridgeError(f"worker bridge gave no answer to {op!r} within "
-                              f"{self.timeout}s; its stderr:\n{self.stderr[-4000:]}")
+            raise BridgeError(
+                f"worker bridge gave no answer to {op!r} within "
+                f"{self.timeout}s; its stderr:\n{self.stderr[-4000:]}"
+            )
         reply = json.loads(result[0])
         if not reply.pop("ok"):
             raise BridgeError(f"bridge failed on {op!r}: {reply['error']}\n{reply['traceback']}")
@@ -94,16 +110,25 @@ def worker_python() -> Path:
     pytest.fail(problem, pytrace=False)
 
 
-def run_cli(args: list[str], env: dict[str, str], stdin: str | None = None
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """``python -m datasync …`` in the main venv, on the app under test."""
     child_env = {k: v for k, v in os.environ.items() if k not in AZURE_SETTINGS}
     child_env.update(env, PYTHONPATH=str(APP), DATASYNC_PROJECT_ROOT=str(APP))
-    proc = subprocess.run([sys.executable, "-m", "datasync", *args], input=stdin, text=True,
-                          capture_output=True, cwd=str(APP), env=child_env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "datasync", *args],
+        input=stdin,
+        text=True,
+        capture_output=True,
+        cwd=str(APP),
+        env=child_env,
+        timeout=60,
+    )
     if proc.returncode != 0:
-        raise AssertionError(f"datasync {' '.join(args)} exited {proc.returncode}:\n"
-                             f"{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"datasync {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 

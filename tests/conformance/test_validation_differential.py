@@ -1,5 +1,6 @@
 """``datasync.runtime.validation`` against the real worker: for each small app, the worker's
 verdict (``worker_init_request``) and ``validate_app``'s first message are identical."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -11,7 +12,7 @@ import pytest
 
 from datasync.runtime.validation import is_typing_generic, validate_app
 
-pytestmark = [pytest.mark.conformance, pytest.mark.timeout(600)]   # first run builds the venv
+pytestmark = [pytest.mark.conformance, pytest.mark.timeout(600)]  # first run builds the venv
 
 HEADER = """\
 import typing
@@ -140,14 +141,21 @@ def verdicts(tmp_path_factory, bridge_factory) -> dict[str, tuple[dict, list[str
     dirs = _write_apps(tmp_path_factory.mktemp("apps"))
     bridges = {name: bridge_factory(app_dir) for name, app_dir in dirs.items()}
     with ThreadPoolExecutor(4) as pool:
-        inits = dict(zip(bridges, pool.map(
-            lambda item: item[1].call("init", app_dir=str(dirs[item[0]])), bridges.items())))
+        inits = dict(
+            zip(
+                bridges,
+                pool.map(
+                    lambda item: item[1].call("init", app_dir=str(dirs[item[0]])), bridges.items()
+                ),
+            )
+        )
     for bridge in bridges.values():
         bridge.close()
     ours = {}
     for name, app_dir in dirs.items():
-        spec = importlib.util.spec_from_file_location(f"_fixture_app_{name}",
-                                                      app_dir / "function_app.py")
+        spec = importlib.util.spec_from_file_location(
+            f"_fixture_app_{name}", app_dir / "function_app.py"
+        )
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         ours[name] = validate_app(module.app)
@@ -172,12 +180,15 @@ def test_the_fixtures_cover_both_verdicts(verdicts):
     assert loads == {"good", "typing_dict", "any"}
     assert verdicts["pep585_dict"][1] == [
         "cannot load the begin function: binding args has invalid non-type annotation "
-        "dict[str, typing.Any]"]
+        "dict[str, typing.Any]"
+    ]
     assert verdicts["second_function_fails"][1][0].startswith("cannot load the second function")
 
 
 def test_validate_app_reports_every_refused_function_in_order(tmp_path):
-    (tmp_path / "function_app.py").write_text(HEADER + textwrap.dedent("""
+    (tmp_path / "function_app.py").write_text(
+        HEADER
+        + textwrap.dedent("""
         @app.activity_trigger(input_name="a")
         def one(a: list[str]) -> None:
             return None
@@ -189,20 +200,34 @@ def test_validate_app_reports_every_refused_function_in_order(tmp_path):
         @app.activity_trigger(input_name="a")
         def three(a: set[int]) -> None:
             return None
-        """))
-    spec = importlib.util.spec_from_file_location("_fixture_app_order",
-                                                  tmp_path / "function_app.py")
+        """)
+    )
+    spec = importlib.util.spec_from_file_location(
+        "_fixture_app_order", tmp_path / "function_app.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert validate_app(module.app) == [
         "cannot load the one function: binding a has invalid non-type annotation list[str]",
-        "cannot load the three function: binding a has invalid non-type annotation set[int]"]
+        "cannot load the three function: binding a has invalid non-type annotation set[int]",
+    ]
 
 
-@pytest.mark.parametrize("annotation, generic", [
-    ("typing.Dict[str, typing.Any]", True), ("typing.Dict", True), ("typing.List[int]", True),
-    ("dict[str, typing.Any]", False), ("list[str]", False), ("typing.Optional[int]", False),
-    ("typing.Tuple[int, str]", False), ("typing.Callable[[], int]", False), ("int", False)])
+@pytest.mark.parametrize(
+    "annotation, generic",
+    [
+        ("typing.Dict[str, typing.Any]", True),
+        ("typing.Dict", True),
+        ("typing.List[int]", True),
+        ("dict[str, typing.Any]", False),
+        ("list[str]", False),
+        ("typing.Optional[int]", False),
+        ("typing.Tuple[int, str]", False),
+        ("typing.Callable[[], int]", False),
+        ("int", False),
+    ],
+)
 def test_what_counts_as_a_typing_generic(annotation, generic):
     import typing  # noqa: F401 - used by eval
+
     assert is_typing_generic(eval(annotation)) is generic

@@ -7,6 +7,7 @@ extension build it) and hands back what the host would receive. Nothing here moc
 worker, the SDK or the app; the backends are the embedded ones, in a throw-away
 DATASYNC_HOME filled through the project's own CLI.
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,7 +23,7 @@ import pytest
 
 from .conftest import APP, Bridge, run_cli
 
-pytestmark = [pytest.mark.conformance, pytest.mark.timeout(600)]   # first run builds the venv
+pytestmark = [pytest.mark.conformance, pytest.mark.timeout(600)]  # first run builds the venv
 
 TENANT = "acme"
 OK_FLOW, LEAKY_FLOW = "conformance-ok", "conformance-leaky"
@@ -74,6 +75,7 @@ JOB = {"tenantId": TENANT, "flowName": OK_FLOW, "scheduledFor": SCHEDULED_FOR}
 
 # -- fixtures ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> dict[str, str]:
     """DATASYNC_HOME + flows dir with two flows, a tenant and a secret — set through the CLI."""
@@ -82,12 +84,20 @@ def project(tmp_path_factory) -> dict[str, str]:
     flows.mkdir()
     for name, code in FLOW_FILES.items():
         (flows / name).write_text(code)
-    env = {"DATASYNC_HOME": str(base / "home"), "DATASYNC_FLOWS_DIR": str(flows),
-           "DATASYNC_SCAN_SCHEDULE": "0 0 0 1 1 *", "DATASYNC_HTTP_BACKOFF_BASE": "0.01"}
-    flow_entries = [{"name": OK_FLOW, "cron": "0 0 0 1 1 *", "config": {}},
-                    {"name": LEAKY_FLOW, "cron": "0 0 0 1 1 *", "config": {}}]
-    tenants = [{"id": t, "type": "Tenant", "tenantId": t, "name": t, "flows": flow_entries}
-               for t in (TENANT, *STARTER_TENANTS.values())]
+    env = {
+        "DATASYNC_HOME": str(base / "home"),
+        "DATASYNC_FLOWS_DIR": str(flows),
+        "DATASYNC_SCAN_SCHEDULE": "0 0 0 1 1 *",
+        "DATASYNC_HTTP_BACKOFF_BASE": "0.01",
+    }
+    flow_entries = [
+        {"name": OK_FLOW, "cron": "0 0 0 1 1 *", "config": {}},
+        {"name": LEAKY_FLOW, "cron": "0 0 0 1 1 *", "config": {}},
+    ]
+    tenants = [
+        {"id": t, "type": "Tenant", "tenantId": t, "name": t, "flows": flow_entries}
+        for t in (TENANT, *STARTER_TENANTS.values())
+    ]
     doc = base / "tenants.json"
     doc.write_text(json.dumps(tenants))
     run_cli(["tenants", "apply", str(doc)], env)
@@ -106,14 +116,15 @@ def worker(bridge_factory, project) -> Bridge:
 @pytest.fixture(scope="module")
 def indexed(worker) -> dict[str, dict[str, Any]]:
     """The functions metadata the host receives, by function name (the app must index)."""
-    assert worker.init_reply["status"] == "Success", (
-        "the worker refused the app: "
-        + (worker.init_reply["exception"] or {}).get("message", "?"))
+    assert worker.init_reply["status"] == "Success", "the worker refused the app: " + (
+        worker.init_reply["exception"] or {}
+    ).get("message", "?")
     reply = worker.call("metadata")
     return {fn["name"]: fn for fn in reply["functions"]}
 
 
 # -- indexing and validation ---------------------------------------------------------------
+
 
 def test_the_worker_indexes_the_app(worker):
     init = worker.init_reply
@@ -122,7 +133,7 @@ def test_the_worker_indexes_the_app(worker):
     assert init["worker_version"].startswith("1.")
 
 
-PEP585_APP = '''
+PEP585_APP = """
 import importlib.util
 from typing import Any
 
@@ -144,7 +155,7 @@ def pep585_probe(args: dict[str, Any]) -> dict[str, Any]:
 
 app = _real.app
 app._function_builders[:0] = probe._function_builders
-'''
+"""
 
 
 def test_the_worker_refuses_a_pep585_annotated_activity(bridge_factory, project, tmp_path):
@@ -153,21 +164,29 @@ def test_the_worker_refuses_a_pep585_annotated_activity(bridge_factory, project,
     app_dir = tmp_path / "pep585"
     app_dir.mkdir()
     (app_dir / "function_app.py").write_text(
-        PEP585_APP.format(app_file=str(APP / "function_app.py")))
+        PEP585_APP.format(app_file=str(APP / "function_app.py"))
+    )
     bridge = bridge_factory(app_dir, {**project, "PYTHONPATH": str(APP)})
     init = bridge.call("init", app_dir=str(app_dir))
     assert init["status"] == "Failure"
     assert init["exception"]["message"] == (
         "FunctionLoadError: cannot load the pep585_probe function: binding args has invalid "
-        "non-type annotation dict[str, typing.Any]")
-    assert bridge.call("metadata")["functions"] == []            # the host gets no function
+        "non-type annotation dict[str, typing.Any]"
+    )
+    assert bridge.call("metadata")["functions"] == []  # the host gets no function
 
 
 def _app_python(code: str) -> str:
     """Run ``code`` in this (the main, Python 3.11) venv on the app under test; its last
     line of output."""
-    proc = subprocess.run([sys.executable, "-c", code], cwd=str(APP), capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(APP)})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=str(APP),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(APP)},
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().splitlines()[-1]
 
@@ -175,13 +194,15 @@ def _app_python(code: str) -> str:
 def test_the_embedded_runtimes_check_agrees_on_this_app(worker):
     """``validate_app`` (what the embedded runtime runs, Python 3.11) gives the worker's
     verdict on the app itself."""
-    code = ("import importlib.util, json, sys\n"
-            "from datasync.runtime.validation import validate_app\n"
-            "spec = importlib.util.spec_from_file_location('function_app', 'function_app.py')\n"
-            "module = importlib.util.module_from_spec(spec)\n"
-            "sys.modules['function_app'] = module\n"
-            "spec.loader.exec_module(module)\n"
-            "print(json.dumps(validate_app(module.app)))\n")
+    code = (
+        "import importlib.util, json, sys\n"
+        "from datasync.runtime.validation import validate_app\n"
+        "spec = importlib.util.spec_from_file_location('function_app', 'function_app.py')\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "sys.modules['function_app'] = module\n"
+        "spec.loader.exec_module(module)\n"
+        "print(json.dumps(validate_app(module.app)))\n"
+    )
     ours = json.loads(_app_python(code))
     if worker.init_reply["status"] == "Success":
         assert ours == []
@@ -208,27 +229,44 @@ def test_the_host_receives_exactly_these_functions(indexed):
 
 def test_timer_binding(indexed):
     assert indexed["schedule_flows"]["raw_bindings"] == [
-        {"direction": "IN", "type": "timerTrigger", "name": "timer",
-         "schedule": "%DATASYNC_SCAN_SCHEDULE%", "runOnStartup": False, "useMonitor": True}]
+        {
+            "direction": "IN",
+            "type": "timerTrigger",
+            "name": "timer",
+            "schedule": "%DATASYNC_SCAN_SCHEDULE%",
+            "runOnStartup": False,
+            "useMonitor": True,
+        }
+    ]
 
 
 def test_queue_trigger_and_durable_client_bindings(indexed):
     raw = _raw(indexed["start_flow"])
     assert set(raw) == {"queueTrigger", "durableClient"}
-    assert raw["queueTrigger"] == {"direction": "IN", "type": "queueTrigger", "name": "msg",
-                                   "queueName": "flow-jobs",
-                                   "connection": "AzureWebJobsStorage"}
+    assert raw["queueTrigger"] == {
+        "direction": "IN",
+        "type": "queueTrigger",
+        "name": "msg",
+        "queueName": "flow-jobs",
+        "connection": "AzureWebJobsStorage",
+    }
     assert raw["durableClient"]["direction"] == "IN"
     assert raw["durableClient"]["name"] == "client"
 
 
 def test_orchestration_and_activity_triggers(indexed):
     assert indexed["sync_flow"]["raw_bindings"] == [
-        {"direction": "IN", "type": "orchestrationTrigger", "name": "context",
-         "orchestration": "sync_flow"}]
+        {
+            "direction": "IN",
+            "type": "orchestrationTrigger",
+            "name": "context",
+            "orchestration": "sync_flow",
+        }
+    ]
     for name in ACTIVITIES:
         assert indexed[name]["raw_bindings"] == [
-            {"direction": "IN", "type": "activityTrigger", "name": "args", "activity": name}]
+            {"direction": "IN", "type": "activityTrigger", "name": "args", "activity": name}
+        ]
 
 
 NAME_MODULES = ("datasync.functions.bindings", "datasync.functions.names")
@@ -237,58 +275,88 @@ NAME_MODULES = ("datasync.functions.bindings", "datasync.functions.names")
 
 def test_the_apps_names_are_the_contract():
     """The names the code uses (one module) are the literal strings the host is bound to."""
-    names = json.loads(_app_python(
-        "import importlib, json\n"
-        f"for module in {NAME_MODULES!r}:\n"
-        "    try:\n"
-        "        names = importlib.import_module(module)\n"
-        "        break\n"
-        "    except ModuleNotFoundError as exc:\n"
-        "        if exc.name != module:\n"
-        "            raise\n"
-        "else:\n"
-        "    raise SystemExit('no names module found')\n"
-        "print(json.dumps({k: v for k, v in vars(names).items() if k.isupper() and "
-        "isinstance(v, str)}))\n"))
-    assert {k: names.get(k) for k in ("ORCHESTRATOR", "JOB_QUEUE", "STORAGE_CONNECTION",
-                                      "SCAN_SCHEDULE")} == {
-        "ORCHESTRATOR": "sync_flow", "JOB_QUEUE": "flow-jobs",
-        "STORAGE_CONNECTION": "AzureWebJobsStorage", "SCAN_SCHEDULE": "%DATASYNC_SCAN_SCHEDULE%"}
-    assert tuple(names.get(k) for k in ("BEGIN_RUN", "PULL_PAGE", "TRANSFORM_PAGE",
-                                        "PUSH_PAGE", "FINISH_RUN")) == ACTIVITIES
+    names = json.loads(
+        _app_python(
+            "import importlib, json\n"
+            f"for module in {NAME_MODULES!r}:\n"
+            "    try:\n"
+            "        names = importlib.import_module(module)\n"
+            "        break\n"
+            "    except ModuleNotFoundError as exc:\n"
+            "        if exc.name != module:\n"
+            "            raise\n"
+            "else:\n"
+            "    raise SystemExit('no names module found')\n"
+            "print(json.dumps({k: v for k, v in vars(names).items() if k.isupper() and "
+            "isinstance(v, str)}))\n"
+        )
+    )
+    assert {
+        k: names.get(k)
+        for k in ("ORCHESTRATOR", "JOB_QUEUE", "STORAGE_CONNECTION", "SCAN_SCHEDULE")
+    } == {
+        "ORCHESTRATOR": "sync_flow",
+        "JOB_QUEUE": "flow-jobs",
+        "STORAGE_CONNECTION": "AzureWebJobsStorage",
+        "SCAN_SCHEDULE": "%DATASYNC_SCAN_SCHEDULE%",
+    }
+    assert (
+        tuple(
+            names.get(k)
+            for k in ("BEGIN_RUN", "PULL_PAGE", "TRANSFORM_PAGE", "PUSH_PAGE", "FINISH_RUN")
+        )
+        == ACTIVITIES
+    )
 
 
 # -- activities through the worker's converters -------------------------------------------
 
+
 def _activity(worker, name: str, args: dict[str, Any], kind: str = "string") -> dict[str, Any]:
     """The Durable extension hands an activity its input as the JSON text of the
     scheduled action's ``input``."""
-    return worker.call("invoke", function=name,
-                       input_data=[{"name": "args", "data": {kind: json.dumps(args)}}])
+    return worker.call(
+        "invoke", function=name, input_data=[{"name": "args", "data": {kind: json.dumps(args)}}]
+    )
 
 
 @pytest.mark.parametrize("kind", ["string", "json"])
 def test_begin_run_returns_its_value_to_the_host(indexed, worker, project, kind):
     run_id = expected_instance_id(TENANT, OK_FLOW, f"2026-02-0{1 + (kind == 'json')}T00:00:00Z")
-    args = {"tenantId": TENANT, "flowName": OK_FLOW, "runId": run_id,
-            "scheduledFor": SCHEDULED_FOR}
+    args = {"tenantId": TENANT, "flowName": OK_FLOW, "runId": run_id, "scheduledFor": SCHEDULED_FOR}
     reply = _activity(worker, "begin_run", args, kind)
     assert reply["status"] == "Success", reply["exception"]
-    assert list(reply["return_value"]) == ["json"]            # TypedData.json, as the
-    assert json.loads(reply["return_value"]["json"]) == {     # extension expects
-        "cursor": None, "state": {}, "pages": 0, "recordsIn": 0, "recordsOut": 0}
+    assert list(reply["return_value"]) == ["json"]  # TypedData.json, as the
+    assert json.loads(reply["return_value"]["json"]) == {  # extension expects
+        "cursor": None,
+        "state": {},
+        "pages": 0,
+        "recordsIn": 0,
+        "recordsOut": 0,
+    }
     runs = json.loads(run_cli(["runs", "--json"], project).stdout)
     assert {r["instanceId"]: r["status"] for r in runs}[run_id] == "Running"
 
 
 def _forms(value: str) -> set[str]:
-    return {value, quote(value, safe=""), quote_plus(value, safe=""), json.dumps(value)[1:-1],
-            json.dumps(value, ensure_ascii=False)[1:-1]}
+    return {
+        value,
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+    }
 
 
 def test_an_activity_error_reaches_the_host_redacted(indexed, worker):
-    args = {"tenantId": TENANT, "flowName": LEAKY_FLOW, "runId": INSTANCE,
-            "pageKey": INSTANCE + "/p1", "cursor": None, "state": {}}
+    args = {
+        "tenantId": TENANT,
+        "flowName": LEAKY_FLOW,
+        "runId": INSTANCE,
+        "pageKey": INSTANCE + "/p1",
+        "cursor": None,
+        "state": {},
+    }
     reply = _activity(worker, "pull_page", args)
     assert reply["status"] == "Failure"
     error = reply["exception"]
@@ -302,6 +370,7 @@ def test_an_activity_error_reaches_the_host_redacted(indexed, worker):
 
 # -- the orchestrator, with the context the Durable extension sends ------------------------
 
+
 def _ts(second: int) -> str:
     return f"2026-01-01T00:00:{second:02d}.000000Z"
 
@@ -313,13 +382,25 @@ class History:
         self.clock = 0
         self.events: list[dict[str, Any]] = []
         self.input = instance_input
-        self._add(12)                                         # OrchestratorStarted
-        self._add(0, Name="sync_flow", Version="", Input=instance_input,
-                  OrchestrationInstance={"InstanceId": INSTANCE, "ExecutionId": "e1"})
+        self._add(12)  # OrchestratorStarted
+        self._add(
+            0,
+            Name="sync_flow",
+            Version="",
+            Input=instance_input,
+            OrchestrationInstance={"InstanceId": INSTANCE, "ExecutionId": "e1"},
+        )
 
     def _add(self, event_type: int, event_id: int = -1, **fields: Any) -> None:
-        self.events.append({"EventType": event_type, "EventId": event_id, "IsPlayed": False,
-                            "Timestamp": _ts(self.clock), **fields})
+        self.events.append(
+            {
+                "EventType": event_type,
+                "EventId": event_id,
+                "IsPlayed": False,
+                "Timestamp": _ts(self.clock),
+                **fields,
+            }
+        )
 
     def episode(self) -> None:
         """End the episode (OrchestratorCompleted) and start the next one a second later."""
@@ -338,8 +419,12 @@ class History:
 
     def failed(self, task_id: int, reason: str) -> "History":
         self.episode()
-        self._add(6, TaskScheduledId=task_id, Reason=reason,
-                  Details="Traceback (most recent call last): ...")
+        self._add(
+            6,
+            TaskScheduledId=task_id,
+            Reason=reason,
+            Details="Traceback (most recent call last): ...",
+        )
         return self
 
     def retry_timer(self, timer_id: int) -> "History":
@@ -352,18 +437,28 @@ class History:
     def context(self) -> str:
         """The orchestration trigger's value: ``OrchestrationContextToString`` of the
         extension, schema V3 (``upperSchemaVersion`` V2, ``upperSchemaVersionNew`` V3)."""
-        return json.dumps({
-            "history": self.events, "input": self.input, "instanceId": INSTANCE,
-            "isReplaying": False, "parentInstanceId": None,
-            "upperSchemaVersion": 1, "upperSchemaVersionNew": 2,
-            "longRunningTimerIntervalDuration": "3.00:00:00",
-            "maximumShortTimerDuration": "6.00:00:00",
-            "defaultHttpAsyncRequestSleepTimeMillseconds": 30000})
+        return json.dumps(
+            {
+                "history": self.events,
+                "input": self.input,
+                "instanceId": INSTANCE,
+                "isReplaying": False,
+                "parentInstanceId": None,
+                "upperSchemaVersion": 1,
+                "upperSchemaVersionNew": 2,
+                "longRunningTimerIntervalDuration": "3.00:00:00",
+                "maximumShortTimerDuration": "6.00:00:00",
+                "defaultHttpAsyncRequestSleepTimeMillseconds": 30000,
+            }
+        )
 
 
 def _orchestrate(worker, history: History, kind: str = "string") -> dict[str, Any]:
-    return worker.call("invoke", function="sync_flow",
-                       input_data=[{"name": "context", "data": {kind: history.context()}}])
+    return worker.call(
+        "invoke",
+        function="sync_flow",
+        input_data=[{"name": "context", "data": {kind: history.context()}}],
+    )
 
 
 def _state(reply: dict[str, Any]) -> dict[str, Any]:
@@ -408,7 +503,11 @@ def test_after_begin_run_the_first_page_is_pulled(indexed, worker):
     first, second = _actions(state)
     _with_retry(first, "begin_run")
     assert _with_retry(second, "pull_page") == {
-        **BASE, "pageKey": INSTANCE + "/p1", "cursor": None, "state": {}}
+        **BASE,
+        "pageKey": INSTANCE + "/p1",
+        "cursor": None,
+        "state": {},
+    }
 
 
 REASON = "Activity function 'pull_page' failed: RuntimeError: boom"
@@ -448,13 +547,17 @@ def test_the_orchestration_then_fails_with_the_activitys_reason(indexed, worker)
 
 # -- the starter, with the queue message and durable client the host sends -----------------
 
+
 def _queue_metadata(message_id: str) -> dict[str, Any]:
     """Trigger metadata of a Storage queue message (strings; numbers and times as JSON)."""
-    return {"Id": {"string": message_id}, "DequeueCount": {"json": "1"},
-            "PopReceipt": {"string": "AgAAAAMAAAAAAAAA"},
-            "InsertionTime": {"json": '"2026-01-01T00:00:00+00:00"'},
-            "ExpirationTime": {"json": '"2026-01-08T00:00:00+00:00"'},
-            "NextVisibleTime": {"json": '"2026-01-01T00:00:30+00:00"'}}
+    return {
+        "Id": {"string": message_id},
+        "DequeueCount": {"json": "1"},
+        "PopReceipt": {"string": "AgAAAAMAAAAAAAAA"},
+        "InsertionTime": {"json": '"2026-01-01T00:00:00+00:00"'},
+        "ExpirationTime": {"json": '"2026-01-08T00:00:00+00:00"'},
+        "NextVisibleTime": {"json": '"2026-01-01T00:00:30+00:00"'},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -469,22 +572,28 @@ def test_start_flow_starts_the_orchestration_instance(indexed, worker, durable_c
     tenant, scheduled = STARTER_TENANTS[kind], "2026-03-01T10:00:00Z"
     job = {"tenantId": tenant, "flowName": OK_FLOW, "scheduledFor": scheduled}
     body = json.dumps(job)
-    data = {"string": body} if kind == "string" else {
-        "bytes": base64.b64encode(body.encode()).decode()}
-    client_data = {"string": durable_client["binding_json"]}   # the extension's JSON, as text
-    reply = worker.call("invoke", function="start_flow",
-                        input_data=[{"name": "msg", "data": data},
-                                    {"name": "client", "data": client_data}],
-                        trigger_metadata=_queue_metadata(f"m-{kind}"))
+    data = (
+        {"string": body}
+        if kind == "string"
+        else {"bytes": base64.b64encode(body.encode()).decode()}
+    )
+    client_data = {"string": durable_client["binding_json"]}  # the extension's JSON, as text
+    reply = worker.call(
+        "invoke",
+        function="start_flow",
+        input_data=[{"name": "msg", "data": data}, {"name": "client", "data": client_data}],
+        trigger_metadata=_queue_metadata(f"m-{kind}"),
+    )
     assert reply["status"] == "Success", reply["exception"]
-    assert reply["return_value"] is None                      # no $return binding
+    assert reply["return_value"] is None  # no $return binding
     expected = expected_instance_id(tenant, OK_FLOW, scheduled)
     instance = worker.call("durable_status", instance_id=expected)["instance"]
     existing = worker.call("durable_instances")["instances"]
     assert instance is not None, (
-        f"no instance {expected!r} (DESIGN.md's id rule); the engine has {existing}")
+        f"no instance {expected!r} (DESIGN.md's id rule); the engine has {existing}"
+    )
     assert instance["name"] == "sync_flow" and instance["runtimeStatus"] == "Pending"
-    started_with = instance["input"]                  # the status API's input: JSON or text
+    started_with = instance["input"]  # the status API's input: JSON or text
     if isinstance(started_with, str):
         started_with = json.loads(started_with)
     assert {k: started_with[k] for k in job} == job

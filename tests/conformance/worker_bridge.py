@@ -20,6 +20,7 @@ The request messages are stand-ins of our own for the protobuf classes the worke
 enum values validation compares: BindingInfo in=0 out=1 inout=2 undefined=0,
 StatusResult Failure=0 Success=1 Cancelled=2). Nothing here is generated from a .proto.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,8 +45,8 @@ class Message:
         self.__dict__.update(fields)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name == "TypedData":   # Datum.from_typed_data probes
-            raise AttributeError(name)                      # .TypedData: not a wrapper
+        if name.startswith("__") or name == "TypedData":  # Datum.from_typed_data probes
+            raise AttributeError(name)  # .TypedData: not a wrapper
         return None
 
     def WhichOneof(self, group: str) -> str | None:  # noqa: N802 - protobuf's name
@@ -59,10 +60,21 @@ def _message(name: str, **oneofs: tuple[str, ...]) -> type[Message]:
     return type(name, (Message,), {"_oneofs": oneofs})
 
 
-TYPED_DATA_KINDS = ("string", "json", "bytes", "stream", "http", "int", "double",
-                    "collection_bytes", "collection_string", "collection_double",
-                    "collection_sint64", "model_binding_data",
-                    "collection_model_binding_data")
+TYPED_DATA_KINDS = (
+    "string",
+    "json",
+    "bytes",
+    "stream",
+    "http",
+    "int",
+    "double",
+    "collection_bytes",
+    "collection_string",
+    "collection_double",
+    "collection_sint64",
+    "model_binding_data",
+    "collection_model_binding_data",
+)
 
 
 class BindingInfo(Message):
@@ -80,21 +92,38 @@ class StatusResult(Message):
 STATUS_NAMES = {0: "Failure", 1: "Success", 2: "Cancelled"}
 
 protos = types.SimpleNamespace(
-    BindingInfo=BindingInfo, StatusResult=StatusResult,
+    BindingInfo=BindingInfo,
+    StatusResult=StatusResult,
     TypedData=_message("TypedData", data=TYPED_DATA_KINDS),
     ParameterBinding=_message("ParameterBinding", rpc_data=("data", "rpc_shared_memory")),
-    **{name: _message(name) for name in (
-        "RpcFunctionMetadata", "RpcRetryOptions", "WorkerInitResponse", "WorkerMetadata",
-        "RpcException", "FunctionMetadataResponse", "FunctionLoadResponse",
-        "InvocationResponse", "InvocationRequest", "RpcTraceContext", "RetryContext",
-        "WorkerInitRequest", "StreamingMessage", "RpcHttp", "RpcHttpCookie")})
+    **{
+        name: _message(name)
+        for name in (
+            "RpcFunctionMetadata",
+            "RpcRetryOptions",
+            "WorkerInitResponse",
+            "WorkerMetadata",
+            "RpcException",
+            "FunctionMetadataResponse",
+            "FunctionLoadResponse",
+            "InvocationResponse",
+            "InvocationRequest",
+            "RpcTraceContext",
+            "RetryContext",
+            "WorkerInitRequest",
+            "StreamingMessage",
+            "RpcHttp",
+            "RpcHttpCookie",
+        )
+    },
+)
 
 
 def typed_data(spec: dict[str, Any] | None) -> Message | None:
     """``{"string": s}`` | ``{"json": s}`` | ``{"bytes": base64}`` → a TypedData."""
     if spec is None:
         return None
-    (kind, value), = spec.items()
+    ((kind, value),) = spec.items()
     if kind == "bytes":
         value = base64.b64decode(value)
     return protos.TypedData(**{kind: value})
@@ -119,14 +148,17 @@ def exception_json(exc: Any) -> dict[str, Any] | None:
 
 
 def status_json(result: Any) -> dict[str, Any]:
-    return {"status": STATUS_NAMES.get(result.status, result.status),
-            "exception": exception_json(result.exception)}
+    return {
+        "status": STATUS_NAMES.get(result.status, result.status),
+        "exception": exception_json(result.exception),
+    }
 
 
 def _request(**fields: Any) -> Any:
     """The ``StreamingMessage`` wrapper the worker's handlers take."""
-    return types.SimpleNamespace(request=types.SimpleNamespace(**fields),
-                                 properties={"host": "127.0.0.1", "protos": protos})
+    return types.SimpleNamespace(
+        request=types.SimpleNamespace(**fields), properties={"host": "127.0.0.1", "protos": protos}
+    )
 
 
 # -- the host ----------------------------------------------------------------------------
@@ -134,10 +166,10 @@ def _request(**fields: Any) -> Any:
 
 class Host:
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()   # one loop for the process, as in the worker
+        self.loop = asyncio.new_event_loop()  # one loop for the process, as in the worker
         asyncio.set_event_loop(self.loop)
         self.worker: Any = None
-        self.functions: dict[str, str] = {}    # function name → function_id
+        self.functions: dict[str, str] = {}  # function name → function_id
         self.engine: Any = None
         self.rpc: Any = None
 
@@ -148,59 +180,86 @@ class Host:
             else:
                 os.environ[key] = value
         os.chdir(app_dir)
-        sys.path.insert(0, app_dir)            # what the worker's process start does
+        sys.path.insert(0, app_dir)  # what the worker's process start does
         import azure_functions_runtime as worker
+
         self.worker = worker
         worker.start_threadpool_executor()
         init = types.SimpleNamespace(capabilities={}, function_app_directory=app_dir)
         response = self.loop.run_until_complete(
-            worker.worker_init_request(_request(worker_init_request=init)))
-        return {**status_json(response.result),
-                "capabilities": dict(response.capabilities or {}),
-                "worker_version": response.worker_metadata.worker_version}
+            worker.worker_init_request(_request(worker_init_request=init))
+        )
+        return {
+            **status_json(response.result),
+            "capabilities": dict(response.capabilities or {}),
+            "worker_version": response.worker_metadata.worker_version,
+        }
 
     def metadata(self) -> dict[str, Any]:
         response = self.loop.run_until_complete(
-            self.worker.functions_metadata_request(_request(functions_metadata_request=None)))
+            self.worker.functions_metadata_request(_request(functions_metadata_request=None))
+        )
         functions = []
         for fm in response.function_metadata_results or []:
             self.functions[fm.name] = fm.function_id
-            functions.append({
-                "name": fm.name, "function_id": fm.function_id, "entry_point": fm.entry_point,
-                "script_file": fm.script_file, "language": fm.language,
-                "properties": dict(fm.properties or {}),
-                "raw_bindings": [json.loads(raw) for raw in fm.raw_bindings],
-                "bindings": {name: {"type": b.type, "direction": b.direction,
-                                    "data_type": b.data_type}
-                             for name, b in (fm.bindings or {}).items()},
-                "retry_options": None if fm.retry_options is None else
-                {k: str(v) for k, v in vars(fm.retry_options).items()}})
+            functions.append(
+                {
+                    "name": fm.name,
+                    "function_id": fm.function_id,
+                    "entry_point": fm.entry_point,
+                    "script_file": fm.script_file,
+                    "language": fm.language,
+                    "properties": dict(fm.properties or {}),
+                    "raw_bindings": [json.loads(raw) for raw in fm.raw_bindings],
+                    "bindings": {
+                        name: {"type": b.type, "direction": b.direction, "data_type": b.data_type}
+                        for name, b in (fm.bindings or {}).items()
+                    },
+                    "retry_options": None
+                    if fm.retry_options is None
+                    else {k: str(v) for k, v in vars(fm.retry_options).items()},
+                }
+            )
         return {**status_json(response.result), "functions": functions}
 
-    def invoke(self, function: str, input_data: list[dict[str, Any]],
-               trigger_metadata: dict[str, Any] | None = None,
-               retry_context: dict[str, Any] | None = None,
-               invocation_id: str | None = None) -> dict[str, Any]:
+    def invoke(
+        self,
+        function: str,
+        input_data: list[dict[str, Any]],
+        trigger_metadata: dict[str, Any] | None = None,
+        retry_context: dict[str, Any] | None = None,
+        invocation_id: str | None = None,
+    ) -> dict[str, Any]:
         if not self.functions:
             self.metadata()
-        retry = {"retry_count": 0, "max_retry_count": 0, "exception": None,
-                 **(retry_context or {})}
+        retry = {"retry_count": 0, "max_retry_count": 0, "exception": None, **(retry_context or {})}
         request = protos.InvocationRequest(
             invocation_id=invocation_id or str(uuid.uuid4()),
             function_id=self.functions[function],
-            input_data=[protos.ParameterBinding(name=pb["name"], data=typed_data(pb["data"]))
-                        for pb in input_data],
+            input_data=[
+                protos.ParameterBinding(name=pb["name"], data=typed_data(pb["data"]))
+                for pb in input_data
+            ],
             trigger_metadata={k: typed_data(v) for k, v in (trigger_metadata or {}).items()},
             trace_context=protos.RpcTraceContext(
                 trace_parent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                trace_state="", attributes={}),
-            retry_context=protos.RetryContext(**retry))
+                trace_state="",
+                attributes={},
+            ),
+            retry_context=protos.RetryContext(**retry),
+        )
         response = self.loop.run_until_complete(
-            self.worker.invocation_request(_request(invocation_request=request)))
-        return {**status_json(response.result), "invocation_id": response.invocation_id,
-                "return_value": typed_data_json(response.return_value),
-                "output_data": [{"name": pb.name, "data": typed_data_json(pb.data)}
-                                for pb in response.output_data or []]}
+            self.worker.invocation_request(_request(invocation_request=request))
+        )
+        return {
+            **status_json(response.result),
+            "invocation_id": response.invocation_id,
+            "return_value": typed_data_json(response.return_value),
+            "output_data": [
+                {"name": pb.name, "data": typed_data_json(pb.data)}
+                for pb in response.output_data or []
+            ],
+        }
 
     def durable_start(self, task_hub: str = "DataSyncHub") -> dict[str, Any]:
         """The project's embedded Durable backend and HTTP API, as ``LocalHost`` wires them
@@ -211,12 +270,15 @@ class Host:
         from datasync.runtime.durable import DurableEngine
         from datasync.runtime.host import index_functions
         from datasync.runtime.rpc import DurableRpcServer
+
         found = index_functions(sys.modules["function_app"].app)
         home = Settings.from_env().home
         Path(home).mkdir(parents=True, exist_ok=True)
-        self.engine = DurableEngine(Path(home) / "durable.db",
-                                    orchestrators=found.orchestrators,
-                                    activities=found.activities)
+        self.engine = DurableEngine(
+            Path(home) / "durable.db",
+            orchestrators=found.orchestrators,
+            activities=found.activities,
+        )
         self.rpc = DurableRpcServer(self.engine, task_hub).start()
         return {"binding_json": self.rpc.binding_json(), "base_url": self.rpc.base_url}
 
@@ -225,14 +287,17 @@ class Host:
         return {"instance": None if status is None else status.to_json()}
 
     def durable_instances(self) -> dict[str, Any]:
-        rows = self.engine.db.read().execute(
-            "SELECT instance_id FROM instances ORDER BY instance_id").fetchall()
+        rows = (
+            self.engine.db.read()
+            .execute("SELECT instance_id FROM instances ORDER BY instance_id")
+            .fetchall()
+        )
         return {"instances": [r["instance_id"] for r in rows]}
 
 
 def main() -> None:
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)                    # anything else printed goes to stderr
+    os.dup2(2, 1)  # anything else printed goes to stderr
     sys.stdout = sys.stderr
     host = Host()
     for line in sys.stdin:
@@ -244,8 +309,11 @@ def main() -> None:
             reply = getattr(host, op)(**request)
             reply = {"ok": True, **reply}
         except Exception as exc:  # a bridge bug or a bad request: report, keep serving
-            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
-                     "traceback": traceback.format_exc()}
+            reply = {
+                "ok": False,
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
         protocol.write(json.dumps(reply) + "\n")
         protocol.flush()
 

@@ -8,6 +8,7 @@ stamp file keeps their hash). The interpreter is ``DATASYNC_WORKER_PYTHON``, els
 
 ``python -m tests.conformance.worker_venv`` builds it ahead of a test run.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -35,8 +36,13 @@ class WorkerVenvError(RuntimeError):
 
 def _version(python: str) -> tuple[int, int] | None:
     try:
-        out = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"],
-                             capture_output=True, text=True, timeout=30, check=True).stdout
+        out = subprocess.run(
+            [python, "-c", "import sys; print(*sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
         major, minor = out.split()
         return int(major), int(minor)
     except (OSError, subprocess.SubprocessError, ValueError):
@@ -55,14 +61,17 @@ def find_python() -> str:
         if _version(python) == (3, 13):
             return python
         if env and python == env:
-            raise WorkerVenvError(f"DATASYNC_WORKER_PYTHON={env} is not a Python 3.13 "
-                                  "interpreter (the worker library azure-functions-runtime "
-                                  "needs 3.13)")
+            raise WorkerVenvError(
+                f"DATASYNC_WORKER_PYTHON={env} is not a Python 3.13 "
+                "interpreter (the worker library azure-functions-runtime "
+                "needs 3.13)"
+            )
     raise WorkerVenvError(
         "no Python 3.13 found for the conformance suite (the real worker library "
         "azure-functions-runtime needs 3.13): set DATASYNC_WORKER_PYTHON, put python3.13 "
         "on PATH, or install one under /root/.pyenv/versions/3.13*"
-        + (f"; tried {', '.join(tried)}" if tried else ""))
+        + (f"; tried {', '.join(tried)}" if tried else "")
+    )
 
 
 def _fingerprint(python: str) -> str:
@@ -95,9 +104,21 @@ def ensure_worker_venv() -> Path:
         if VENV.exists():
             shutil.rmtree(VENV)
         _run([python, "-m", "venv", str(VENV)], "creating the worker venv")
-        _run([str(venv_python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-              "-r", str(WORKER_REQUIREMENTS), "-r", str(APP_REQUIREMENTS)],
-             "installing azure-functions-runtime and requirements.txt into the worker venv")
+        _run(
+            [
+                str(venv_python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+                str(WORKER_REQUIREMENTS),
+                "-r",
+                str(APP_REQUIREMENTS),
+            ],
+            "installing azure-functions-runtime and requirements.txt into the worker venv",
+        )
         stamp.write_text(fingerprint)
         return venv_python
 

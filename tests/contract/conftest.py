@@ -13,6 +13,7 @@ Where an emulator differs from real Azure the fixture handles it and says so; th
 stay on real semantics. Known, and handled outside this file: the Cosmos emulator server
 answers 500 for a missing item, which ``scripts/cosmos-server.js`` maps to the real 404.
 """
+
 from __future__ import annotations
 
 import sys
@@ -27,10 +28,14 @@ from datasync.adapters.memory import ManualClock
 from datasync.ports import MessageQueue, PageStore, QueueBackend, RunStore, SecretStore, TenantStore
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))   # keyvault_server, as there
+sys.path.insert(0, str(ROOT / "tests" / "integration"))  # keyvault_server, as there
 
 from tests.integration.conftest import (  # noqa: E402,F401  (fixtures used by name)
-    _quiet_self_signed_tls, emulators, keyvault_server, unique)
+    _quiet_self_signed_tls,
+    emulators,
+    keyvault_server,
+    unique,
+)
 
 
 @dataclass
@@ -44,9 +49,9 @@ class Backend:
     pages: PageStore
     secrets: SecretStore
     clock: ManualClock
-    put_document: Callable[[dict[str, Any]], None]   # store a raw (maybe invalid) document
-    keeps_reason: bool = True          # poison reason on the item (Azure: in the log)
-    real_time_queues: bool = False     # queue visibility follows the wall clock
+    put_document: Callable[[dict[str, Any]], None]  # store a raw (maybe invalid) document
+    keeps_reason: bool = True  # poison reason on the item (Azure: in the log)
+    real_time_queues: bool = False  # queue visibility follows the wall clock
     _queue_names: dict[str, str] = field(default_factory=dict)
 
     def queue(self, name: str) -> MessageQueue:
@@ -64,24 +69,31 @@ class Backend:
 
 def _memory(clock: ManualClock) -> Iterator[Backend]:
     from datasync.adapters.memory import MemoryBackend
+
     b = MemoryBackend(clock=clock)
-    yield Backend("memory", b.tenants, b.queues, b.runs, b.pages, b.secrets, clock,
-                  b.tenants.put_document)
+    yield Backend(
+        "memory", b.tenants, b.queues, b.runs, b.pages, b.secrets, clock, b.tenants.put_document
+    )
 
 
 def _sqlite(clock: ManualClock, home: Path) -> Iterator[Backend]:
     import json
 
     from datasync.adapters.local import LocalBackend
+
     b = LocalBackend(home, clock=clock)
 
     def put_document(doc: dict[str, Any]) -> None:
         with b.db.write() as con:
-            con.execute("INSERT OR REPLACE INTO tenants (id, doc, etag) VALUES (?, ?, 1)",
-                        (doc["id"], json.dumps(doc)))
+            con.execute(
+                "INSERT OR REPLACE INTO tenants (id, doc, etag) VALUES (?, ?, 1)",
+                (doc["id"], json.dumps(doc)),
+            )
+
     try:
-        yield Backend("sqlite", b.tenants, b.queues, b.runs, b.pages, b.secrets, clock,
-                      put_document)
+        yield Backend(
+            "sqlite", b.tenants, b.queues, b.runs, b.pages, b.secrets, clock, put_document
+        )
     finally:
         b.close()
 
@@ -98,30 +110,53 @@ def _azure(clock: ManualClock, request: pytest.FixtureRequest, home: Path) -> It
 
     settings_env = request.getfixturevalue("emulators")
     vault = request.getfixturevalue("keyvault_server")
-    vault.secrets.clear()               # one server per session, a clean vault per test
-    settings = Settings.from_env({**settings_env, "COSMOS_CONTAINER": unique("tenants"),
-                                  "DATASYNC_HOME": str(home)})
+    vault.secrets.clear()  # one server per session, a clean vault per test
+    settings = Settings.from_env(
+        {**settings_env, "COSMOS_CONTAINER": unique("tenants"), "DATASYNC_HOME": str(home)}
+    )
     database = CosmosDatabase(settings)
     tenants = CosmosTenantStore(settings, database=database)
-    runs = CosmosRunStore(settings, database=database, runs_container=unique("runs"),
-                          checkpoints_container=unique("checkpoints"), clock=clock)
+    runs = CosmosRunStore(
+        settings,
+        database=database,
+        runs_container=unique("runs"),
+        checkpoints_container=unique("checkpoints"),
+        clock=clock,
+    )
     queues = StorageQueueBackend(settings_env["AzureWebJobsStorage"])
     pages = BlobPageStore(settings_env["AzureWebJobsStorage"], container=unique("pages"))
-    secrets = KeyVaultSecretStore(vault.url, credential=FakeCredential(),
-                                  verify_challenge_resource=False, connection_verify=False)
+    secrets = KeyVaultSecretStore(
+        vault.url,
+        credential=FakeCredential(),
+        verify_challenge_resource=False,
+        connection_verify=False,
+    )
 
     def put_document(doc: dict[str, Any]) -> None:
         tenants.container.upsert_item({"tenantId": doc["id"], "type": "Tenant", **doc})
+
     try:
-        yield Backend("azure", tenants, queues, runs, pages, secrets, clock, put_document,
-                      keeps_reason=False, real_time_queues=True)
+        yield Backend(
+            "azure",
+            tenants,
+            queues,
+            runs,
+            pages,
+            secrets,
+            clock,
+            put_document,
+            keeps_reason=False,
+            real_time_queues=True,
+        )
     finally:
         for close in (secrets.close, pages.close, queues.close, database.close):
             close()
 
 
-AZURE_MARKS = [pytest.mark.emulator,   # the emulators' self-signed certificates
-               pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
+AZURE_MARKS = [
+    pytest.mark.emulator,  # the emulators' self-signed certificates
+    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
+]
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("azure", marks=AZURE_MARKS)])

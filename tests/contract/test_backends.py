@@ -1,4 +1,5 @@
 """Around the ports: the memory backend's clock."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -27,9 +28,15 @@ def test_memory_backend_shares_its_clock_across_ports():
     assert q.receive(1, 30) == []
     clock.advance(3600)
     assert [i.body for i in q.receive(1, 30)] == ["later"]
-    b.runs.begin(RunRecord(instance_id="Workflow-a--c-20261123T140000Z", tenant_id="a",
-                           flow_name="c", scheduled_for="2026-11-23T14:00:00Z",
-                           status="Pending"))
+    b.runs.begin(
+        RunRecord(
+            instance_id="Workflow-a--c-20261123T140000Z",
+            tenant_id="a",
+            flow_name="c",
+            scheduled_for="2026-11-23T14:00:00Z",
+            status="Pending",
+        )
+    )
     assert b.runs.get("Workflow-a--c-20261123T140000Z").started_at == "2026-11-23T15:00:00Z"
     assert clock() - timedelta(hours=1) == datetime(2026, 11, 23, 14, tzinfo=timezone.utc)
 

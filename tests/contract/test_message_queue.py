@@ -2,6 +2,7 @@
 
 Azurite takes whole seconds, so timeouts here are 1 s and waits 1.2 s (instant on the
 memory and SQLite backends, whose clock the test drives)."""
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,8 @@ def test_send_receive_delete_round_trip(backend):
     assert [i.body for i in items] == [JOB, "naïve — ünïcode ✓"]
     assert items[0].id == first
     assert all(i.dequeue_count == 1 and i.pop_receipt for i in items)
-    assert q.receive(10, visibility_timeout=30) == []           # held: invisible
-    assert q.count() == 2                                       # hidden ones count
+    assert q.receive(10, visibility_timeout=30) == []  # held: invisible
+    assert q.count() == 2  # hidden ones count
     for item in items:
         q.delete(item)
     assert q.count() == 0 and q.peek_all() == []
@@ -49,13 +50,13 @@ def test_visibility_timeout_dequeue_count_extend_and_delay(backend):
 
     backend.wait(1.2)
     again = {i.body: i for i in q.receive(5, visibility_timeout=30)}
-    assert sorted(again) == ["delayed", "expires"]              # "extended" is still hidden
+    assert sorted(again) == ["delayed", "expires"]  # "extended" is still hidden
     assert again["expires"].id == first.id and again["expires"].dequeue_count == 2
     assert again["expires"].pop_receipt != first.pop_receipt
     assert again["delayed"].dequeue_count == 1
     with pytest.raises(NotFound):
-        q.extend(first, visibility_timeout=30)      # its old receipt no longer holds it
-    q.delete(first)                                 # stale receipt: a no-op, not an error
+        q.extend(first, visibility_timeout=30)  # its old receipt no longer holds it
+    q.delete(first)  # stale receipt: a no-op, not an error
     assert q.count() == 3
     for item in (*again.values(), extended):
         q.delete(item)
@@ -68,7 +69,7 @@ def test_send_many_and_peek_all_leave_dequeue_counts_alone(backend):
     q.send_many(bodies)
     q.send_many([])
     peeked = q.peek_all()
-    assert sorted(i.body for i in peeked) == sorted(bodies)     # no order across a batch
+    assert sorted(i.body for i in peeked) == sorted(bodies)  # no order across a batch
     assert all(i.dequeue_count == 0 for i in peeked) and q.count() == 12
     assert [i.dequeue_count for i in q.peek_all()] == [0] * 12
 
@@ -84,7 +85,7 @@ def test_poison_move_keeps_body_and_reason_then_replay_by_id(backend, caplog):
     assert held.body == JOB
     if backend.keeps_reason:
         assert held.reason == "tenant acme: ValueError: bad job"
-    else:                  # Storage messages carry no metadata: the reason is in the log
+    else:  # Storage messages carry no metadata: the reason is in the log
         assert held.reason is None and "tenant acme: ValueError: bad job" in caplog.text
     poison.send("other")
     assert poison.remove(held.id).body == JOB

@@ -1,4 +1,5 @@
 """PageStore contract: put/get/overwrite, not-found, delete by prefix."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,14 +11,16 @@ RUN = "Workflow-acme--c-20261123T140000Z"
 
 def test_put_get_overwrite_and_delete_by_prefix(backend):
     pages = backend.pages
-    records = [{"id": "000001", "name": "Ann", "tags": ["x"], "n": 1.5, "none": None},
-               {"id": "000002", "name": "Bö ✓"}]
+    records = [
+        {"id": "000001", "name": "Ann", "tags": ["x"], "n": 1.5, "none": None},
+        {"id": "000002", "name": "Bö ✓"},
+    ]
     pages.put(f"{RUN}/p000001/pulled", records)
     pages.put(f"{RUN}/p000001/out", records[:1])
     pages.put(f"{RUN}/p000002/pulled", [])
     pages.put("Workflow-acme--c-20261123T1400001/p000001/pulled", [{"id": "z"}])  # lookalike
     assert pages.get(f"{RUN}/p000001/pulled") == records
-    pages.put(f"{RUN}/p000001/out", records[1:])                                 # overwrite
+    pages.put(f"{RUN}/p000001/out", records[1:])  # overwrite
     assert pages.get(f"{RUN}/p000001/out") == records[1:]
 
     pages.delete_prefix(f"{RUN}/p000001/")
@@ -26,7 +29,7 @@ def test_put_get_overwrite_and_delete_by_prefix(backend):
             pages.get(key)
     assert pages.get(f"{RUN}/p000002/pulled") == []
     assert pages.get("Workflow-acme--c-20261123T1400001/p000001/pulled") == [{"id": "z"}]
-    pages.delete_prefix("Workflow-nothing/")                                     # no-op
+    pages.delete_prefix("Workflow-nothing/")  # no-op
 
 
 def test_a_never_staged_page_is_not_found(backend):

@@ -1,4 +1,5 @@
 """SecretStore contract: Key Vault naming, newest value wins, SecretNotFound without values."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,7 +12,7 @@ def test_set_then_get_and_a_new_value_wins(backend):
     assert backend.secrets.get("acme", "crm", "token") == "s3cr3t-v1"
     backend.secrets.set("acme", "crm", "token", "s3cr3t-v2")
     assert backend.secrets.get("acme", "crm", "token") == "s3cr3t-v2"
-    backend.secrets.set("acme-eu", "crm", "token", "other")       # names never collide
+    backend.secrets.set("acme-eu", "crm", "token", "other")  # names never collide
     assert backend.secrets.get("acme", "crm", "token") == "s3cr3t-v2"
 
 

@@ -1,4 +1,5 @@
 """TenantStore contract: etags, not-found, invalid documents, due paging, advance races."""
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,12 @@ def due(store, now=NOW, **kw):
 
 def test_round_trip_etag_conflict_and_tenants_by_id(backend):
     store = backend.tenants
-    acme = tenant("acme", flow("contacts", config={"source_url": "http://x"}),
-                  timezone="Europe/Amsterdam", customField={"kept": True})
+    acme = tenant(
+        "acme",
+        flow("contacts", config={"source_url": "http://x"}),
+        timezone="Europe/Amsterdam",
+        customField={"kept": True},
+    )
     store.upsert_many([tenant("beta"), acme])
     got, etag = store.get_with_etag("acme")
     assert got == acme and got.model_extra == {"customField": {"kept": True}}
@@ -43,11 +48,11 @@ def test_round_trip_etag_conflict_and_tenants_by_id(backend):
     paused = got.model_copy(update={"paused": True})
     assert store.replace_if_match(paused, etag) is True
     assert store.get("acme").paused is True
-    assert store.replace_if_match(got, etag) is False          # stale etag: conflict
+    assert store.replace_if_match(got, etag) is False  # stale etag: conflict
     assert store.get("acme").paused is True
 
     _, etag = store.get_with_etag("acme")
-    store.upsert_many([acme])                                  # an upsert is a new version
+    store.upsert_many([acme])  # an upsert is a new version
     assert store.replace_if_match(paused, etag) is False
 
 
@@ -75,9 +80,16 @@ def test_due_flows_pages_every_due_flow_exactly_once(backend):
     tenants, expected = [], set()
     for i in range(30):
         tid = f"t{i:02d}"
-        tenants.append(tenant(tid, flow("later", FUTURE), flow("due", PAST),
-                              flow("off", PAST, enabled=False), flow("fresh", None),
-                              paused=(i % 10 == 9)))
+        tenants.append(
+            tenant(
+                tid,
+                flow("later", FUTURE),
+                flow("due", PAST),
+                flow("off", PAST, enabled=False),
+                flow("fresh", None),
+                paused=(i % 10 == 9),
+            )
+        )
         if i % 10 != 9:
             expected |= {(tid, 1, "due", PAST), (tid, 3, "fresh", None)}
     backend.tenants.upsert_many(tenants)
@@ -89,7 +101,7 @@ def test_due_flows_pages_every_due_flow_exactly_once(backend):
     assert len(rows) == len(expected)
     assert all(r.cron == "0 0 * * * *" and r.timezone == "UTC" for r in rows)
     earlier = due(backend.tenants, datetime(2026, 11, 23, 12, tzinfo=timezone.utc))
-    assert {r.flow_name for r in earlier} == {"fresh"}     # missing nextRunUtc: always due
+    assert {r.flow_name for r in earlier} == {"fresh"}  # missing nextRunUtc: always due
 
 
 def test_nothing_due_yields_no_pages(backend):
@@ -102,14 +114,17 @@ def test_advance_moves_next_runs_and_reports_a_flow_edited_meanwhile(backend):
     store.upsert_many([tenant("acme", flow("a"), flow("b"), flow("c")), tenant("beta", flow("a"))])
     rows = due(store)
     assert len(rows) == 4
-    edited, etag = store.get_with_etag("acme")            # a user triggers "b" meanwhile
+    edited, etag = store.get_with_etag("acme")  # a user triggers "b" meanwhile
     edited.flows[1].next_run_utc = datetime(2026, 11, 23, 13, 30, tzinfo=timezone.utc)
     assert store.replace_if_match(edited, etag)
 
     lost = store.advance([(row, NEXT) for row in rows])
     assert [(r.tenant_id, r.flow_name) for r in lost] == [("acme", "b")]
     assert [f.next_run_utc.isoformat() for f in store.get("acme").flows] == [
-        "2026-11-23T15:00:00+00:00", "2026-11-23T13:30:00+00:00", "2026-11-23T15:00:00+00:00"]
+        "2026-11-23T15:00:00+00:00",
+        "2026-11-23T13:30:00+00:00",
+        "2026-11-23T15:00:00+00:00",
+    ]
     assert store.get("beta").flows[0].next_run_utc.hour == 15
     assert store.advance([]) == []
 

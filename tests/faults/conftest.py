@@ -1,4 +1,5 @@
 """Fixtures of the fault-injection suite (``pytest -m faults``)."""
+
 from __future__ import annotations
 
 import pytest

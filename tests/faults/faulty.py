@@ -8,6 +8,7 @@ this process SIGKILLs itself (a crash with no cleanup, as ``kill -9`` or an OOM 
 - ``starter-before-start``: the starter claimed the job (its run record exists) and is
   about to call the Durable client's ``start_new``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,16 +24,19 @@ def _crash_before(owner: Any, name: str) -> None:
     @functools.wraps(original)
     def crash(*args: Any, **kwargs: Any) -> Any:
         os.kill(os.getpid(), signal.SIGKILL)
-        return original(*args, **kwargs)   # never reached
+        return original(*args, **kwargs)  # never reached
+
     setattr(owner, name, crash)
 
 
 def arm(point: str) -> None:
     if point == "scan-after-enqueue":
         from datasync.adapters.local.tenants import SqliteTenantStore
+
         _crash_before(SqliteTenantStore, "advance")
     elif point == "starter-before-start":
         from azure.durable_functions import DurableOrchestrationClient
+
         _crash_before(DurableOrchestrationClient, "start_new")
     else:
         raise SystemExit(f"unknown DATASYNC_FAULT_POINT {point!r}")
@@ -41,4 +45,5 @@ def arm(point: str) -> None:
 if __name__ == "__main__":
     arm(os.environ["DATASYNC_FAULT_POINT"])
     from datasync.cli import main
+
     main(sys.argv[1:])

@@ -20,6 +20,7 @@ the next entry of ``script[route]`` (``"ok"`` when the script is used up):
 ``broken_after = "<cursor>"`` makes every source request for that cursor answer 503
 until it is set back to ``None`` (a dependency that stays down).
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self.connection.close()
 
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None,
-              drip: float = 0.0) -> None:
+    def _send(
+        self, status: int, body: Any, headers: dict[str, str] | None = None, drip: float = 0.0
+    ) -> None:
         data = json.dumps(body).encode()
         try:
             self.send_response(status)
@@ -60,12 +62,12 @@ class _Handler(BaseHTTPRequestHandler):
             if drip:
                 step = max(1, len(data) // 5)
                 for i in range(0, len(data), step):
-                    self.wfile.write(data[i:i + step])
+                    self.wfile.write(data[i : i + step])
                     self.wfile.flush()
                     time.sleep(drip)
             else:
                 self.wfile.write(data)
-        except OSError:           # the client gave up (timeout): nothing to answer
+        except OSError:  # the client gave up (timeout): nothing to answer
             self.close_connection = True
 
     def _handle(self, method: str) -> None:
@@ -77,8 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
         query = parse_qs(url.query, keep_blank_values=True)
         after = (query.get("after") or [""])[0]
         fault = api.next_fault(route)
-        if route == "GET /contacts" and api.broken_after is not None \
-                and after == api.broken_after:
+        if route == "GET /contacts" and api.broken_after is not None and after == api.broken_after:
             fault = "503"
         with api.lock:
             api.log.append((route, after, fault))
@@ -90,19 +91,27 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "429":
             return self._send(429, {"error": "slow down"}, {"Retry-After": "1"})
         if fault == "429-date":
-            return self._send(429, {"error": "slow down"},
-                              {"Retry-After": formatdate(time.time() + 1, usegmt=True)})
+            return self._send(
+                429,
+                {"error": "slow down"},
+                {"Retry-After": formatdate(time.time() + 1, usegmt=True)},
+            )
         if fault.isdigit():
             return self._send(int(fault), {"error": f"injected {fault}"})
         drip = 0.1 if fault == "slow" else 0.0
         if route == "GET /contacts":
             start = int(after) if after else 0
             limit = int((query.get("limit") or ["10"])[0])
-            items = [{"id": f"{i:06d}", "name": f"n{i}"}
-                     for i in range(start + 1, min(start + limit, api.records) + 1)]
+            items = [
+                {"id": f"{i:06d}", "name": f"n{i}"}
+                for i in range(start + 1, min(start + limit, api.records) + 1)
+            ]
             nxt = items[-1]["id"] if items else (after or None)
-            return self._send(200, {"items": items, "next": nxt,
-                                    "more": start + len(items) < api.records}, drip=drip)
+            return self._send(
+                200,
+                {"items": items, "next": nxt, "more": start + len(items) < api.records},
+                drip=drip,
+            )
         if route == "POST /batch":
             key = self.headers.get("Idempotency-Key", "")
             if not key:
@@ -146,13 +155,14 @@ class FlakyApi:
         self.script: dict[str, list[str]] = {}
         self.broken_after: str | None = None
         self.lock = threading.Lock()
-        self.log: list[tuple[str, str, str]] = []       # (route, after, fault)
+        self.log: list[tuple[str, str, str]] = []  # (route, after, fault)
         self.keys: set[str] = set()
         self.receives: dict[str, int] = {}
         self.duplicate_keys = 0
         self._server = _Server(self)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
 
     def next_fault(self, route: str) -> str:
         with self.lock:
@@ -165,8 +175,11 @@ class FlakyApi:
 
     def stats(self) -> dict[str, int]:
         with self.lock:
-            return {"count": len(self.receives), "duplicateKeys": self.duplicate_keys,
-                    "maxReceives": max(self.receives.values(), default=0)}
+            return {
+                "count": len(self.receives),
+                "duplicateKeys": self.duplicate_keys,
+                "maxReceives": max(self.receives.values(), default=0),
+            }
 
     def __enter__(self) -> "FlakyApi":
         self._thread.start()

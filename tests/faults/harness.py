@@ -6,6 +6,7 @@ A gate (``config.gate = {"dir", "name", "step", "page"}``) blocks the given step
 given page the *first* time any runtime reaches it (it creates ``<name>.reached``) until
 ``<name>.release`` exists; later passes (a resumed run) go straight through.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[2]
-FAR_FUTURE = "0 0 0 1 1 *"               # once a year on Jan 1: only the start tick fires
-DUE = "2020-01-01T00:00:00Z"             # a nextRunUtc in the past: due now
+FAR_FUTURE = "0 0 0 1 1 *"  # once a year on Jan 1: only the start tick fires
+DUE = "2020-01-01T00:00:00Z"  # a nextRunUtc in the past: due now
 DUE_ID = "20200101T000000Z"
 
 GATE_CODE = '''
@@ -47,9 +48,12 @@ def gate(ctx, step):
 '''
 
 # A flow against DemoApis (source + idempotent target under config.url), with gates.
-GATED_FLOW = '''
+GATED_FLOW = (
+    """
 from datasync import Page, flow
-''' + GATE_CODE + '''
+"""
+    + GATE_CODE
+    + """
 
 @flow("{name}")
 class Gated:
@@ -68,7 +72,8 @@ class Gated:
                                "Authorization": "Bearer " + ctx.secret("dst", "token")}}
                       ).raise_for_status()
         gate(ctx, "push")
-'''
+"""
+)
 
 
 def gated_flow(name: str = "gated") -> str:
@@ -80,16 +85,21 @@ def flow_entry(name: str, config: dict[str, Any], **extra: Any) -> dict[str, Any
 
 
 def tenant_doc(tid: str, *flows: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"id": tid, "tenantId": tid, "name": tid.title(), "timezone": "UTC",
-            "flows": list(flows), **extra}
+    return {
+        "id": tid,
+        "tenantId": tid,
+        "name": tid.title(),
+        "timezone": "UTC",
+        "flows": list(flows),
+        **extra,
+    }
 
 
 def job(tid: str, flow: str, when: str = DUE) -> str:
     return json.dumps({"tenantId": tid, "flowName": flow, "scheduledFor": when})
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
-             poll: float = 0.1) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.1) -> Any:
     deadline = time.time() + timeout
     while True:
         value = predicate()
@@ -110,9 +120,14 @@ class Runtime:
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             # a crash point is armed by a test-only entry point (tests/faults/faulty.py)
             module = "tests.faults.faulty" if env.get("DATASYNC_FAULT_POINT") else "datasync"
-            self.proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env,
-                                         cwd=ROOT, stdout=out, stderr=err,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", module, *args],
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+            )
         self.started = time.time()
 
     @property
@@ -134,8 +149,9 @@ class Runtime:
         while not self.exited():
             if time.time() > deadline:
                 self.kill()
-                raise AssertionError(f"runtime did not exit within {timeout}s:\n"
-                                     + self.stderr()[-3000:])
+                raise AssertionError(
+                    f"runtime did not exit within {timeout}s:\n" + self.stderr()[-3000:]
+                )
             time.sleep(0.05)
         return self.proc.returncode
 
@@ -157,18 +173,23 @@ class Project:
         self.gates = tmp / "gates"
         for d in (self.flows, self.logs, self.gates):
             d.mkdir(parents=True, exist_ok=True)
-        self.env = {**os.environ, "DATASYNC_HOME": str(self.home),
-                    "DATASYNC_FLOWS_DIR": str(self.flows),
-                    "DATASYNC_SCAN_SCHEDULE": FAR_FUTURE,
-                    "DATASYNC_HTTP_BACKOFF_BASE": "0.01", "DATASYNC_LOG_LEVEL": "INFO",
-                    "DATASYNC_QUEUE_RETRY_DELAY": "0.2", "DATASYNC_REQUEUE_DELAY": "0.5",
-                    "DATASYNC_START_CLAIM_SECONDS": "1",
-                    **env}
+        self.env = {
+            **os.environ,
+            "DATASYNC_HOME": str(self.home),
+            "DATASYNC_FLOWS_DIR": str(self.flows),
+            "DATASYNC_SCAN_SCHEDULE": FAR_FUTURE,
+            "DATASYNC_HTTP_BACKOFF_BASE": "0.01",
+            "DATASYNC_LOG_LEVEL": "INFO",
+            "DATASYNC_QUEUE_RETRY_DELAY": "0.2",
+            "DATASYNC_REQUEUE_DELAY": "0.5",
+            "DATASYNC_START_CLAIM_SECONDS": "1",
+            **env,
+        }
         self.env.pop("AzureWebJobsStorage", None)
         self.env.pop("COSMOS_ENDPOINT", None)
         self.env.pop("KEYVAULT_URL", None)
         self.runtimes: list[Runtime] = []
-        self.outputs: list[str] = []          # every CLI stdout/stderr, for the secret grep
+        self.outputs: list[str] = []  # every CLI stdout/stderr, for the secret grep
 
     # -- files -----------------------------------------------------------------------------
     def write_flow(self, filename: str, text: str) -> None:
@@ -186,15 +207,30 @@ class Project:
         (self.gates / f"{name}.release").touch()
 
     # -- the CLI ---------------------------------------------------------------------------
-    def cli(self, *args: str, stdin: str | None = None, check: int | None = 0,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "datasync", *args], input=stdin,
-                              env={**self.env, **(env or {})}, capture_output=True,
-                              text=True, cwd=ROOT, timeout=120)
+    def cli(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        check: int | None = 0,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, "-m", "datasync", *args],
+            input=stdin,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
         self.outputs += [proc.stdout, proc.stderr]
         if check is not None:
-            assert proc.returncode == check, (args, proc.returncode, proc.stdout,
-                                              proc.stderr[-3000:])
+            assert proc.returncode == check, (
+                args,
+                proc.returncode,
+                proc.stdout,
+                proc.stderr[-3000:],
+            )
         return proc
 
     def apply(self, *docs: dict[str, Any], check: int = 0) -> subprocess.CompletedProcess:
@@ -253,16 +289,26 @@ class Project:
         return "\n".join(parts)
 
 
-def setup_gated(project: Project, apis: Any, tid: str, records: int, *,
-                gate: dict[str, Any] | None = None, page_size: int = 10,
-                flow: str = "gated", api_tenant: str | None = None,
-                apply: bool = True, **entry: Any) -> dict[str, Any]:
+def setup_gated(
+    project: Project,
+    apis: Any,
+    tid: str,
+    records: int,
+    *,
+    gate: dict[str, Any] | None = None,
+    page_size: int = 10,
+    flow: str = "gated",
+    api_tenant: str | None = None,
+    apply: bool = True,
+    **entry: Any,
+) -> dict[str, Any]:
     """A DemoApis tenant with ``records`` source records, the gated flow file, the tenant
     document and its two secrets. Returns the flow entry."""
     api = api_tenant or tid
     if api not in apis.state.tenants:
-        apis.add_tenant(api, source_token=f"{tid}-src-token", target_token=f"{tid}-dst-token",
-                        records=records)
+        apis.add_tenant(
+            api, source_token=f"{tid}-src-token", target_token=f"{tid}-dst-token", records=records
+        )
     project.write_flow(f"{flow.replace('-', '_')}.py", gated_flow(flow))
     config: dict[str, Any] = {"url": apis.tenant_url(api), "page_size": page_size}
     if gate:

@@ -1,5 +1,6 @@
 """Bad documents and bad flow files are reported by name and field; nothing good is
 overwritten, and everything else still runs."""
+
 from __future__ import annotations
 
 import copy
@@ -22,12 +23,13 @@ def _set(path: str, value):
             del node[int(last) if last.isdigit() else last]
         else:
             node[int(last) if last.isdigit() else last] = value
+
     return change
 
 
 _DELETE = object()
 
-INVALID = [   # (what is wrong, change to the acme document, field the message must name)
+INVALID = [  # (what is wrong, change to the acme document, field the message must name)
     ("five-field cron", _set("flows.0.cron", "0 * * * *"), "flows[0].cron"),
     ("out-of-range cron", _set("flows.0.cron", "61 * * * * *"), "flows[0].cron"),
     ("unknown timezone", _set("timezone", "Mars/Olympus"), "timezone"),
@@ -36,8 +38,11 @@ INVALID = [   # (what is wrong, change to the acme document, field the message m
     ("yes for true", _set("flows.0.enabled", "yes"), "flows[0].enabled"),
     ("number for bool", _set("paused", 1), "paused"),
     ("number for string", _set("name", 42), "name"),
-    ("time without offset", _set("flows.0.nextRunUtc", "2026-01-01T00:00:00"),
-     "flows[0].nextRunUtc"),
+    (
+        "time without offset",
+        _set("flows.0.nextRunUtc", "2026-01-01T00:00:00"),
+        "flows[0].nextRunUtc",
+    ),
     ("not a time", _set("flows.0.nextRunUtc", "tomorrow"), "flows[0].nextRunUtc"),
     ("unknown overlap", _set("flows.0.overlap", "sometimes"), "flows[0].overlap"),
     ("zero concurrency", _set("maxConcurrentRuns", 0), "maxConcurrentRuns"),
@@ -64,15 +69,16 @@ def test_every_invalid_document_is_rejected_and_nothing_is_overwritten(project, 
         assert f"tenant acme: {field}" in proc.stderr, (what, proc.stderr)
         assert "Traceback" not in proc.stderr
     # not an id at all, the same tenant twice, not JSON, not a document
-    proc = project.apply(changed_beta, {**good_acme, "id": "acme--x", "tenantId": "acme--x"},
-                         check=2)
+    proc = project.apply(
+        changed_beta, {**good_acme, "id": "acme--x", "tenantId": "acme--x"}, check=2
+    )
     assert "acme--x" in proc.stderr and "id" in proc.stderr
     proc = project.apply(good_acme, good_acme, check=2)
     assert "tenant acme: id: duplicate tenant id" in proc.stderr
     (project.tmp / "bad.json").write_text('{"id": "acme",')
     proc = project.cli("tenants", "apply", str(project.tmp / "bad.json"), check=2)
     assert "invalid JSON" in proc.stderr
-    proc = project.apply("acme", check=2)          # type: ignore[arg-type]
+    proc = project.apply("acme", check=2)  # type: ignore[arg-type]
     assert "expected a JSON object" in proc.stderr
     assert project.cli("tenants", "list", "--json").stdout == before
 
@@ -82,17 +88,19 @@ def test_documents_broken_in_the_store_are_reported_and_the_others_run(project, 
     for tid in ("badcron", "badtz", "badfield"):
         setup_gated(project, apis, tid, 5)
     # someone edits the store behind the CLI's back
-    project.sql("datasync.db", "UPDATE flow_schedule SET cron = 'every minute' "
-                "WHERE tenant_id = 'badcron'")
-    project.sql("datasync.db", "UPDATE flow_schedule SET timezone = 'Mars/Olympus' "
-                "WHERE tenant_id = 'badtz'")
+    project.sql(
+        "datasync.db", "UPDATE flow_schedule SET cron = 'every minute' WHERE tenant_id = 'badcron'"
+    )
+    project.sql(
+        "datasync.db",
+        "UPDATE flow_schedule SET timezone = 'Mars/Olympus' WHERE tenant_id = 'badtz'",
+    )
     [(raw,)] = project.sql("datasync.db", "SELECT doc FROM tenants WHERE id = 'badfield'")
     doc = json.loads(raw)
     doc["flows"][0]["enabled"] = "yes"
-    project.sql("datasync.db", "UPDATE tenants SET doc = ? WHERE id = 'badfield'",
-                json.dumps(doc))
+    project.sql("datasync.db", "UPDATE tenants SET doc = ? WHERE id = 'badfield'", json.dumps(doc))
 
-    runtime = project.run_once(expect=1)       # 1: the badfield job ends in the poison queue
+    runtime = project.run_once(expect=1)  # 1: the badfield job ends in the poison queue
     log = runtime.stderr()
     assert "tenant badcron: flows[0].cron" in log
     assert "tenant badtz: timezone" in log
@@ -114,7 +122,7 @@ BROKEN_FILES = {
 
 def test_broken_and_duplicate_flow_files_do_not_stop_the_other_flows(project, apis):
     setup_gated(project, apis, "acme", 25)
-    setup_gated(project, apis, "twins", 5, flow="twin")      # applied while twin was unique
+    setup_gated(project, apis, "twins", 5, flow="twin")  # applied while twin was unique
     for name, text in BROKEN_FILES.items():
         project.write_flow(name, text)
     listed = project.cli("flows", "list", "--json", check=2)
@@ -129,6 +137,6 @@ def test_broken_and_duplicate_flow_files_do_not_stop_the_other_flows(project, ap
     log = runtime.stderr()
     assert "syntax_error.py" in log and "import_error.py" in log and "twin" in log
 
-    (project.flows / "twin_copy.py").unlink()                 # fixed: the skipped flow runs
+    (project.flows / "twin_copy.py").unlink()  # fixed: the skipped flow runs
     project.run_once()
     assert apis.stats("twins")["count"] == 5

@@ -1,5 +1,6 @@
 """Crash anywhere: SIGKILL the runtime at exact points, start another, nothing is lost and
 nothing is pushed twice (re-pushes carry the same Idempotency-Key)."""
+
 from __future__ import annotations
 
 import json
@@ -35,9 +36,11 @@ def _resume_and_check(project, apis, records: int, *, resumed: bool = True) -> d
 
 def _takeover_delay(log: str) -> int:
     """Seconds from the runtime coming up to it taking over the dead runtime's work."""
+
     def seconds(line: str) -> int:
         h, m, s = map(int, line[:8].split(":"))
         return h * 3600 + m * 60 + s
+
     up = next(line for line in log.splitlines() if "local runtime up" in line)
     took = next(line for line in log.splitlines() if "taking over" in line)
     return (seconds(took) - seconds(up)) % 86400
@@ -48,7 +51,7 @@ def test_kill_during_pull(project, apis):
     runtime = project.start()
     wait_for(lambda: project.reached("g"), 30, "the pull of page 3")
     runtime.kill()
-    assert apis.stats("acme")["count"] == 20          # pages 1 and 2 were pushed
+    assert apis.stats("acme")["count"] == 20  # pages 1 and 2 were pushed
     assert project.runs()[0]["status"] == "Running"
     stats = _resume_and_check(project, apis, 55)
     assert stats["duplicateKeys"] == 0
@@ -59,27 +62,28 @@ def test_kill_after_push_before_checkpoint(project, apis):
     runtime = project.start()
     wait_for(lambda: project.reached("g"), 30, "the push of page 3")
     runtime.kill()
-    assert apis.stats("acme")["count"] == 30          # the target has page 3 ...
-    assert project.runs()[0]["pages"] == 2            # ... the checkpoint does not
+    assert apis.stats("acme")["count"] == 30  # the target has page 3 ...
+    assert project.runs()[0]["pages"] == 2  # ... the checkpoint does not
     stats = _resume_and_check(project, apis, 55)
-    assert stats["duplicateKeys"] >= 1                # page 3 pushed again, same key
+    assert stats["duplicateKeys"] >= 1  # page 3 pushed again, same key
 
 
 def test_kill_between_enqueue_and_write_back(project, apis):
     setup_gated(project, apis, "acme", 25)
     crashed = project.run_once(expect=-9, DATASYNC_FAULT_POINT="scan-after-enqueue")
-    assert "scheduler tick" not in crashed.stderr()   # died before finishing the tick
-    queued = project.sql("datasync.db", "SELECT body FROM queue_messages WHERE queue = ?",
-                         "flow-jobs")
+    assert "scheduler tick" not in crashed.stderr()  # died before finishing the tick
+    queued = project.sql(
+        "datasync.db", "SELECT body FROM queue_messages WHERE queue = ?", "flow-jobs"
+    )
     assert [json.loads(b)["scheduledFor"] for (b,) in queued] == [DUE]
     shown = json.loads(project.cli("tenants", "show", "acme", "--json").stdout)
-    assert shown["flows"][0]["nextRunUtc"] == DUE     # not written back
+    assert shown["flows"][0]["nextRunUtc"] == DUE  # not written back
     # the next tick enqueues the same occurrence again; the instance id collapses the two
     _resume_and_check(project, apis, 25, resumed=False)
     assert project.sql("datasync.db", "SELECT count(*) FROM queue_messages") == [(0,)]
     shown = json.loads(project.cli("tenants", "show", "acme", "--json").stdout)
     assert shown["flows"][0]["nextRunUtc"] > DUE
-    project.run_once()                                # nothing left to do, nothing re-run
+    project.run_once()  # nothing left to do, nothing re-run
     assert len(project.runs()) == 1 and apis.stats("acme")["batches"] == 3
 
 
@@ -96,7 +100,7 @@ def test_a_resumed_run_that_then_fails_makes_run_once_exit_1(project, apis):
     runtime = project.start()
     wait_for(lambda: project.reached("g"), 30, "the pull of page 3")
     runtime.kill()
-    project.secret("acme", "src", "token", "revoked-meanwhile")   # the source now says 401
+    project.secret("acme", "src", "token", "revoked-meanwhile")  # the source now says 401
     resumed = project.run_once(expect=1)
     assert f"run failed: {RUN_ID}" in resumed.stderr()
     [run] = project.runs("--status", "Failed")

@@ -1,4 +1,5 @@
 """Overlap policy: a run still going when its next occurrence is due."""
+
 from __future__ import annotations
 
 import time
@@ -9,7 +10,7 @@ from tests.faults.harness import DUE_ID, job, setup_gated, tenant_doc, wait_for
 
 pytestmark = pytest.mark.faults
 
-NEXT = "2020-01-01T01:00:00Z"                 # the occurrence after DUE
+NEXT = "2020-01-01T01:00:00Z"  # the occurrence after DUE
 FIRST, SECOND = (f"Workflow-acme--gated-{DUE_ID}", "Workflow-acme--gated-20200101T010000Z")
 
 
@@ -22,7 +23,7 @@ def _overlapping(project, apis, overlap: str | None):
     setup_gated(project, apis, "acme", 25, gate=project.gate("g", "pull", 1), **extra)
     runtime = project.start("--once")
     wait_for(lambda: project.reached("g"), 30, "the first run to be under way")
-    project.put(job("acme", "gated", NEXT))   # the next occurrence is due meanwhile
+    project.put(job("acme", "gated", NEXT))  # the next occurrence is due meanwhile
     return runtime
 
 
@@ -40,7 +41,7 @@ def test_skip_is_the_default_and_records_a_skipped_run(project, apis):
 
 def test_queue_defers_until_the_previous_run_ends(project, apis):
     runtime = _overlapping(project, apis, "queue")
-    time.sleep(2)                              # several deferrals (DATASYNC_REQUEUE_DELAY)
+    time.sleep(2)  # several deferrals (DATASYNC_REQUEUE_DELAY)
     assert list(_runs(project)) == [FIRST]
     assert "deferring " + SECOND in runtime.stderr()
     apis.add_records("acme", 5)
@@ -55,8 +56,11 @@ def test_queue_defers_until_the_previous_run_ends(project, apis):
 
 def test_allow_runs_in_parallel(project, apis):
     runtime = _overlapping(project, apis, "allow")
-    wait_for(lambda: _runs(project).get(SECOND, {}).get("status") == "Completed", 20,
-             "the second run to finish while the first is still blocked")
+    wait_for(
+        lambda: _runs(project).get(SECOND, {}).get("status") == "Completed",
+        20,
+        "the second run to finish while the first is still blocked",
+    )
     assert _runs(project)[FIRST]["status"] == "Running"
     project.release("g")
     assert runtime.wait() == 0
@@ -69,14 +73,19 @@ def test_allow_runs_in_parallel(project, apis):
 
 
 def test_max_concurrent_runs_keeps_a_noisy_tenants_second_flow_waiting(project, apis):
-    later = {"nextRunUtc": "2099-01-01T00:00:00Z", "apply": False}   # jobs put by hand
-    slow = setup_gated(project, apis, "noisy", 25, gate=project.gate("g", "pull", 1),
-                       api_tenant="noisy-slow", **later)
-    other = setup_gated(project, apis, "noisy", 15, flow="other", api_tenant="noisy-other",
-                        **later)
+    later = {"nextRunUtc": "2099-01-01T00:00:00Z", "apply": False}  # jobs put by hand
+    slow = setup_gated(
+        project,
+        apis,
+        "noisy",
+        25,
+        gate=project.gate("g", "pull", 1),
+        api_tenant="noisy-slow",
+        **later,
+    )
+    other = setup_gated(project, apis, "noisy", 15, flow="other", api_tenant="noisy-other", **later)
     quiet = setup_gated(project, apis, "quiet", 10, flow="other", **later)
-    project.apply(tenant_doc("noisy", slow, other, maxConcurrentRuns=1),
-                  tenant_doc("quiet", quiet))
+    project.apply(tenant_doc("noisy", slow, other, maxConcurrentRuns=1), tenant_doc("quiet", quiet))
     for tid in ("noisy", "quiet"):
         project.secret(tid, "src", "token", f"{tid}-src-token")
         project.secret(tid, "dst", "token", f"{tid}-dst-token")
@@ -85,12 +94,15 @@ def test_max_concurrent_runs_keeps_a_noisy_tenants_second_flow_waiting(project, 
     wait_for(lambda: project.reached("g"), 30, "the noisy tenant's slow run")
     project.put(job("noisy", "other"))
     project.put(job("quiet", "other"))
-    done = wait_for(lambda: [r for r in project.runs("--tenant", "quiet")
-                             if r["status"] == "Completed"], 20, "the quiet tenant's run")
+    done = wait_for(
+        lambda: [r for r in project.runs("--tenant", "quiet") if r["status"] == "Completed"],
+        20,
+        "the quiet tenant's run",
+    )
     assert done and apis.stats("quiet")["count"] == 10
     time.sleep(1)
     noisy = {r["flowName"]: r["status"] for r in project.runs("--tenant", "noisy")}
-    assert noisy == {"gated": "Running"}        # "other" waits its turn
+    assert noisy == {"gated": "Running"}  # "other" waits its turn
     assert apis.stats("noisy-other")["count"] == 0
     assert "runs active for tenant noisy" in runtime.stderr()
     project.release("g")

@@ -1,6 +1,7 @@
 """Secrets never leak: flows fail in every way with their secret in hand; nothing the
 system wrote (logs, CLI output, every file under DATASYNC_HOME but secrets.json, SQLite
 WAL included) holds a secret value in any encoding."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from tests.faults.harness import flow_entry, tenant_doc
 
 pytestmark = pytest.mark.faults
 
-LEAKY_FLOW = '''
+LEAKY_FLOW = """
 import logging
 import os
 
@@ -57,7 +58,7 @@ class Leaky:
         s = ctx.secret("api", "key")
         if ctx.config["mode"] == "record":
             raise ValueError(f"record {records[0]['id']} rejected: credential {s} expired")
-'''
+"""
 
 MODES = ("raise", "cause", "log", "query", "params", "record", "transient")
 FAILING = {"raise", "cause", "query", "params", "record"}
@@ -72,18 +73,24 @@ def forms(value: str) -> set[bytes]:
     query or a path), JSON-escaped."""
     query_safe = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in '"#<>%')
     path_safe = "".join(c for c in query_safe if c not in "?`{}")
-    texts = {value, quote(value, safe=""), quote_plus(value, safe=""),
-             quote(value, safe=query_safe), quote(value, safe=path_safe),
-             json.dumps(value)[1:-1]}
+    texts = {
+        value,
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+        quote(value, safe=query_safe),
+        quote(value, safe=path_safe),
+        json.dumps(value)[1:-1],
+    }
     return {t.encode() for t in texts} | {value.encode("utf-16-le")}
 
 
 def test_no_secret_value_is_written_anywhere(project):
     with FlakyApi(records=5) as api:
-        api.script["GET /contacts"] = ["500"] * 50          # the "params" mode retries
+        api.script["GET /contacts"] = ["500"] * 50  # the "params" mode retries
         config = {"url": api.url, "marker": str(project.gates / "failed-once")}
-        docs = [tenant_doc(f"t-{mode}", flow_entry("leaky", {**config, "mode": mode}))
-                for mode in MODES]
+        docs = [
+            tenant_doc(f"t-{mode}", flow_entry("leaky", {**config, "mode": mode})) for mode in MODES
+        ]
         project.write_flow("leaky.py", LEAKY_FLOW)
         project.apply(*docs)
         for mode in MODES:

@@ -6,6 +6,7 @@ loopback ports (started here, stopped after the session), and a Key Vault test s
 when ``node_modules`` lacks the emulators (``make emulators-install``); a failure to start
 them is an error, not a skip.
 """
+
 from __future__ import annotations
 
 import importlib.machinery
@@ -27,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load_emulators():
-    loader = importlib.machinery.SourceFileLoader("datasync_emulators",
-                                                  str(ROOT / "scripts" / "emulators"))
+    loader = importlib.machinery.SourceFileLoader(
+        "datasync_emulators", str(ROOT / "scripts" / "emulators")
+    )
     spec = importlib.util.spec_from_loader(loader.name, loader)
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
@@ -66,20 +68,23 @@ def emulators(tmp_path_factory) -> Iterator[dict[str, str]]:
     """Start Azurite and the Cosmos server; yield the settings that point at them."""
     problem = emu.missing_install()
     if problem:
-        if os.environ.get("CI"):     # `make test` installs them: in CI a skip would hide a gap
+        if os.environ.get("CI"):  # `make test` installs them: in CI a skip would hide a gap
             pytest.fail(f"emulators not installed in CI: {problem}")
         pytest.skip(f"emulators not installed: {problem} (run: make emulators-install)")
     base = tmp_path_factory.mktemp("emulators")
     blob, queue, table, cosmos = _free_ports(4)
     procs = []
     try:
-        azurite = emu.start_azurite(base / "azurite", base / "azurite.log",
-                                    blob=blob, queue=queue, table=table)
+        azurite = emu.start_azurite(
+            base / "azurite", base / "azurite.log", blob=blob, queue=queue, table=table
+        )
         procs.append(azurite)
         server = emu.start_cosmos(base / "cosmos", base / "cosmos.log", port=cosmos)
         procs.append(server)
-        for port, proc, what, log in ((queue, azurite, "Azurite", "azurite.log"),
-                                      (cosmos, server, "Cosmos emulator server", "cosmos.log")):
+        for port, proc, what, log in (
+            (queue, azurite, "Azurite", "azurite.log"),
+            (cosmos, server, "Cosmos emulator server", "cosmos.log"),
+        ):
             try:
                 emu.wait_for_port(port, proc, what)
             except RuntimeError as exc:
@@ -97,6 +102,7 @@ def _quiet_self_signed_tls():
     with warnings.catch_warnings():
         try:
             from urllib3.exceptions import InsecureRequestWarning
+
             warnings.simplefilter("ignore", InsecureRequestWarning)
         except ImportError:  # pragma: no cover
             pass
@@ -127,6 +133,7 @@ def cosmos_settings(emulators, tmp_path) -> Settings:
 @pytest.fixture
 def cosmos_store(cosmos_settings):
     from datasync.adapters.azure.cosmos import CosmosTenantStore
+
     store = CosmosTenantStore(cosmos_settings)
     yield store
     store.close()
@@ -135,6 +142,7 @@ def cosmos_store(cosmos_settings):
 @pytest.fixture
 def queues(emulators):
     from datasync.adapters.azure.storage_queue import StorageQueueBackend
+
     backend = StorageQueueBackend(emulators["AzureWebJobsStorage"])
     yield backend
     backend.close()
@@ -143,5 +151,6 @@ def queues(emulators):
 @pytest.fixture(scope="session")
 def keyvault_server():
     from keyvault_server import KeyVaultTestServer
+
     with KeyVaultTestServer() as server:
         yield server

@@ -7,6 +7,7 @@ version, ``PUT /secrets/{name}`` sets a new one, a missing secret is a 404
 ``SecretNotFound``. Self-signed certificate (``cryptography``), ``TCP_NODELAY`` on (the SDK
 is slow without it), keep-alive HTTP/1.1.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,8 +27,10 @@ from azure.core.credentials import AccessToken
 __all__ = ["KeyVaultTestServer", "FakeCredential", "TOKEN"]
 
 TOKEN = "kv-test-token"
-CHALLENGE = ('Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-'
-             '000000000000", resource="https://vault.azure.net"')
+CHALLENGE = (
+    'Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-'
+    '000000000000", resource="https://vault.azure.net"'
+)
 
 
 class FakeCredential:
@@ -54,19 +57,31 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
     cert_file, key_file = directory / "kv-cert.pem", directory / "kv-key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_file, key_file
 
 
@@ -97,18 +112,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.requests.append((self.command, self.path))
         if self.headers.get("Authorization") == f"Bearer {TOKEN}":
             return True
-        self._send(401, {"error": {"code": "Unauthorized", "message": "no bearer token"}},
-                   {"WWW-Authenticate": CHALLENGE})
+        self._send(
+            401,
+            {"error": {"code": "Unauthorized", "message": "no bearer token"}},
+            {"WWW-Authenticate": CHALLENGE},
+        )
         return False
 
     def _bundle(self, name: str, version: str, value: str, created: int) -> dict:
-        return {"value": value, "id": f"{self.server.url}/secrets/{name}/{version}",
-                "attributes": {"enabled": True, "created": created, "updated": created,
-                               "recoveryLevel": "Recoverable+Purgeable"}}
+        return {
+            "value": value,
+            "id": f"{self.server.url}/secrets/{name}/{version}",
+            "attributes": {
+                "enabled": True,
+                "created": created,
+                "updated": created,
+                "recoveryLevel": "Recoverable+Purgeable",
+            },
+        }
 
     def _name(self) -> tuple[str | None, str | None]:
-        match = re.fullmatch(r"/secrets/([A-Za-z0-9-]+)(?:/([A-Za-z0-9]*))?/?(?:\?.*)?",
-                             self.path)
+        match = re.fullmatch(r"/secrets/([A-Za-z0-9-]+)(?:/([A-Za-z0-9]*))?/?(?:\?.*)?", self.path)
         return (match.group(1), match.group(2) or None) if match else (None, None)
 
     def do_GET(self) -> None:
@@ -118,8 +142,15 @@ class _Handler(BaseHTTPRequestHandler):
         versions = self.server.secrets.get(name or "", [])
         found = [v for v in versions if version in (None, v[0])]
         if not found:
-            self._send(404, {"error": {"code": "SecretNotFound", "message":
-                       f"A secret with (name/id) {name} was not found in this key vault."}})
+            self._send(
+                404,
+                {
+                    "error": {
+                        "code": "SecretNotFound",
+                        "message": f"A secret with (name/id) {name} was not found in this key vault.",
+                    }
+                },
+            )
             return
         self._send(200, self._bundle(name, *found[-1]))
 
@@ -161,8 +192,9 @@ class KeyVaultTestServer:
         self.httpd.url = self.url
         self.httpd.secrets = {}
         self.httpd.requests = []
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
-                                        name="kv-test-server")
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, daemon=True, name="kv-test-server"
+        )
 
     @property
     def secrets(self) -> dict[str, list[tuple[str, str, int]]]:

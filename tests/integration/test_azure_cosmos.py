@@ -2,6 +2,7 @@
 real SDK: the stored item, raw rows of invalid documents, flows found by position, and
 advance re-reading after a real 412. The TenantStore behaviour every backend shares is in
 tests/contract."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -39,15 +40,16 @@ def test_documents_are_stored_as_given_with_cosmos_keys_kept_out_of_the_model(co
     acme = tenant("acme", flow("contacts"), customField={"kept": True})
     cosmos_store.upsert_many([acme])
     got, etag = cosmos_store.get_with_etag("acme")
-    assert got.model_extra == {"customField": {"kept": True}}   # no Cosmos system keys
+    assert got.model_extra == {"customField": {"kept": True}}  # no Cosmos system keys
     doc = raw(cosmos_store, "acme")
     assert doc["tenantId"] == "acme" and doc["type"] == "Tenant" and doc["_etag"] == etag
     assert doc["flows"][0]["nextRunUtc"] == PAST
 
 
 def test_unreachable_endpoint_is_a_config_error():
-    settings = Settings(cosmos_endpoint="https://127.0.0.1:1", cosmos_key="a2V5",
-                        cosmos_verify_tls=False)
+    settings = Settings(
+        cosmos_endpoint="https://127.0.0.1:1", cosmos_key="a2V5", cosmos_verify_tls=False
+    )
     store = CosmosTenantStore(settings, connection_timeout=1, retry_total=0)
     with pytest.raises(ConfigError, match=r"cannot open Cosmos container flowsync/tenants") as err:
         store.get("acme")
@@ -62,33 +64,69 @@ def test_due_rows_carry_the_document_etag(cosmos_store):
 
 
 def test_duplicate_flow_names_get_their_own_index(cosmos_store):
-    cosmos_store.container.upsert_item({
-        "id": "dup", "tenantId": "dup", "type": "Tenant", "timezone": "UTC",
-        "flows": [flow("x", FUTURE), flow("x", PAST), flow("x", enabled=False), flow("x")]})
+    cosmos_store.container.upsert_item(
+        {
+            "id": "dup",
+            "tenantId": "dup",
+            "type": "Tenant",
+            "timezone": "UTC",
+            "flows": [flow("x", FUTURE), flow("x", PAST), flow("x", enabled=False), flow("x")],
+        }
+    )
     rows = [r for page in cosmos_store.due_flows(NOW) for r in page]
     assert [(r.flow_index, r.next_run_utc) for r in rows] == [(1, PAST), (3, PAST)]
 
 
 def test_invalid_documents_still_come_back_as_rows(cosmos_store):
-    cosmos_store.container.upsert_item({
-        "id": "odd", "tenantId": "odd", "type": "Tenant", "timezone": "Mars/Olympus",
-        "flows": [{"name": 42, "cron": "bad cron"}, {"name": "n", "cron": 5, "nextRunUtc": 17},
-                  {"name": "ok", "cron": "0 0 * * * *", "nextRunUtc": "yesterday"}]})
-    cosmos_store.container.upsert_item({"id": "notz", "tenantId": "notz", "type": "Tenant",
-                                        "flows": [{"name": "a", "cron": "0 0 * * * *"}]})
-    cosmos_store.container.upsert_item({"id": "other", "tenantId": "other", "type": "Billing",
-                                        "flows": [{"name": "a", "cron": "0 0 * * * *"}]})
-    rows = sorted(((r.tenant_id, r.flow_index, r.flow_name, r.cron, r.timezone, r.next_run_utc)
-                   for page in cosmos_store.due_flows(NOW) for r in page), key=str)
+    cosmos_store.container.upsert_item(
+        {
+            "id": "odd",
+            "tenantId": "odd",
+            "type": "Tenant",
+            "timezone": "Mars/Olympus",
+            "flows": [
+                {"name": 42, "cron": "bad cron"},
+                {"name": "n", "cron": 5, "nextRunUtc": 17},
+                {"name": "ok", "cron": "0 0 * * * *", "nextRunUtc": "yesterday"},
+            ],
+        }
+    )
+    cosmos_store.container.upsert_item(
+        {
+            "id": "notz",
+            "tenantId": "notz",
+            "type": "Tenant",
+            "flows": [{"name": "a", "cron": "0 0 * * * *"}],
+        }
+    )
+    cosmos_store.container.upsert_item(
+        {
+            "id": "other",
+            "tenantId": "other",
+            "type": "Billing",
+            "flows": [{"name": "a", "cron": "0 0 * * * *"}],
+        }
+    )
+    rows = sorted(
+        (
+            (r.tenant_id, r.flow_index, r.flow_name, r.cron, r.timezone, r.next_run_utc)
+            for page in cosmos_store.due_flows(NOW)
+            for r in page
+        ),
+        key=str,
+    )
     # "17" <= "2026-..." is not a string comparison in Cosmos (number vs string): not due.
     # "yesterday" > "2026-..." as strings: not due either; the scheduler never sees them.
-    assert rows == [("notz", 0, "a", "0 0 * * * *", "UTC", None),
-                    ("odd", 0, 42, "bad cron", "Mars/Olympus", None)]
+    assert rows == [
+        ("notz", 0, "a", "0 0 * * * *", "UTC", None),
+        ("odd", 0, 42, "bad cron", "Mars/Olympus", None),
+    ]
 
 
 def test_advance_moves_next_runs_and_reports_lost_races(cosmos_store):
-    cosmos_store.upsert_many([tenant("acme", flow("a"), flow("b"), flow("c")),
-                              tenant("beta", flow("a"))])
+    cosmos_store.upsert_many(
+        [tenant("acme", flow("a"), flow("b"), flow("c")), tenant("beta", flow("a"))]
+    )
     rows = {(r.tenant_id, r.flow_name): r for page in cosmos_store.due_flows(NOW) for r in page}
     assert len(rows) == 4
 
@@ -103,23 +141,29 @@ def test_advance_moves_next_runs_and_reports_lost_races(cosmos_store):
     assert [(r.tenant_id, r.flow_name) for r in lost] == [("acme", "b")]
     acme = raw(cosmos_store, "acme")
     assert [f.get("nextRunUtc") for f in acme["flows"]] == [nxt, "2026-11-23T13:30:00Z", nxt]
-    assert acme["flows"][2]["config"] == {"edited": True}          # the edit survived
+    assert acme["flows"][2]["config"] == {"edited": True}  # the edit survived
     assert raw(cosmos_store, "beta")["flows"][0]["nextRunUtc"] == nxt
 
 
 def test_advance_loses_when_flows_are_reordered_or_tenant_deleted(cosmos_store):
-    cosmos_store.upsert_many([tenant("acme", flow("a"), flow("b", "2026-11-23T12:00:00Z")),
-                              tenant("gone", flow("a"))])
+    cosmos_store.upsert_many(
+        [tenant("acme", flow("a"), flow("b", "2026-11-23T12:00:00Z")), tenant("gone", flow("a"))]
+    )
     rows = [r for page in cosmos_store.due_flows(NOW) for r in page]
     doc = raw(cosmos_store, "acme")
     doc["flows"].reverse()
     cosmos_store.container.replace_item("acme", doc)
     cosmos_store.container.delete_item("gone", partition_key="gone")
     lost = cosmos_store.advance([(r, "2026-11-23T15:00:00Z") for r in rows])
-    assert sorted((r.tenant_id, r.flow_name) for r in lost) == [("acme", "a"), ("acme", "b"),
-                                                                ("gone", "a")]
+    assert sorted((r.tenant_id, r.flow_name) for r in lost) == [
+        ("acme", "a"),
+        ("acme", "b"),
+        ("gone", "a"),
+    ]
     assert [f.get("nextRunUtc") for f in raw(cosmos_store, "acme")["flows"]] == [
-        "2026-11-23T12:00:00Z", PAST]
+        "2026-11-23T12:00:00Z",
+        PAST,
+    ]
 
 
 class EditAfterRead:
@@ -144,7 +188,7 @@ def test_advance_retries_after_a_412_and_keeps_the_concurrent_edit(cosmos_store,
     cosmos_store.upsert_many([tenant("acme", flow("a"), flow("b"))])
     rows = [r for page in cosmos_store.due_flows(NOW) for r in page]
 
-    def edit(container):   # trigger "a" again and change b's config
+    def edit(container):  # trigger "a" again and change b's config
         doc = container.read_item("acme", partition_key="acme")
         doc["flows"][0]["nextRunUtc"] = "2026-11-23T13:59:00Z"
         doc["flows"][1]["config"] = {"v": 2}
@@ -153,9 +197,11 @@ def test_advance_retries_after_a_412_and_keeps_the_concurrent_edit(cosmos_store,
     proxy = EditAfterRead(cosmos_store.container, edit)
     racing = CosmosTenantStore(cosmos_settings, container=proxy)
     lost = racing.advance([(r, "2026-11-23T15:00:00Z") for r in rows])
-    assert proxy.reads == 2                                   # 412, re-read, re-applied
+    assert proxy.reads == 2  # 412, re-read, re-applied
     assert [r.flow_name for r in lost] == ["a"]
     doc = raw(cosmos_store, "acme")
-    assert [f["nextRunUtc"] for f in doc["flows"]] == ["2026-11-23T13:59:00Z",
-                                                       "2026-11-23T15:00:00Z"]
+    assert [f["nextRunUtc"] for f in doc["flows"]] == [
+        "2026-11-23T13:59:00Z",
+        "2026-11-23T15:00:00Z",
+    ]
     assert doc["flows"][1]["config"] == {"v": 2}

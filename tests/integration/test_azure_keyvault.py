@@ -1,5 +1,6 @@
 """The Key Vault secret store through the real ``SecretClient``, against the local HTTPS
 Key Vault test server (401 challenge, then bearer token)."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,10 +15,15 @@ pytestmark = pytest.mark.emulator
 @pytest.fixture
 def store(keyvault_server):
     from keyvault_server import FakeCredential
-    keyvault_server.secrets.clear()          # one server per session, a clean vault per test
+
+    keyvault_server.secrets.clear()  # one server per session, a clean vault per test
     credential = FakeCredential()
-    s = KeyVaultSecretStore(keyvault_server.url, credential=credential,
-                            verify_challenge_resource=False, connection_verify=False)
+    s = KeyVaultSecretStore(
+        keyvault_server.url,
+        credential=credential,
+        verify_challenge_resource=False,
+        connection_verify=False,
+    )
     s.credential = credential
     yield s
     s.close()
@@ -29,10 +35,13 @@ def test_set_then_get_uses_the_naming_rule_and_a_bearer_token(store, keyvault_se
     assert [v[1] for v in keyvault_server.secrets["tenants--acme--crm--token"]] == ["s3cr3t-v1"]
     assert ("https://vault.azure.net/.default",) in store.credential.scopes
 
-    store.set("acme", "crm", "token", "s3cr3t-v2")           # a new version wins
+    store.set("acme", "crm", "token", "s3cr3t-v2")  # a new version wins
     assert store.get("acme", "crm", "token") == "s3cr3t-v2"
-    assert any(path.startswith("/secrets/tenants--acme--crm--token/")
-               for method, path in keyvault_server.requests if method == "GET")
+    assert any(
+        path.startswith("/secrets/tenants--acme--crm--token/")
+        for method, path in keyvault_server.requests
+        if method == "GET"
+    )
 
 
 def test_missing_secret_hides_the_sdk_error(store):
@@ -54,6 +63,7 @@ def test_bad_names_are_rejected_before_any_request(store, keyvault_server):
 
 def test_factory_needs_an_https_vault_url():
     from datasync.adapters.azure import keyvault_secret_store
+
     with pytest.raises(ConfigError, match="KEYVAULT_URL"):
         keyvault_secret_store(Settings())
     with pytest.raises(ConfigError, match="https://"):

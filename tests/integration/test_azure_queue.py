@@ -2,6 +2,7 @@
 on the wire, the service's limits, the connection-string forms. The MessageQueue
 behaviour every backend shares (visibility, dequeue counts, receipts, poison) is in
 tests/contract."""
+
 from __future__ import annotations
 
 import base64
@@ -9,8 +10,11 @@ import base64
 import pytest
 from azure.storage.queue import QueueClient
 
-from datasync.adapters.azure.storage_queue import (DEV_STORAGE_CONNECTION, StorageQueueBackend,
-                                                   expand_connection_string)
+from datasync.adapters.azure.storage_queue import (
+    DEV_STORAGE_CONNECTION,
+    StorageQueueBackend,
+    expand_connection_string,
+)
 from datasync.exceptions import ConfigError, NotFound
 
 pytestmark = pytest.mark.emulator
@@ -34,18 +38,17 @@ def test_messages_are_base64_on_the_wire(unique_name, queues, emulators):
     assert [i.body for i in q.peek_all()] == [JOB, '{"x": 1}']
 
 
-def test_storage_limits_poison_reason_in_the_log_and_remove_hands_others_back(
-        unique_name, queues):
+def test_storage_limits_poison_reason_in_the_log_and_remove_hands_others_back(unique_name, queues):
     """Storage messages carry no metadata, and remove(id) receives to find its message."""
     jobs, poison = queues.queue(unique_name("jobs")), queues.queue(unique_name("jobs-poison"))
     jobs.send(JOB)
     [item] = jobs.receive(1, visibility_timeout=30)
     jobs.move_to(item, poison, "tenant acme: boom")
     [held] = poison.peek_all()
-    assert held.reason is None and held.dequeue_count == 0     # a new message there
+    assert held.reason is None and held.dequeue_count == 0  # a new message there
     poison.send("other")
     assert poison.remove(held.id).body == JOB
-    assert poison.peek_all()[0].dequeue_count == 1       # remove() handed it straight back
+    assert poison.peek_all()[0].dequeue_count == 1  # remove() handed it straight back
     with pytest.raises(NotFound, match="no visible message"):
         poison.remove(held.id)
 
@@ -65,6 +68,7 @@ def test_development_storage_shorthand_and_bad_strings():
     assert expand_connection_string("AccountName=x") == "AccountName=x"
     backend = StorageQueueBackend("UseDevelopmentStorage=true")
     assert backend.queue("flow-jobs").client.url.startswith(
-        "http://127.0.0.1:10001/devstoreaccount1/flow-jobs")
+        "http://127.0.0.1:10001/devstoreaccount1/flow-jobs"
+    )
     with pytest.raises(ConfigError, match="AzureWebJobsStorage"):
         StorageQueueBackend("")

@@ -1,5 +1,6 @@
 """The scheduler's tick on the Azure adapters: due flows from Cosmos, jobs on an Azurite
 queue (base64, as the Functions host reads them), next runs written back."""
+
 from __future__ import annotations
 
 import json
@@ -20,42 +21,93 @@ NOW = datetime(2026, 11, 23, 14, 0, 5, tzinfo=timezone.utc)
 
 
 def test_scan_enqueues_due_jobs_and_moves_next_runs_on(unique_name, cosmos_store, queues):
-    cosmos_store.upsert_many([
-        parse_tenant({"id": "acme", "timezone": "Europe/Amsterdam", "flows": [
-            {"name": "contacts", "cron": "0 0 * * * *", "nextRunUtc": "2026-11-23T14:00:00Z"},
-            {"name": "orders", "cron": "0 30 * * * *", "nextRunUtc": "2026-11-23T14:30:00Z"},
-            {"name": "invoices", "cron": "0 0 6 * * *"}]}),          # missing: compute only
-        parse_tenant({"id": "beta", "flows": [
-            {"name": "contacts", "cron": "0 */15 * * * *", "nextRunUtc": "2026-11-20T09:15:00Z"}]}),
-        parse_tenant({"id": "idle", "paused": True, "flows": [
-            {"name": "contacts", "cron": "0 0 * * * *", "nextRunUtc": "2026-11-23T13:00:00Z"}]}),
-    ])
-    cosmos_store.container.upsert_item({"id": "broken", "tenantId": "broken", "type": "Tenant",
-                                        "flows": [{"name": "contacts", "cron": "every hour"}]})
+    cosmos_store.upsert_many(
+        [
+            parse_tenant(
+                {
+                    "id": "acme",
+                    "timezone": "Europe/Amsterdam",
+                    "flows": [
+                        {
+                            "name": "contacts",
+                            "cron": "0 0 * * * *",
+                            "nextRunUtc": "2026-11-23T14:00:00Z",
+                        },
+                        {
+                            "name": "orders",
+                            "cron": "0 30 * * * *",
+                            "nextRunUtc": "2026-11-23T14:30:00Z",
+                        },
+                        {"name": "invoices", "cron": "0 0 6 * * *"},
+                    ],
+                }
+            ),  # missing: compute only
+            parse_tenant(
+                {
+                    "id": "beta",
+                    "flows": [
+                        {
+                            "name": "contacts",
+                            "cron": "0 */15 * * * *",
+                            "nextRunUtc": "2026-11-20T09:15:00Z",
+                        }
+                    ],
+                }
+            ),
+            parse_tenant(
+                {
+                    "id": "idle",
+                    "paused": True,
+                    "flows": [
+                        {
+                            "name": "contacts",
+                            "cron": "0 0 * * * *",
+                            "nextRunUtc": "2026-11-23T13:00:00Z",
+                        }
+                    ],
+                }
+            ),
+        ]
+    )
+    cosmos_store.container.upsert_item(
+        {
+            "id": "broken",
+            "tenantId": "broken",
+            "type": "Tenant",
+            "flows": [{"name": "contacts", "cron": "every hour"}],
+        }
+    )
     queue = queues.queue(unique_name("flow-jobs"))
 
-    result = scan_and_enqueue(cosmos_store, queue, NOW, page_size=2,
-                              known_flows={"contacts", "orders", "invoices"})
+    result = scan_and_enqueue(
+        cosmos_store, queue, NOW, page_size=2, known_flows={"contacts", "orders", "invoices"}
+    )
 
     jobs = sorted((json.loads(i.body) for i in queue.peek_all()), key=lambda j: j["tenantId"])
     assert jobs == [
         {"tenantId": "acme", "flowName": "contacts", "scheduledFor": "2026-11-23T14:00:00Z"},
-        {"tenantId": "beta", "flowName": "contacts", "scheduledFor": "2026-11-20T09:15:00Z"}]
-    assert [Job.from_message(i.body).instance_id for i in queue.peek_all()
-            if "acme" in i.body] == ["Workflow-acme--contacts-20261123T140000Z"]
+        {"tenantId": "beta", "flowName": "contacts", "scheduledFor": "2026-11-20T09:15:00Z"},
+    ]
+    assert [Job.from_message(i.body).instance_id for i in queue.peek_all() if "acme" in i.body] == [
+        "Workflow-acme--contacts-20261123T140000Z"
+    ]
     assert (result.due, result.conflicts) == (2, 0)
     assert len(result.invalid) == 1
     assert result.invalid[0].startswith("tenant broken: flows[0].cron: ")
 
     acme = {f.name: f.next_run_utc for f in cosmos_store.get("acme").flows}
-    assert acme == {"contacts": datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc),
-                    "orders": datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc),
-                    "invoices": datetime(2026, 11, 24, 5, 0, tzinfo=timezone.utc)}  # 06:00 CET
+    assert acme == {
+        "contacts": datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc),
+        "orders": datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc),
+        "invoices": datetime(2026, 11, 24, 5, 0, tzinfo=timezone.utc),
+    }  # 06:00 CET
     assert cosmos_store.get("beta").flows[0].next_run_utc == datetime(
-        2026, 11, 23, 14, 15, tzinfo=timezone.utc)                  # missed runs coalesced
+        2026, 11, 23, 14, 15, tzinfo=timezone.utc
+    )  # missed runs coalesced
 
-    again = scan_and_enqueue(cosmos_store, queue, NOW, known_flows={"contacts", "orders",
-                                                                     "invoices"})
+    again = scan_and_enqueue(
+        cosmos_store, queue, NOW, known_flows={"contacts", "orders", "invoices"}
+    )
     assert again.due == 0 and queue.count() == 2
 
 
@@ -67,6 +119,7 @@ def test_the_app_picks_the_azure_adapters(emulators, tmp_path):
         assert isinstance(services.queues, StorageQueueBackend)
         assert type(services.secrets).__name__ == "KeyVaultSecretStore"
         assert "COSMOS_KEY" not in repr(services.settings) and emulators["COSMOS_KEY"] not in repr(
-            services.tenants)
+            services.tenants
+        )
     finally:
         services.close()

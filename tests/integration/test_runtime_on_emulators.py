@@ -6,6 +6,7 @@ Only two things are test-specific: the Key Vault client trusts the test server (
 credential and self-signed certificate), and the Cosmos database name is unique per test.
 Nothing may land in ``DATASYNC_HOME`` except the runtime's own durable history.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,7 @@ from datasync.app import App
 pytestmark = pytest.mark.emulator
 
 FLOW = "contacts-to-erp"
-TENANTS = {"acme": 130, "globex-eu": 45}      # source records per tenant
+TENANTS = {"acme": 130, "globex-eu": 45}  # source records per tenant
 PAGE_SIZE = 20
 
 
@@ -53,30 +54,58 @@ def azure_services(emulators, keyvault_server, tmp_path, unique_name, monkeypatc
     from datasync.adapters import azure
     from datasync.adapters.azure.keyvault import KeyVaultSecretStore
 
-    monkeypatch.setattr(azure, "keyvault_secret_store", lambda s: KeyVaultSecretStore(
-        s.keyvault_url, credential=FakeCredential(), verify_challenge_resource=False,
-        connection_verify=False))
+    monkeypatch.setattr(
+        azure,
+        "keyvault_secret_store",
+        lambda s: KeyVaultSecretStore(
+            s.keyvault_url,
+            credential=FakeCredential(),
+            verify_challenge_resource=False,
+            connection_verify=False,
+        ),
+    )
     monkeypatch.setenv("DATASYNC_HTTP_BACKOFF_BASE", "0.01")
     home = tmp_path / "home"
-    settings = Settings.from_env({**emulators, "DATASYNC_HOME": str(home),
-                                  "COSMOS_DATABASE": unique_name("flowsync"),
-                                  "KEYVAULT_URL": keyvault_server.url,
-                                  "DATASYNC_PAGES_PER_GENERATION": "3"})
+    settings = Settings.from_env(
+        {
+            **emulators,
+            "DATASYNC_HOME": str(home),
+            "COSMOS_DATABASE": unique_name("flowsync"),
+            "KEYVAULT_URL": keyvault_server.url,
+            "DATASYNC_PAGES_PER_GENERATION": "3",
+        }
+    )
     svc = App.from_settings(settings)
-    for name in (FLOW_JOBS, FLOW_JOBS_POISON):     # one Azurite per session: start clean
+    for name in (FLOW_JOBS, FLOW_JOBS_POISON):  # one Azurite per session: start clean
         queue = svc.queues.queue(name)
-        queue.count()                               # creates it when missing
+        queue.count()  # creates it when missing
         queue.client.clear_messages()
     yield svc
     svc.close()
 
 
 def tenant_docs(apis: DemoApis) -> list[dict]:
-    return [{"id": tid, "tenantId": tid, "name": tid.title(), "timezone": "Europe/Amsterdam",
-             "flows": [{"name": FLOW, "cron": "0 0 2 * * *", "nextRunUtc": "2026-01-01T00:00:00Z",
-                        "config": {"source_url": apis.source_url(tid),
-                                   "target_url": apis.target_url(tid), "page_size": PAGE_SIZE}}]}
-            for tid in TENANTS]
+    return [
+        {
+            "id": tid,
+            "tenantId": tid,
+            "name": tid.title(),
+            "timezone": "Europe/Amsterdam",
+            "flows": [
+                {
+                    "name": FLOW,
+                    "cron": "0 0 2 * * *",
+                    "nextRunUtc": "2026-01-01T00:00:00Z",
+                    "config": {
+                        "source_url": apis.source_url(tid),
+                        "target_url": apis.target_url(tid),
+                        "page_size": PAGE_SIZE,
+                    },
+                }
+            ],
+        }
+        for tid in TENANTS
+    ]
 
 
 def test_full_then_incremental_sync_on_the_emulators(azure_services, keyvault_server, sent):
@@ -87,8 +116,9 @@ def test_full_then_incremental_sync_on_the_emulators(azure_services, keyvault_se
 
     with DemoApis(throttle_every=7) as apis:
         for tid, records in TENANTS.items():
-            apis.add_tenant(tid, source_token=f"src-{tid}", target_token=f"erp-{tid}",
-                            records=records)
+            apis.add_tenant(
+                tid, source_token=f"src-{tid}", target_token=f"erp-{tid}", records=records
+            )
         started = utcnow()
         operations.apply_tenants(svc, tenant_docs(apis), started)
         for tid in TENANTS:
@@ -105,26 +135,34 @@ def test_full_then_incremental_sync_on_the_emulators(azure_services, keyvault_se
             [r] = svc.runs.recent(tenant=tid)
             assert r.instance_id == f"Workflow-{tid}--{FLOW}-20260101T000000Z"
             assert (r.status, r.error, r.records_in, r.records_out) == (
-                "Completed", None, records, records)
+                "Completed",
+                None,
+                records,
+                records,
+            )
             assert r.pages == math.ceil(records / PAGE_SIZE)
             assert r.started_at >= r.scheduled_for and r.finished_at >= r.started_at
-            item = svc.runs.runs.read_item(r.instance_id, partition_key=tid)   # in Cosmos
+            item = svc.runs.runs.read_item(r.instance_id, partition_key=tid)  # in Cosmos
             assert item["status"] == "Completed" and item["recordsOut"] == records
             assert svc.runs.load_checkpoint(tid, FLOW).cursor == f"{records:06d}"
             assert svc.runs.load_checkpoint(tid, FLOW).state["pushed_pages"] == r.pages
-            assert svc.tenants.get(tid).flows[0].next_run_utc > started   # moved on, in Cosmos
+            assert svc.tenants.get(tid).flows[0].next_run_utc > started  # moved on, in Cosmos
 
         jobs = [body for name, body in sent if name == FLOW_JOBS]
         assert sorted(jobs) == sorted(
             f'{{"tenantId":"{tid}","flowName":"{FLOW}","scheduledFor":"2026-01-01T00:00:00Z"}}'
-            for tid in TENANTS)                       # the scheduler enqueued on Azurite ...
-        assert svc.queues.queue(FLOW_JOBS).count() == 0          # ... the starter took them
+            for tid in TENANTS
+        )  # the scheduler enqueued on Azurite ...
+        assert svc.queues.queue(FLOW_JOBS).count() == 0  # ... the starter took them
         assert svc.queues.queue(FLOW_JOBS_POISON).peek_all() == []
-        assert list(svc.pages.container.list_blobs()) == []      # staged pages cleaned up
-        assert any(path.startswith("/secrets/tenants--acme--crm--token")
-                   for _, path in keyvault_server.requests)
-        assert sorted(p.name for p in home.iterdir()
-                      if not p.name.startswith("durable.db")) == []   # nothing embedded
+        assert list(svc.pages.container.list_blobs()) == []  # staged pages cleaned up
+        assert any(
+            path.startswith("/secrets/tenants--acme--crm--token")
+            for _, path in keyvault_server.requests
+        )
+        assert (
+            sorted(p.name for p in home.iterdir() if not p.name.startswith("durable.db")) == []
+        )  # nothing embedded
 
         # -- run 2: only what is new -------------------------------------------------
         apis.add_records("acme", 25)

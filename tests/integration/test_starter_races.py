@@ -1,6 +1,7 @@
 """Racing starters start one run, on the embedded store and on the Cosmos emulator —
 including a job redelivered after its run Completed (where Azure's Durable extension would
 silently replace the instance: the dedupe must not depend on it)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,9 @@ class RecordingDurable:
         self.lock = threading.Lock()
         self.starts: list[str] = []
 
-    async def start_new(self, name: str, instance_id: str | None = None,
-                        client_input: Any | None = None) -> str:
+    async def start_new(
+        self, name: str, instance_id: str | None = None, client_input: Any | None = None
+    ) -> str:
         await asyncio.sleep(0.02)
         with self.lock:
             self.starts.append(str(instance_id))
@@ -44,8 +46,9 @@ def settings(request: pytest.FixtureRequest, tmp_path: Any) -> Settings:
     base = {"DATASYNC_HOME": str(tmp_path / "home")}
     if request.param == "cosmos":
         cosmos = request.getfixturevalue("cosmos_settings")
-        return Settings(**{**cosmos.__dict__, "home": tmp_path / "home",
-                           "storage_connection": None})
+        return Settings(
+            **{**cosmos.__dict__, "home": tmp_path / "home", "storage_connection": None}
+        )
     return Settings.from_env(base)
 
 
@@ -72,8 +75,13 @@ def _race(settings: Settings, durable: RecordingDurable) -> list[str]:
 
 def test_racing_starters_then_a_redelivery_after_completion(settings: Settings) -> None:
     with App.from_settings(settings) as app:
-        app.tenants.upsert_many([parse_tenant({"id": "acme", "flows": [
-            {"name": "contacts-to-erp", "cron": "0 0 * * * *"}]})])
+        app.tenants.upsert_many(
+            [
+                parse_tenant(
+                    {"id": "acme", "flows": [{"name": "contacts-to-erp", "cron": "0 0 * * * *"}]}
+                )
+            ]
+        )
     durable = RecordingDurable()
     outcomes = _race(settings, durable)
     assert sorted(outcomes) == ["skipped"] * (STARTERS - 1) + ["started"]
@@ -81,7 +89,7 @@ def test_racing_starters_then_a_redelivery_after_completion(settings: Settings) 
 
     with App.from_settings(settings) as app:
         app.runs.finish(JOB.instance_id, "Completed")
-    again = _race(settings, durable)                 # the job comes back after completion
+    again = _race(settings, durable)  # the job comes back after completion
     assert again == ["skipped"] * STARTERS
     assert durable.starts == [JOB.instance_id]
     with App.from_settings(settings) as app:

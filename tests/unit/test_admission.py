@@ -1,4 +1,5 @@
 """The starter's admission: the pure policy as a table, and the dedupe over real stores."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,34 +18,57 @@ WHEN = datetime(2026, 11, 23, 14, 0, tzinfo=timezone.utc)
 JOB = Job("acme", "contacts", WHEN)
 
 
-def tenant(*, paused: bool = False, enabled: bool = True, overlap: str = "skip",
-           max_runs: int = 2) -> Any:
-    return parse_tenant({"id": "acme", "paused": paused, "maxConcurrentRuns": max_runs,
-                         "flows": [{"name": "contacts", "cron": "0 0 * * * *",
-                                    "enabled": enabled, "overlap": overlap},
-                                   {"name": "orders", "cron": "0 0 * * * *"}]})
+def tenant(
+    *, paused: bool = False, enabled: bool = True, overlap: str = "skip", max_runs: int = 2
+) -> Any:
+    return parse_tenant(
+        {
+            "id": "acme",
+            "paused": paused,
+            "maxConcurrentRuns": max_runs,
+            "flows": [
+                {"name": "contacts", "cron": "0 0 * * * *", "enabled": enabled, "overlap": overlap},
+                {"name": "orders", "cron": "0 0 * * * *"},
+            ],
+        }
+    )
 
 
 def active(*flows: str) -> list[RunRecord]:
-    return [RunRecord(instance_id=f"Workflow-acme--{f}-2026112{i}T130000Z", tenant_id="acme",
-                      flow_name=f, scheduled_for="2026-11-23T13:00:00Z", status="Running")
-            for i, f in enumerate(flows)]
+    return [
+        RunRecord(
+            instance_id=f"Workflow-acme--{f}-2026112{i}T130000Z",
+            tenant_id="acme",
+            flow_name=f,
+            scheduled_for="2026-11-23T13:00:00Z",
+            status="Running",
+        )
+        for i, f in enumerate(flows)
+    ]
 
 
-@pytest.mark.parametrize(("doc", "runs", "expected"), [
-    ({}, [], Start()),
-    ({"paused": True}, [], Skip("tenant is paused")),
-    ({"enabled": False}, [], Skip("flow is disabled")),
-    ({"paused": True, "enabled": False}, active("contacts"), Skip("tenant is paused")),
-    ({"overlap": "skip"}, active("contacts"),
-     Skip("overlap: Workflow-acme--contacts-20261120T130000Z was still running", record=True)),
-    ({"overlap": "queue"}, active("contacts"), Defer(30.0, "x")),
-    ({"overlap": "allow"}, active("contacts"), Start()),
-    ({"overlap": "allow", "max_runs": 1}, active("contacts"), Defer(30.0, "x")),
-    ({}, active("orders"), Start()),
-    ({}, active("orders", "orders"), Defer(30.0, "x")),
-    ({"max_runs": 3}, active("orders", "orders"), Start()),
-])
+@pytest.mark.parametrize(
+    ("doc", "runs", "expected"),
+    [
+        ({}, [], Start()),
+        ({"paused": True}, [], Skip("tenant is paused")),
+        ({"enabled": False}, [], Skip("flow is disabled")),
+        ({"paused": True, "enabled": False}, active("contacts"), Skip("tenant is paused")),
+        (
+            {"overlap": "skip"},
+            active("contacts"),
+            Skip(
+                "overlap: Workflow-acme--contacts-20261120T130000Z was still running", record=True
+            ),
+        ),
+        ({"overlap": "queue"}, active("contacts"), Defer(30.0, "x")),
+        ({"overlap": "allow"}, active("contacts"), Start()),
+        ({"overlap": "allow", "max_runs": 1}, active("contacts"), Defer(30.0, "x")),
+        ({}, active("orders"), Start()),
+        ({}, active("orders", "orders"), Defer(30.0, "x")),
+        ({"max_runs": 3}, active("orders", "orders"), Start()),
+    ],
+)
 def test_policy(doc: dict[str, Any], runs: list[RunRecord], expected: object) -> None:
     got = decide(JOB, tenant(**doc), tenant(**doc).flow("contacts"), runs, requeue_delay=30.0)
     if isinstance(expected, Defer):
@@ -54,8 +78,15 @@ def test_policy(doc: dict[str, Any], runs: list[RunRecord], expected: object) ->
 
 
 def test_the_jobs_own_record_does_not_count_as_overlap() -> None:
-    own = [RunRecord(instance_id=JOB.instance_id, tenant_id="acme", flow_name="contacts",
-                     scheduled_for="2026-11-23T14:00:00Z", status="Pending")]
+    own = [
+        RunRecord(
+            instance_id=JOB.instance_id,
+            tenant_id="acme",
+            flow_name="contacts",
+            scheduled_for="2026-11-23T14:00:00Z",
+            status="Pending",
+        )
+    ]
     assert decide(JOB, tenant(), tenant().flow("contacts"), own, requeue_delay=1) == Start()
 
 
@@ -66,13 +97,13 @@ class FakeDurable:
         self.started: list[tuple[str, dict[str, Any]]] = []
         self.lock = threading.Lock()
 
-    async def start_new(self, name: str, instance_id: str | None = None,
-                        client_input: Any | None = None) -> str:
-        await asyncio.sleep(0.01)               # give racing starters a chance to interleave
+    async def start_new(
+        self, name: str, instance_id: str | None = None, client_input: Any | None = None
+    ) -> str:
+        await asyncio.sleep(0.01)  # give racing starters a chance to interleave
         with self.lock:
             if any(i == instance_id for i, _ in self.started):
-                raise Exception("An Orchestration instance with the status Pending already "
-                                "exists.")
+                raise Exception("An Orchestration instance with the status Pending already exists.")
             self.started.append((str(instance_id), client_input))
         return str(instance_id)
 
@@ -87,7 +118,8 @@ def app(tmp_path: Any) -> Any:
     (flows / "contacts.py").write_text(
         "from datasync import Page, flow\n\n@flow('contacts')\nclass C:\n"
         "    def pull(self, ctx, cursor):\n        return Page([], None, False)\n\n"
-        "    def push(self, ctx, records):\n        pass\n")
+        "    def push(self, ctx, records):\n        pass\n"
+    )
     with App.in_memory(Settings(flows_dir=flows, start_claim_seconds=0)) as app:
         app.tenants.upsert_many([tenant()])
         yield app
@@ -96,10 +128,19 @@ def app(tmp_path: Any) -> Any:
 def test_a_job_starts_once_with_its_run_input(app: App) -> None:
     durable = FakeDurable()
     assert asyncio.run(app.admission.admit(JOB, durable)) == "started"
-    assert asyncio.run(app.admission.admit(JOB, durable)) == "skipped"   # redelivered
-    assert durable.started == [(JOB.instance_id, {
-        "tenantId": "acme", "flowName": "contacts", "scheduledFor": "2026-11-23T14:00:00Z",
-        "pagesPerGeneration": 10, "carry": None})]
+    assert asyncio.run(app.admission.admit(JOB, durable)) == "skipped"  # redelivered
+    assert durable.started == [
+        (
+            JOB.instance_id,
+            {
+                "tenantId": "acme",
+                "flowName": "contacts",
+                "scheduledFor": "2026-11-23T14:00:00Z",
+                "pagesPerGeneration": 10,
+                "carry": None,
+            },
+        )
+    ]
     assert app.runs.get(JOB.instance_id).status == "Pending"
 
 
@@ -107,8 +148,8 @@ def test_racing_starters_start_one_run(app: App) -> None:
     durable = FakeDurable()
 
     async def race() -> list[str]:
-        return list(await asyncio.gather(*(app.admission.admit(JOB, durable)
-                                           for _ in range(8))))
+        return list(await asyncio.gather(*(app.admission.admit(JOB, durable) for _ in range(8))))
+
     outcomes = asyncio.run(race())
     assert outcomes.count("started") == 1 and outcomes.count("skipped") == 7
     assert len(durable.started) == 1
@@ -118,19 +159,25 @@ def test_a_job_redelivered_after_its_run_completed_is_skipped(app: App) -> None:
     durable = FakeDurable()
     asyncio.run(app.admission.admit(JOB, durable))
     app.runs.finish(JOB.instance_id, "Completed")
-    durable.started.clear()                     # Azure would silently replace the instance
+    durable.started.clear()  # Azure would silently replace the instance
     assert asyncio.run(app.admission.admit(JOB, durable)) == "skipped"
     assert durable.started == []
     assert app.runs.get(JOB.instance_id).status == "Completed"
 
 
 def test_a_starter_that_died_before_start_new_is_taken_over(app: App) -> None:
-    stranded = RunRecord(instance_id=JOB.instance_id, tenant_id="acme", flow_name="contacts",
-                         scheduled_for="2026-11-23T14:00:00Z", status="Pending")
-    assert app.runs.create(stranded)                 # claimed, then the process died
+    stranded = RunRecord(
+        instance_id=JOB.instance_id,
+        tenant_id="acme",
+        flow_name="contacts",
+        scheduled_for="2026-11-23T14:00:00Z",
+        status="Pending",
+    )
+    assert app.runs.create(stranded)  # claimed, then the process died
     durable = FakeDurable()
     import time
-    time.sleep(1.05)                                 # claims are stamped to the second
+
+    time.sleep(1.05)  # claims are stamped to the second
     assert asyncio.run(app.admission.admit(JOB, durable)) == "started"
     assert [i for i, _ in durable.started] == [JOB.instance_id]
 
@@ -143,7 +190,7 @@ def test_an_overlap_skip_is_recorded_but_never_overwrites_a_run(app: App) -> Non
     skipped = app.runs.get(JOB.instance_id)
     assert skipped.status == "Skipped" and other.instance_id in (skipped.error or "")
     app.runs.finish(JOB.instance_id, "Completed")
-    asyncio.run(app.admission.admit(JOB, durable))   # redelivered: still overlapping
+    asyncio.run(app.admission.admit(JOB, durable))  # redelivered: still overlapping
     assert app.runs.get(JOB.instance_id).status == "Completed"
 
 
@@ -160,11 +207,13 @@ def test_deferred_jobs_go_back_on_the_queue_with_a_delay(app: App) -> None:
 def test_admission_never_blocks_the_event_loop(app: App, monkeypatch: Any) -> None:
     """Store calls run off the loop: a slow store does not stall other coroutines."""
     import time
+
     slow_get = app.tenants.get
 
     def slow(tenant_id: str) -> Any:
         time.sleep(0.3)
         return slow_get(tenant_id)
+
     monkeypatch.setattr(app.tenants, "get", slow)
 
     done: dict[str, float] = {}
@@ -180,5 +229,6 @@ def test_admission_never_blocks_the_event_loop(app: App, monkeypatch: Any) -> No
 
     async def both() -> None:
         await asyncio.gather(admit(), ticker())
+
     asyncio.run(both())
-    assert done["ticker"] < done["admit"]   # the loop ran the ticker during the slow read
+    assert done["ticker"] < done["admit"]  # the loop ran the ticker during the slow read

@@ -1,4 +1,5 @@
 """The benchmark runner's quick mode: it runs and writes results in the documented shape."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ from benchmarks.__main__ import main
 
 def test_quick_scheduler_benchmark_writes_metrics_in_the_documented_shape(tmp_path, capsys):
     out = tmp_path / "latest.json"
-    main(["--quick", "--only", "scheduler", "--out", str(out)])   # exit code: timings vary
+    main(["--quick", "--only", "scheduler", "--out", str(out)])  # exit code: timings vary
     metrics = json.loads(out.read_text())["metrics"]
     assert metrics, capsys.readouterr().out
     for m in metrics:

@@ -1,4 +1,5 @@
 """The command line, through click's runner, on a throwaway DATASYNC_HOME and flows dir."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 from datasync.cli import cli
 from datasync.app import App
 
-FLOW = '''
+FLOW = """
 from datasync import Page, flow
 
 
@@ -22,7 +23,7 @@ class ContactsToErp:
 
     def push(self, ctx, records):
         pass
-'''
+"""
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -51,11 +52,22 @@ def run(*args: str, input: str | None = None):
 
 
 def tenant_doc(tenant_id: str = "acme", tz: str = "Europe/Amsterdam", **flow) -> dict:
-    entry = {"name": "contacts-to-erp", "enabled": True, "cron": "0 0 * * * *",
-             "config": {"source_url": "http://127.0.0.1:1"}}
+    entry = {
+        "name": "contacts-to-erp",
+        "enabled": True,
+        "cron": "0 0 * * * *",
+        "config": {"source_url": "http://127.0.0.1:1"},
+    }
     entry.update(flow)
-    return {"id": tenant_id, "type": "Tenant", "tenantId": tenant_id, "name": "Acme Ltd",
-            "timezone": tz, "paused": False, "flows": [entry]}
+    return {
+        "id": tenant_id,
+        "type": "Tenant",
+        "tenantId": tenant_id,
+        "name": "Acme Ltd",
+        "timezone": tz,
+        "paused": False,
+        "flows": [entry],
+    }
 
 
 def apply(root, docs) -> None:
@@ -110,16 +122,19 @@ def test_apply_keeps_a_given_next_run_and_reads_stdin(root):
     assert set(stored) == {"acme", "globex"}
 
 
-@pytest.mark.parametrize("doc, field", [
-    (tenant_doc(cron="0 0 * * *"), "flows[0].cron"),
-    (tenant_doc(cron="61 * * * * *"), "flows[0].cron"),
-    (tenant_doc(tz="Mars/Olympus_Mons"), "timezone"),
-    (tenant_doc(enabled="yes"), "flows[0].enabled"),
-    (tenant_doc(name="no-such-flow"), "flows[0].name"),
-])
+@pytest.mark.parametrize(
+    "doc, field",
+    [
+        (tenant_doc(cron="0 0 * * *"), "flows[0].cron"),
+        (tenant_doc(cron="61 * * * * *"), "flows[0].cron"),
+        (tenant_doc(tz="Mars/Olympus_Mons"), "timezone"),
+        (tenant_doc(enabled="yes"), "flows[0].enabled"),
+        (tenant_doc(name="no-such-flow"), "flows[0].name"),
+    ],
+)
 def test_apply_invalid_names_tenant_and_field_and_writes_nothing(root, doc, field):
     path = root / "tenants.json"
-    path.write_text(json.dumps([tenant_doc("globex", "UTC"), doc]))   # one good, one bad
+    path.write_text(json.dumps([tenant_doc("globex", "UTC"), doc]))  # one good, one bad
     result = run("tenants", "apply", str(path))
     assert result.exit_code == 2, result.output
     assert "tenant acme" in result.stderr
@@ -155,7 +170,7 @@ def test_show(root):
 
 # -- trigger / pause / resume --------------------------------------------------------------
 def test_trigger_makes_the_flow_due_now_and_says_when_paused(root):
-    apply(root, tenant_doc(cron="0 0 0 1 1 *"))   # yearly: far from now
+    apply(root, tenant_doc(cron="0 0 0 1 1 *"))  # yearly: far from now
     assert run("pause", "acme").exit_code == 0
     result = run("trigger", "acme", "contacts-to-erp")
     assert result.exit_code == 0, result.output
@@ -200,12 +215,15 @@ def test_pause_and_resume_a_tenant(root):
 
 
 # -- secrets -------------------------------------------------------------------------------
-@pytest.mark.parametrize("stdin, stored", [
-    ("s3cr3t-value\n", "s3cr3t-value"),
-    ("s3cr3t-value\r\n", "s3cr3t-value"),
-    ("s3cr3t-value", "s3cr3t-value"),
-    ("s3cr3t-value\n\n", "s3cr3t-value\n"),
-])
+@pytest.mark.parametrize(
+    "stdin, stored",
+    [
+        ("s3cr3t-value\n", "s3cr3t-value"),
+        ("s3cr3t-value\r\n", "s3cr3t-value"),
+        ("s3cr3t-value", "s3cr3t-value"),
+        ("s3cr3t-value\n\n", "s3cr3t-value\n"),
+    ],
+)
 def test_secrets_set_reads_stdin_and_never_echoes(root, stdin, stored):
     apply(root, tenant_doc())
     result = run("secrets", "set", "acme", "crm", "token", input=stdin)
@@ -217,11 +235,14 @@ def test_secrets_set_reads_stdin_and_never_echoes(root, stdin, stored):
 
 def test_secrets_set_rejects_unknown_tenant_bad_names_and_empty_values(root):
     from datasync.exceptions import SecretNotFound
+
     apply(root, tenant_doc())
-    for args, stdin in [(("nobody", "crm", "token"), "s3cr3t-value\n"),
-                        (("acme", "crm--x", "token"), "s3cr3t-value\n"),
-                        (("acme", "crm", "token"), "\n"),
-                        (("acme", "crm", "token"), "")]:
+    for args, stdin in [
+        (("nobody", "crm", "token"), "s3cr3t-value\n"),
+        (("acme", "crm--x", "token"), "s3cr3t-value\n"),
+        (("acme", "crm", "token"), "\n"),
+        (("acme", "crm", "token"), ""),
+    ]:
         result = run("secrets", "set", *args, input=stdin)
         assert result.exit_code == 2, (args, result.output)
         assert result.stderr.startswith("error: ")
@@ -232,8 +253,7 @@ def test_secrets_set_rejects_unknown_tenant_bad_names_and_empty_values(root):
 
 # -- flows ---------------------------------------------------------------------------------
 def test_flows_list(root):
-    assert listed("flows", "list") == [{"name": "contacts-to-erp",
-                                        "file": "flows/contacts.py"}]
+    assert listed("flows", "list") == [{"name": "contacts-to-erp", "file": "flows/contacts.py"}]
     human = run("flows", "list")
     assert human.exit_code == 0 and "contacts-to-erp" in human.output
 
@@ -242,8 +262,7 @@ def test_flows_list_names_a_broken_file_and_still_lists_the_good_ones(root):
     (root / "flows" / "broken.py").write_text("raise RuntimeError('boom')\n")
     result = run("flows", "list", "--json")
     assert result.exit_code == 2
-    assert json.loads(result.stdout) == [{"name": "contacts-to-erp",
-                                          "file": "flows/contacts.py"}]
+    assert json.loads(result.stdout) == [{"name": "contacts-to-erp", "file": "flows/contacts.py"}]
     assert "broken.py" in result.stderr and "contacts.py" not in result.stderr
     assert "Traceback" not in result.output
 
@@ -263,8 +282,7 @@ def test_queue_put_and_poison_replay(root):
     result = run("queue", "put", "not even json")
     assert result.exit_code == 0, result.output
     jobs = store().queues.queue("flow-jobs")
-    assert [(m.id, m.body) for m in jobs.peek_all()] == [(result.stdout.strip(),
-                                                          "not even json")]
+    assert [(m.id, m.body) for m in jobs.peek_all()] == [(result.stdout.strip(), "not even json")]
 
     assert listed("poison", "list") == []
     body = '{"tenantId": "acme", "flowName": "contacts-to-erp", "scheduledFor": "x"}'

@@ -1,4 +1,5 @@
 """FlowContext: cached secrets registered for redaction, per-loop async clients, safe repr."""
+
 from __future__ import annotations
 
 import logging
@@ -41,11 +42,17 @@ class Clock:
 
 
 def make_ctx(secrets, cache=None, **kw) -> FlowContext:
-    args = dict(tenant_id="acme", flow_name="contacts-to-erp",
-                run_id="Workflow-acme--contacts-to-erp-20261123T140000Z",
-                page_key="Workflow-acme--contacts-to-erp-20261123T140000Z/p1",
-                config={"source_url": "http://x", "api_key": "cfg-secret-value"}, state={},
-                secrets=secrets, cache=cache, http=HTTP)
+    args = dict(
+        tenant_id="acme",
+        flow_name="contacts-to-erp",
+        run_id="Workflow-acme--contacts-to-erp-20261123T140000Z",
+        page_key="Workflow-acme--contacts-to-erp-20261123T140000Z/p1",
+        config={"source_url": "http://x", "api_key": "cfg-secret-value"},
+        state={},
+        secrets=secrets,
+        cache=cache,
+        http=HTTP,
+    )
     args.update(kw)
     return FlowContext(**args)
 
@@ -54,11 +61,11 @@ def test_secret_is_read_once_per_ttl_across_contexts():
     store = CountingSecrets({("acme", "crm", "token"): "tok-123", ("beta", "crm", "token"): "b"})
     clock = Clock()
     cache = SecretCache(ttl=60, clock=clock)
-    for _ in range(50):                          # a page loop: one context per step
+    for _ in range(50):  # a page loop: one context per step
         assert make_ctx(store, cache).secret("crm", "token") == "tok-123"
     assert store.calls == 1
     assert make_ctx(store, cache, tenant_id="beta").secret("crm", "token") == "b"
-    assert store.calls == 2                      # keyed by tenant too
+    assert store.calls == 2  # keyed by tenant too
     clock.now += 61
     make_ctx(store, cache).secret("crm", "token")
     assert store.calls == 3
@@ -83,7 +90,7 @@ def test_cache_is_bounded_and_invalidates_per_tenant():
     assert len(cache) == 3
     cache.get(("t", "s", "4"), lambda: loads.append("again") or "v4")
     cache.get(("t", "s", "0"), lambda: loads.append("reload") or "v0")
-    assert loads == [0, 1, 2, 3, 4, "reload"]   # newest kept, oldest evicted
+    assert loads == [0, 1, 2, 3, 4, "reload"]  # newest kept, oldest evicted
     cache.get(("u", "s", "k"), lambda: "u")
     cache.invalidate("t")
     assert len(cache) == 1
@@ -112,8 +119,16 @@ def test_cache_is_thread_safe():
 
 def test_defaults_and_repr_keep_values_out():
     store = CountingSecrets({("acme", "crm", "token"): "tok-xyz-secret"})
-    ctx = FlowContext(tenant_id="acme", flow_name="f", run_id="r", page_key="r/p1",
-                      config=None, state=None, secrets=store, http=HTTP)
+    ctx = FlowContext(
+        tenant_id="acme",
+        flow_name="f",
+        run_id="r",
+        page_key="r/p1",
+        config=None,
+        state=None,
+        secrets=store,
+        http=HTTP,
+    )
     assert ctx.config == {} and ctx.state == {}
     ctx.state["n"] = 1
     assert ctx.state == {"n": 1}
@@ -126,6 +141,7 @@ def test_defaults_and_repr_keep_values_out():
 
 def test_secret_values_are_registered_for_redaction(caplog):
     from datasync.redact import redact
+
     store = CountingSecrets({("acme", "crm", "token"): "s3cr3t-Value-for-redaction"})
     ctx = make_ctx(store, SecretCache())
     value = ctx.secret("crm", "token")
@@ -156,8 +172,8 @@ def test_http_is_the_apps_client_and_ahttp_is_one_client_per_loop():
         t.start()
     for t in threads:
         t.join()
-    assert seen["a"][0] is seen["a"][1]          # same thread, same loop: reused
-    assert seen["a"][0] is not seen["b"][0]      # another thread's loop: its own client
+    assert seen["a"][0] is seen["a"][1]  # same thread, same loop: reused
+    assert seen["a"][0] is not seen["b"][0]  # another thread's loop: its own client
     assert HTTP.for_loop() is call_step(step, ctx)  # sync access uses this thread's loop
 
 
@@ -165,9 +181,11 @@ def test_async_step_makes_real_requests_with_ahttp():
     from datasync.demo_apis import DemoApis
 
     async def pull(c):
-        r = await c.ahttp.get(c.config["source_url"] + "/contacts",
-                              params={"after": "", "limit": 5},
-                              headers={"Authorization": "Bearer " + c.secret("crm", "token")})
+        r = await c.ahttp.get(
+            c.config["source_url"] + "/contacts",
+            params={"after": "", "limit": 5},
+            headers={"Authorization": "Bearer " + c.secret("crm", "token")},
+        )
         r.raise_for_status()
         return r.json()["items"]
 
@@ -175,5 +193,5 @@ def test_async_step_makes_real_requests_with_ahttp():
         apis.add_tenant("acme", source_token="tok", target_token="x", records=7)
         store = CountingSecrets({("acme", "crm", "token"): "tok"})
         ctx = make_ctx(store, config={"source_url": apis.source_url("acme")})
-        for _ in range(3):                       # the loop and client survive between steps
+        for _ in range(3):  # the loop and client survive between steps
             assert len(call_step(pull, ctx)) == 5

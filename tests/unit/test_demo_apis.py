@@ -1,4 +1,5 @@
 """The loopback demo APIs, driven by a real httpx client, and the example flow against them."""
+
 from __future__ import annotations
 
 import json
@@ -31,9 +32,11 @@ def client():
 
 
 def page(client, apis, after="", limit=100, token=SRC, tenant="acme"):
-    return client.get(apis.source_url(tenant) + "/contacts",
-                      params={"after": after, "limit": limit},
-                      headers={"Authorization": f"Bearer {token}"})
+    return client.get(
+        apis.source_url(tenant) + "/contacts",
+        params={"after": after, "limit": limit},
+        headers={"Authorization": f"Bearer {token}"},
+    )
 
 
 def drain(client, apis, cursor="", limit=100):
@@ -52,12 +55,12 @@ def test_paging_to_exhaustion_returns_every_record_once_in_order(apis, client):
     assert ids == sorted(ids, key=int) and ids[0] == "000001" and cursor == "001234"
     first = page(client, apis, limit=2).json()["items"][0]
     assert first["name"] != first["name"].strip() and first["email"].isupper()
-    assert apis.stats("acme")["sourceRequests"] == 14       # 13 pages + 1
+    assert apis.stats("acme")["sourceRequests"] == 14  # 13 pages + 1
 
 
 def test_source_checks_the_tenants_bearer_token(apis, client):
     assert page(client, apis, token="wrong").status_code == 401
-    assert page(client, apis, token="g-src").status_code == 401   # globex's token
+    assert page(client, apis, token="g-src").status_code == 401  # globex's token
     assert page(client, apis, token="g-src", tenant="globex").status_code == 200
     assert client.get(apis.source_url("acme") + "/contacts").status_code == 401
     assert page(client, apis, tenant="nobody").status_code == 404
@@ -77,8 +80,9 @@ def post(client, apis, records, key, token=ERP, tenant="acme"):
     headers = {"Authorization": f"Bearer {token}"}
     if key is not None:
         headers["Idempotency-Key"] = key
-    return client.post(apis.target_url(tenant) + "/batch", json={"records": records},
-                       headers=headers)
+    return client.post(
+        apis.target_url(tenant) + "/batch", json={"records": records}, headers=headers
+    )
 
 
 def test_target_dedupes_a_repeated_idempotency_key(apis, client):
@@ -89,8 +93,12 @@ def test_target_dedupes_a_repeated_idempotency_key(apis, client):
     assert again.status_code == 200 and again.json()["duplicate"] is True
     post(client, apis, [{"id": "000003"}], "run-1/p000002").raise_for_status()
     stats = apis.stats("acme")
-    assert (stats["count"], stats["batches"], stats["duplicateKeys"],
-            stats["maxReceives"]) == (3, 2, 1, 1)
+    assert (stats["count"], stats["batches"], stats["duplicateKeys"], stats["maxReceives"]) == (
+        3,
+        2,
+        1,
+        1,
+    )
     # a new key with an old record is counted: that is how a double push is detected
     post(client, apis, [{"id": "000001", "name": "A2"}], "run-2/p000001").raise_for_status()
     assert apis.stats("acme")["maxReceives"] == 2
@@ -119,23 +127,41 @@ def test_add_records_then_paging_from_the_last_cursor_returns_only_new_ones(apis
 
 
 def test_process_mode_prints_url_and_takes_admin_requests(client):
-    proc = subprocess.Popen([sys.executable, "-m", "datasync.demo_apis", "--port", "0",
-                             "--tenant", f"acme:{SRC}:{ERP}:5"], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "datasync.demo_apis",
+            "--port",
+            "0",
+            "--tenant",
+            f"acme:{SRC}:{ERP}:5",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         ready = json.loads(proc.stdout.readline())
         url = ready["url"]
         assert ready["tenants"] == ["acme"] and url.startswith("http://127.0.0.1:")
-        body = client.get(f"{url}/acme/contacts", params={"after": "", "limit": 10},
-                          headers={"Authorization": f"Bearer {SRC}"}).json()
+        body = client.get(
+            f"{url}/acme/contacts",
+            params={"after": "", "limit": 10},
+            headers={"Authorization": f"Bearer {SRC}"},
+        ).json()
         assert len(body["items"]) == 5
-        client.post(f"{url}/_admin/tenants", json={"tenant": "umbrella", "sourceToken": "u1",
-                                                   "targetToken": "u2", "records": 2}
-                    ).raise_for_status()
+        client.post(
+            f"{url}/_admin/tenants",
+            json={"tenant": "umbrella", "sourceToken": "u1", "targetToken": "u2", "records": 2},
+        ).raise_for_status()
         added = client.post(f"{url}/_admin/acme/add", json={"count": 3}).json()
         assert added["total"] == 8
-        body = client.get(f"{url}/umbrella/contacts", params={"after": "", "limit": 10},
-                          headers={"Authorization": "Bearer u1"}).json()
+        body = client.get(
+            f"{url}/umbrella/contacts",
+            params={"after": "", "limit": 10},
+            headers={"Authorization": "Bearer u1"},
+        ).json()
         assert [r["id"] for r in body["items"]] == ["000001", "000002"]
     finally:
         proc.terminate()
@@ -161,17 +187,29 @@ def test_example_flow_moves_every_record_once(apis, monkeypatch):
     from datasync.context import FlowContext, SecretCache
     from datasync.registry import FlowRegistry, call_step
     from datasync.http import HttpClients, RetryPolicy
+
     http = HttpClients(RetryPolicy(backoff_base=0.01))
     spec = FlowRegistry.discover(ROOT / "flows", ROOT).get("contacts-to-erp")
     secrets = FakeSecrets({("acme", "crm", "token"): SRC, ("acme", "erp", "token"): ERP})
     cache, state, cursor, pages = SecretCache(), {}, None, 0
-    config = {"source_url": apis.source_url("acme"), "target_url": apis.target_url("acme"),
-              "page_size": 200}
+    config = {
+        "source_url": apis.source_url("acme"),
+        "target_url": apis.target_url("acme"),
+        "page_size": 200,
+    }
     while True:
         pages += 1
-        ctx = FlowContext(tenant_id="acme", flow_name=spec.name, run_id="Workflow-acme-x",
-                          page_key=f"Workflow-acme-x/p{pages:06d}", config=config,
-                          state=state, secrets=secrets, cache=cache, http=http)
+        ctx = FlowContext(
+            tenant_id="acme",
+            flow_name=spec.name,
+            run_id="Workflow-acme-x",
+            page_key=f"Workflow-acme-x/p{pages:06d}",
+            config=config,
+            state=state,
+            secrets=secrets,
+            cache=cache,
+            http=http,
+        )
         flow_obj = spec.create()
         got = call_step(flow_obj.pull, ctx, cursor)
         records = call_step(flow_obj.transform, ctx, got.records)

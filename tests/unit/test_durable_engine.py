@@ -1,4 +1,5 @@
 """The embedded Durable backend, driven through the real SDK replay."""
+
 from __future__ import annotations
 
 import json
@@ -75,13 +76,20 @@ def fanout(context):
 @bp.orchestration_trigger(context_name="context", orchestration="timers")
 def timers(context):
     from datetime import timedelta
+
     yield context.create_timer(context.current_utc_datetime + timedelta(milliseconds=30))
-    first = yield context.task_any([
-        context.call_activity("double", 4),
-        context.create_timer(context.current_utc_datetime + timedelta(seconds=30))])
-    both = yield context.task_all([
-        context.call_activity_with_retry("double", df.RetryOptions(10, 2), 5),
-        context.create_timer(context.current_utc_datetime + timedelta(milliseconds=20))])
+    first = yield context.task_any(
+        [
+            context.call_activity("double", 4),
+            context.create_timer(context.current_utc_datetime + timedelta(seconds=30)),
+        ]
+    )
+    both = yield context.task_all(
+        [
+            context.call_activity_with_retry("double", df.RetryOptions(10, 2), 5),
+            context.create_timer(context.current_utc_datetime + timedelta(milliseconds=20)),
+        ]
+    )
     return [first.result, both[0]]
 
 
@@ -102,10 +110,16 @@ def calls_one(context):
 
 def _functions():
     fns = [b._function for b in bp._function_builders]
-    orch = {f.get_trigger().orchestration: f.get_user_function() for f in fns
-            if f.get_trigger().type == "orchestrationTrigger"}
-    acts = {f.get_trigger().activity: (f.get_user_function(), f.get_trigger().name) for f in fns
-            if f.get_trigger().type == "activityTrigger"}
+    orch = {
+        f.get_trigger().orchestration: f.get_user_function()
+        for f in fns
+        if f.get_trigger().type == "orchestrationTrigger"
+    }
+    acts = {
+        f.get_trigger().activity: (f.get_user_function(), f.get_trigger().name)
+        for f in fns
+        if f.get_trigger().type == "activityTrigger"
+    }
     return orch, acts
 
 
@@ -142,9 +156,11 @@ def test_start_on_an_active_instance_fails_with_the_extensions_message(tmp_path)
     with pytest.raises(InstanceExistsError) as pending:
         engine.start_new("sequence", "dup", json.dumps(2))
     assert str(pending.value) == "An Orchestration instance with the status Pending already exists."
-    engine.run_orchestration_once()                   # first episode: now Running
-    with pytest.raises(InstanceExistsError, match="^An Orchestration instance with the status "
-                                                  "Running already exists.$"):
+    engine.run_orchestration_once()  # first episode: now Running
+    with pytest.raises(
+        InstanceExistsError,
+        match="^An Orchestration instance with the status Running already exists.$",
+    ):
         engine.start_new("sequence", "dup", json.dumps(2))
     _drain(engine)
     assert _output(engine, "dup") == ("Completed", 4)  # the refused starts changed nothing
@@ -189,9 +205,11 @@ def test_unknown_orchestrator_is_refused_with_the_extensions_message(tmp_path):
     engine = _engine(tmp_path)
     with pytest.raises(UnknownOrchestratorError) as err:
         engine.start_new("nope", "x", None)
-    assert str(err.value).startswith("The function 'nope' doesn't exist, is disabled, or is not "
-                                     "an orchestrator function. Additional info: The following "
-                                     "are the known orchestrator functions: 'calls', ")
+    assert str(err.value).startswith(
+        "The function 'nope' doesn't exist, is disabled, or is not "
+        "an orchestrator function. Additional info: The following "
+        "are the known orchestrator functions: 'calls', "
+    )
     assert engine.get_status("x") is None
 
 
@@ -199,14 +217,21 @@ def test_failed_orchestrator_output_is_worded_as_the_extension_does(tmp_path):
     engine = _engine(tmp_path)
     engine.start_new("failing", "f1", "null")
     _drain(engine)
-    assert _output(engine, "f1") == ("Failed",
-                                     "Orchestrator function 'failing' failed: orchestrator gave up")
+    assert _output(engine, "f1") == (
+        "Failed",
+        "Orchestrator function 'failing' failed: orchestrator gave up",
+    )
 
 
-@pytest.mark.parametrize("fail_times, expected", [
-    (0, "ok"), (2, "ok"),
-    (3, "caught: Activity function 'flaky' failed:  ValueError: boom 3"),
-    (5, "caught: Activity function 'flaky' failed:  ValueError: boom 3")])
+@pytest.mark.parametrize(
+    "fail_times, expected",
+    [
+        (0, "ok"),
+        (2, "ok"),
+        (3, "caught: Activity function 'flaky' failed:  ValueError: boom 3"),
+        (5, "caught: Activity function 'flaky' failed:  ValueError: boom 3"),
+    ],
+)
 def test_retry_options_are_applied(tmp_path, fail_times, expected):
     engine = _engine(tmp_path)
     key = f"k{fail_times}-{tmp_path.name}"
@@ -216,21 +241,27 @@ def test_retry_options_are_applied(tmp_path, fail_times, expected):
     assert calls[key] == min(fail_times + 1, 3)
 
 
-@pytest.mark.parametrize("how, text", [("exit", "SystemExit: 3"),
-                                       ("interrupt", "KeyboardInterrupt: 3")])
+@pytest.mark.parametrize(
+    "how, text", [("exit", "SystemExit: 3"), ("interrupt", "KeyboardInterrupt: 3")]
+)
 def test_a_base_exception_fails_the_activity_not_the_worker(tmp_path, how, text):
     engine = _engine(tmp_path)
     engine.start_new("calls", "b", json.dumps(["exits", how]))
-    _drain(engine)                                   # would raise out of run_activity_once
-    assert _output(engine, "b") == ("Completed", f"caught: Activity function 'exits' failed:  {text}")
+    _drain(engine)  # would raise out of run_activity_once
+    assert _output(engine, "b") == (
+        "Completed",
+        f"caught: Activity function 'exits' failed:  {text}",
+    )
 
 
 def test_a_missing_activity_fails_as_the_extension_says(tmp_path):
     engine = _engine(tmp_path)
     engine.start_new("calls", "m", json.dumps(["nope", 1]))
     _drain(engine)
-    assert _output(engine, "m") == ("Completed", ("caught: Activity function 'nope' failed: "
-                                                  "Activity function 'nope' does not exist."))
+    assert _output(engine, "m") == (
+        "Completed",
+        ("caught: Activity function 'nope' failed: Activity function 'nope' does not exist."),
+    )
 
 
 def test_continue_as_new_starts_fresh_generations(tmp_path):
@@ -238,7 +269,7 @@ def test_continue_as_new_starts_fresh_generations(tmp_path):
     engine.start_new("generations", "g", json.dumps(3))
     _drain(engine)
     assert _output(engine, "g") == ("Completed", 48)
-    assert engine.history_size("g") == (0, 0)     # history purged once finished
+    assert engine.history_size("g") == (0, 0)  # history purged once finished
 
 
 def test_fan_out(tmp_path):
@@ -248,19 +279,24 @@ def test_fan_out(tmp_path):
     assert _output(engine, "fo") == ("Completed", 20)
 
 
-CASES = [("sequence", 5, ("Completed", 20)),
-         ("retrying", {"key": "d-ok", "fail_times": 1}, ("Completed", ["ok", 42])),
-         ("retrying", {"key": "d-bad", "fail_times": 9},
-          ("Completed", ["caught: Activity function 'flaky' failed:  ValueError: boom 3", 42])),
-         ("generations", 3, ("Completed", 48)),
-         ("fanout", None, ("Completed", 20)),
-         ("timers", None, ("Completed", [8, 10])),
-         ("failing", None, ("Failed", ("Orchestrator function 'failing' failed: "
-                                       "orchestrator gave up")))]
+CASES = [
+    ("sequence", 5, ("Completed", 20)),
+    ("retrying", {"key": "d-ok", "fail_times": 1}, ("Completed", ["ok", 42])),
+    (
+        "retrying",
+        {"key": "d-bad", "fail_times": 9},
+        ("Completed", ["caught: Activity function 'flaky' failed:  ValueError: boom 3", 42]),
+    ),
+    ("generations", 3, ("Completed", 48)),
+    ("fanout", None, ("Completed", 20)),
+    ("timers", None, ("Completed", [8, 10])),
+    ("failing", None, ("Failed", ("Orchestrator function 'failing' failed: orchestrator gave up"))),
+]
 
 
-@pytest.mark.parametrize("name, arg, expected", CASES, ids=[f"{c[0]}-{i}" for i, c in
-                                                           enumerate(CASES)])
+@pytest.mark.parametrize(
+    "name, arg, expected", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
+)
 def test_replay_schema_v3_ends_where_v1_did(tmp_path, name, arg, expected):
     """The same orchestrations under the V1 protocol (what the engine spoke before) and V3
     (what the extension speaks): same end state, same number of episodes and history."""
@@ -281,27 +317,29 @@ def test_dead_runtime_work_is_taken_over(tmp_path, caplog):
     resumed: list[str] = []
     dead = _engine(tmp_path, owner="dead", lease_seconds=0.2)
     dead.start_new("sequence", "t", json.dumps(1))
-    assert dead.run_orchestration_once()            # schedules the first activity
+    assert dead.run_orchestration_once()  # schedules the first activity
     # the dead runtime claims the activity and never finishes it (kill -9)
     with dead.db.write() as con:
-        con.execute("UPDATE activities SET lease_owner = 'dead', lease_until = ?",
-                    (time.time() + 0.2,))
+        con.execute(
+            "UPDATE activities SET lease_owner = 'dead', lease_until = ?", (time.time() + 0.2,)
+        )
     alive = _engine(tmp_path, owner="alive", on_resume=resumed.append)
-    assert not alive.run_activity_once()            # still leased
+    assert not alive.run_activity_once()  # still leased
     time.sleep(0.25)
     _drain(alive)
     assert _output(alive, "t") == ("Completed", 4)
     assert resumed == ["t"]
-    assert "taking over t from a runtime that stopped (dead)" in caplog.text   # tests/faults
+    assert "taking over t from a runtime that stopped (dead)" in caplog.text  # tests/faults
 
 
 def test_an_instance_whose_runtime_died_mid_episode_is_resumed_once(tmp_path):
     resumed: list[str] = []
     dead = _engine(tmp_path, owner="dead", lease_seconds=0.2)
     dead.start_new("sequence", "e", json.dumps(2))
-    with dead.db.write() as con:                   # claimed, then the runtime died
-        con.execute("UPDATE instances SET lease_owner = 'dead', lease_until = ?",
-                    (time.time() + 0.2,))
+    with dead.db.write() as con:  # claimed, then the runtime died
+        con.execute(
+            "UPDATE instances SET lease_owner = 'dead', lease_until = ?", (time.time() + 0.2,)
+        )
     alive = _engine(tmp_path, owner="alive", on_resume=resumed.append)
     assert not alive.run_orchestration_once()
     time.sleep(0.25)

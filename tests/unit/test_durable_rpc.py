@@ -1,5 +1,6 @@
 """The real ``DurableOrchestrationClient`` against the engine's loopback HTTP API: it must
 raise, return and report exactly what it does against the Durable extension."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,7 +36,8 @@ def served(tmp_path):
     engine = DurableEngine(
         tmp_path / "durable.db",
         orchestrators={"once": fns["orchestrationTrigger"].get_user_function()},
-        activities={"echo": (fns["activityTrigger"].get_user_function(), "x")})
+        activities={"echo": (fns["activityTrigger"].get_user_function(), "x")},
+    )
     rpc = DurableRpcServer(engine).start()
     yield engine, rpc
     rpc.stop()
@@ -49,6 +51,7 @@ def _client_call(rpc, call):
             return await call(df.DurableOrchestrationClient(rpc.binding_json()))
         finally:
             await close_durable_client_session()
+
     return asyncio.run(run())
 
 
@@ -64,12 +67,15 @@ def test_starting_a_running_instance_raises_what_the_extension_answers(served):
     assert _client_call(rpc, lambda c: c.start_new("once", "run-1", {"a": 1})) == "run-1"
     with pytest.raises(Exception) as err:
         _client_call(rpc, lambda c: c.start_new("once", "run-1", {"a": 2}))
-    body = err.value.args[0]          # the SDK raises Exception(<the 500 body>)
+    body = err.value.args[0]  # the SDK raises Exception(<the 500 body>)
     assert body["Message"] == "Something went wrong while processing your request"
-    assert body["ExceptionMessage"] == ("An Orchestration instance with the status Pending "
-                                        "already exists.")
-    assert body["ExceptionType"] == "DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException"
-    assert "already exists" in str(err.value)      # what the starter checks
+    assert body["ExceptionMessage"] == (
+        "An Orchestration instance with the status Pending already exists."
+    )
+    assert (
+        body["ExceptionType"] == "DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException"
+    )
+    assert "already exists" in str(err.value)  # what the starter checks
     assert json.loads(engine.get_status("run-1").input) == {"a": 1}
 
 
@@ -89,9 +95,11 @@ def test_an_unknown_orchestrator_raises_the_extensions_message(served):
     _, rpc = served
     with pytest.raises(Exception) as err:
         _client_call(rpc, lambda c: c.start_new("missing", "x", None))
-    assert str(err.value) == ("The function 'missing' doesn't exist, is disabled, or is not an "
-                              "orchestrator function. Additional info: The following are the "
-                              "known orchestrator functions: 'once'.")
+    assert str(err.value) == (
+        "The function 'missing' doesn't exist, is disabled, or is not an "
+        "orchestrator function. Additional info: The following are the "
+        "known orchestrator functions: 'once'."
+    )
 
 
 def test_status_and_terminate_answer_as_the_extension(served):
@@ -102,6 +110,6 @@ def test_status_and_terminate_answer_as_the_extension(served):
     _client_call(rpc, lambda c: c.start_new("once", "t-1", 1))
     _client_call(rpc, lambda c: c.terminate("t-1", "enough"))
     assert engine.get_status("t-1").runtime_status == "Terminated"
-    _client_call(rpc, lambda c: c.terminate("t-1", "again"))     # 410: no error
+    _client_call(rpc, lambda c: c.terminate("t-1", "again"))  # 410: no error
     status = _client_call(rpc, lambda c: c.get_status("t-1"))
     assert status.runtime_status.value == "Terminated" and status.output == "enough"

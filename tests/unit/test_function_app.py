@@ -1,4 +1,5 @@
 """The app as the Functions host indexes it: every function, trigger and binding."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,16 @@ def _binding(fn, type_):
 
 
 def test_every_function_is_registered(functions):
-    assert set(functions) == {"schedule_flows", "start_flow", "sync_flow", "begin_run",
-                              "pull_page", "transform_page", "push_page", "finish_run"}
+    assert set(functions) == {
+        "schedule_flows",
+        "start_flow",
+        "sync_flow",
+        "begin_run",
+        "pull_page",
+        "transform_page",
+        "push_page",
+        "finish_run",
+    }
 
 
 def test_scheduler_timer_uses_the_setting(functions):
@@ -37,7 +46,10 @@ def test_starter_reads_flow_jobs_with_a_durable_client(functions):
     fn = functions["start_flow"]
     trigger = fn.get_trigger()
     assert (trigger.type, trigger.queue_name, trigger.connection) == (
-        "queueTrigger", "flow-jobs", "AzureWebJobsStorage")
+        "queueTrigger",
+        "flow-jobs",
+        "AzureWebJobsStorage",
+    )
     assert _binding(fn, "durableClient").name == "client"
     assert trigger.name == "msg"
 

@@ -1,4 +1,5 @@
 """What leaves a function: redacted errors that keep their type name, never a BaseException."""
+
 from __future__ import annotations
 
 import asyncio
@@ -38,10 +39,10 @@ def test_an_error_with_a_secret_leaves_redacted_and_keeps_its_type_name() -> Non
     exc = info.value
     assert type(exc).__name__ == "RuntimeError"
     assert f"{type(exc).__name__}: {exc}".startswith("RuntimeError: upstream said token=***")
-    text = _text(exc)                                  # what the worker sends as stack trace
+    text = _text(exc)  # what the worker sends as stack trace
     for form in (SECRET, quote(SECRET, safe=""), quote(SECRET)):
         assert form not in text
-    assert "KeyError" not in text                      # the raw chain is not attached
+    assert "KeyError" not in text  # the raw chain is not attached
 
 
 @pytest.mark.parametrize("error", [SystemExit(3), KeyboardInterrupt(), GeneratorExit()])
@@ -50,7 +51,7 @@ def test_base_exceptions_from_flow_code_become_ordinary_errors(error: BaseExcept
     def step() -> None:
         raise error
 
-    with pytest.raises(Exception) as info:          # an Exception: the worker survives it
+    with pytest.raises(Exception) as info:  # an Exception: the worker survives it
         step()
     assert type(info.value).__name__ == type(error).__name__
 
@@ -79,14 +80,14 @@ def test_a_guarded_error_is_not_wrapped_twice() -> None:
     with pytest.raises(RedactedError) as info:
         outer()
     assert type(info.value).__name__ == "OSError"
-    assert str(info.value).count("OSError") == 0     # the message is not "OSError: OSError…"
+    assert str(info.value).count("OSError") == 0  # the message is not "OSError: OSError…"
 
 
 def test_log_records_are_masked_for_handlers_added_after_install(caplog) -> None:
     install_redaction()
     records: list[str] = []
 
-    class Late(logging.Handler):                     # like the worker's own handler
+    class Late(logging.Handler):  # like the worker's own handler
         def emit(self, record: logging.LogRecord) -> None:
             records.append(self.format(record))
 

@@ -1,5 +1,6 @@
 """host.json, local.settings.json.example, .funcignore and infra/main.bicep say what the
 Functions host, Durable Functions and Flex Consumption actually do (see infra/README.md)."""
+
 from __future__ import annotations
 
 import ast
@@ -14,13 +15,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 # Settings only the embedded runtime / CLI reads: never an app setting on Azure.
-EMBEDDED_ONLY = {"DATASYNC_PROJECT_ROOT", "DATASYNC_LOG_LEVEL", "DATASYNC_ACTIVITY_WORKERS",
-                 "DATASYNC_QUEUE_RETRY_DELAY"}
+EMBEDDED_ONLY = {
+    "DATASYNC_PROJECT_ROOT",
+    "DATASYNC_LOG_LEVEL",
+    "DATASYNC_ACTIVITY_WORKERS",
+    "DATASYNC_QUEUE_RETRY_DELAY",
+}
 # Test hooks: read by code (until removed) but never documented as a setting.
 TEST_HOOKS = {"DATASYNC_FAULT_POINT"}
 # Set on Azure by the Bicep only (the host or the platform reads them, not the app).
 AZURE_ONLY = {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
-FLEX_MIN_MAXIMUM_INSTANCES = 40      # the documented floor (newer docs say 1: 40 fits both)
+FLEX_MIN_MAXIMUM_INSTANCES = 40  # the documented floor (newer docs say 1: 40 fits both)
 FLEX_MAX_MAXIMUM_INSTANCES = 1000
 DEMO_MODULES = ("datasync.demo", "datasync.demo_apis")
 
@@ -52,6 +57,7 @@ def _bicep_app_settings(bicep: str) -> set[str]:
 
 # -- host.json ----------------------------------------------------------------------------
 
+
 def test_durable_never_overwrites_a_running_instance(host):
     durable = host["extensions"]["durableTask"]
     assert durable["overridableExistingInstanceStates"] == "NonRunningStates"
@@ -68,23 +74,23 @@ def test_a_started_run_is_picked_up_within_seconds(host):
 
 def test_queue_trigger_settings_are_sane(host):
     queues = host["extensions"]["queues"]
-    assert queues["messageEncoding"] == "base64"      # what the CLI/scanner put on the queue
+    assert queues["messageEncoding"] == "base64"  # what the CLI/scanner put on the queue
     assert queues["maxDequeueCount"] == 5
-    assert 1 <= queues["batchSize"] <= 32             # the host's allowed range
+    assert 1 <= queues["batchSize"] <= 32  # the host's allowed range
     assert 0 <= queues["newBatchThreshold"] < queues["batchSize"] * 2
     assert _timespan(queues["visibilityTimeout"]) >= 1
 
 
 def test_successful_invocations_reach_application_insights(host):
     levels = host["logging"]["logLevel"]
-    assert levels["Host.Results"] == "Information"    # the requests table (success and failure)
+    assert levels["Host.Results"] == "Information"  # the requests table (success and failure)
     assert levels.get("Function", levels["default"]) == "Information"
     assert levels["DurableTask.AzureStorage"] == "Warning"
     assert levels["DurableTask.Core"] == "Warning"
     sampling = host["logging"]["applicationInsights"]["samplingSettings"]
     assert sampling["isEnabled"] is True
     excluded = {t.strip() for t in sampling["excludedTypes"].split(";")}
-    assert {"Request", "Exception"} <= excluded       # failures are never sampled away
+    assert {"Request", "Exception"} <= excluded  # failures are never sampled away
 
 
 def test_function_timeout_is_valid_on_flex_consumption(host):
@@ -96,6 +102,7 @@ def test_function_timeout_is_valid_on_flex_consumption(host):
 def test_host_json_is_what_the_embedded_runtime_reads(host, monkeypatch):
     from datasync.config import Settings
     from datasync.runtime.host import HostConfig
+
     config = HostConfig.load(ROOT, Settings.from_env({}))
     queues = host["extensions"]["queues"]
     assert config.batch_size == queues["batchSize"]
@@ -106,8 +113,10 @@ def test_host_json_is_what_the_embedded_runtime_reads(host, monkeypatch):
 
 # -- settings -----------------------------------------------------------------------------
 
-_SETTING = re.compile(r"(DATASYNC|COSMOS|KEYVAULT)_[A-Z0-9_]+|AzureWebJobs\w*[^_]|"
-                      r"%[A-Za-z0-9_]+%")
+_SETTING = re.compile(
+    r"(DATASYNC|COSMOS|KEYVAULT)_[A-Z0-9_]+|AzureWebJobs\w*[^_]|"
+    r"%[A-Za-z0-9_]+%"
+)
 
 
 def _settings_read() -> dict[str, set[str]]:
@@ -116,8 +125,11 @@ def _settings_read() -> dict[str, set[str]]:
     files = [ROOT / "function_app.py", *(ROOT / "datasync").rglob("*.py")]
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                    and _SETTING.fullmatch(node.value):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and _SETTING.fullmatch(node.value)
+            ):
                 name = node.value.strip("%")
                 found.setdefault(name, set()).add(path.relative_to(ROOT).as_posix())
     return found
@@ -127,42 +139,57 @@ def test_every_setting_the_app_reads_is_in_the_example(example):
     documented = set(example["Values"]) | set(example["EmbeddedRuntimeOnly"])
     read = set(_settings_read()) - TEST_HOOKS
     assert read - documented == set()
-    assert {"DATASYNC_SCAN_SCHEDULE", "AzureWebJobsStorage", "COSMOS_ENDPOINT",
-            "KEYVAULT_URL"} <= read                # the scan above does find settings
+    assert {
+        "DATASYNC_SCAN_SCHEDULE",
+        "AzureWebJobsStorage",
+        "COSMOS_ENDPOINT",
+        "KEYVAULT_URL",
+    } <= read  # the scan above does find settings
 
 
 def test_embedded_only_settings_are_kept_out_of_the_host_values(example):
     assert set(example["EmbeddedRuntimeOnly"]) == EMBEDDED_ONLY
     assert EMBEDDED_ONLY.isdisjoint(example["Values"])
-    only_runtime = {name for name, files in _settings_read().items()
-                    if all(f.startswith(("datasync/runtime/", "datasync/cli.py",
-                                         "datasync/demo")) for f in files)}
+    only_runtime = {
+        name
+        for name, files in _settings_read().items()
+        if all(
+            f.startswith(("datasync/runtime/", "datasync/cli.py", "datasync/demo")) for f in files
+        )
+    }
     assert only_runtime - TEST_HOOKS <= EMBEDDED_ONLY
 
 
 def test_the_example_has_what_func_start_needs_and_no_leftovers(example):
     values = example["Values"]
     assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
-    assert values["DATASYNC_SCAN_SCHEDULE"]                  # the timer binding needs it
+    assert values["DATASYNC_SCAN_SCHEDULE"]  # the timer binding needs it
     assert all(isinstance(v, str) for v in values.values())  # func start reads strings only
     for name in TEST_HOOKS | {"AzureWebJobsFeatureFlags"}:
         assert name not in values and name not in example["EmbeddedRuntimeOnly"]
 
 
 def test_worker_indexing_flag_is_set_nowhere():
-    paths = [ROOT / "host.json", ROOT / "local.settings.json.example", ROOT / "function_app.py",
-             ROOT / "infra" / "main.bicep", *(ROOT / "datasync").rglob("*.py")]
+    paths = [
+        ROOT / "host.json",
+        ROOT / "local.settings.json.example",
+        ROOT / "function_app.py",
+        ROOT / "infra" / "main.bicep",
+        *(ROOT / "datasync").rglob("*.py"),
+    ]
     for path in paths:
         assert "EnableWorkerIndexing" not in path.read_text(), path
 
 
 # -- infra/main.bicep ---------------------------------------------------------------------
 
+
 def test_bicep_sets_no_embedded_only_setting(bicep, example):
     settings = _bicep_app_settings(bicep)
     assert "DATASYNC_SCAN_SCHEDULE" in settings and "AzureWebJobsStorage__accountName" in settings
-    assert settings.isdisjoint(EMBEDDED_ONLY | TEST_HOOKS | {"DATASYNC_HOME",
-                                                           "AzureWebJobsFeatureFlags"})
+    assert settings.isdisjoint(
+        EMBEDDED_ONLY | TEST_HOOKS | {"DATASYNC_HOME", "AzureWebJobsFeatureFlags"}
+    )
     assert settings - AZURE_ONLY <= set(example["Values"])
 
 
@@ -177,6 +204,7 @@ def test_bicep_maximum_instance_count_is_within_flex_bounds(bicep):
 
 # -- .funcignore: what `func azure functionapp publish` ships -----------------------------
 
+
 def _funcignore_denies() -> re.Pattern[str]:
     """Core Tools' matcher for .funcignore: each pattern is a regex prefix of the path
     relative to the app root (``**`` → any text, ``*`` → one path segment), no negations
@@ -184,8 +212,12 @@ def _funcignore_denies() -> re.Pattern[str]:
     lines = [line.strip() for line in (ROOT / ".funcignore").read_text().splitlines()]
     patterns = [line.lstrip("/") for line in lines if line and not line.startswith("#")]
     assert not any(p.startswith("!") for p in patterns)
-    regexes = [re.sub(r"[-\[\]/{}()+?.\\^$|]", lambda m: "\\" + m.group(), p)
-               .replace("**", "(.+)").replace("*", "([^/]+)") for p in patterns]
+    regexes = [
+        re.sub(r"[-\[\]/{}()+?.\\^$|]", lambda m: "\\" + m.group(), p)
+        .replace("**", "(.+)")
+        .replace("*", "([^/]+)")
+        for p in patterns
+    ]
     return re.compile("^((" + ")|(".join(regexes) + "))")
 
 
@@ -195,17 +227,39 @@ def _shipped(paths: list[str]) -> set[str]:
 
 
 def test_funcignore_keeps_dev_files_and_demo_servers_out():
-    left_out = ["package.json", "package-lock.json", "node_modules/azurite/package.json",
-                ".venv/bin/python", ".venv-worker/bin/python", "tests/unit/test_cli.py",
-                "benchmarks/__main__.py", "scripts/emulators", "infra/main.bicep",
-                "README.md", "CHANGELOG.md", "CONTRIBUTING.md", "local.settings.json",
-                "local.settings.json.example", "datasync/demo.py", "datasync/demo_apis.py",
-                "datasync/__pycache__/config.cpython-311.pyc", "datasync.egg-info/PKG-INFO",
-                "Makefile", "requirements-dev.txt"]
+    left_out = [
+        "package.json",
+        "package-lock.json",
+        "node_modules/azurite/package.json",
+        ".venv/bin/python",
+        ".venv-worker/bin/python",
+        "tests/unit/test_cli.py",
+        "benchmarks/__main__.py",
+        "scripts/emulators",
+        "infra/main.bicep",
+        "README.md",
+        "CHANGELOG.md",
+        "CONTRIBUTING.md",
+        "local.settings.json",
+        "local.settings.json.example",
+        "datasync/demo.py",
+        "datasync/demo_apis.py",
+        "datasync/__pycache__/config.cpython-311.pyc",
+        "datasync.egg-info/PKG-INFO",
+        "Makefile",
+        "requirements-dev.txt",
+    ]
     assert _shipped(left_out) == set()
-    kept = ["function_app.py", "host.json", "requirements.txt", "flows/contacts_to_erp.py",
-            "datasync/__init__.py", "datasync/functions/starter.py", "datasync/config.py",
-            "datasync/adapters/azure/__init__.py"]
+    kept = [
+        "function_app.py",
+        "host.json",
+        "requirements.txt",
+        "flows/contacts_to_erp.py",
+        "datasync/__init__.py",
+        "datasync/functions/starter.py",
+        "datasync/config.py",
+        "datasync/adapters/azure/__init__.py",
+    ]
     assert _shipped(kept) == set(kept)
 
 
@@ -218,14 +272,25 @@ def test_what_runs_on_azure_ships_and_never_imports_the_demo_servers():
         "from datasync.registry import FlowRegistry\n"
         f"FlowRegistry.discover({str(ROOT / 'flows')!r}, None)\n"
         "print(json.dumps({'modules': sorted(sys.modules), 'files': sorted(\n"
-        "    getattr(m, '__file__', None) or '' for m in list(sys.modules.values()))}))\n")
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60, check=True)
+        "    getattr(m, '__file__', None) or '' for m in list(sys.modules.values()))}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     loaded = json.loads(out.stdout)
     assert not set(DEMO_MODULES) & set(loaded["modules"])
-    ours = [Path(f).resolve().relative_to(ROOT).as_posix() for f in loaded["files"]
-            if f and Path(f).resolve().is_relative_to(ROOT)
-            and ".venv" not in Path(f).resolve().relative_to(ROOT).parts]
+    ours = [
+        Path(f).resolve().relative_to(ROOT).as_posix()
+        for f in loaded["files"]
+        if f
+        and Path(f).resolve().is_relative_to(ROOT)
+        and ".venv" not in Path(f).resolve().relative_to(ROOT).parts
+    ]
     assert "function_app.py" in ours and "datasync/functions/starter.py" in ours
     assert any(p.startswith("flows/") for p in ours)
     assert _shipped(ours) == set(ours)

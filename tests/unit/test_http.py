@@ -1,4 +1,5 @@
 """ctx.http retries: Retry-After, backoff, budget, bodies re-sent, sync and async, loopback."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +13,14 @@ import httpx
 import pytest
 
 from datasync.exceptions import ConfigError
-from datasync.http import (AsyncRetryTransport, RetryPolicy, RetryTransport, make_async_client,
-                           make_client, parse_retry_after)
+from datasync.http import (
+    AsyncRetryTransport,
+    RetryPolicy,
+    RetryTransport,
+    make_async_client,
+    make_client,
+    parse_retry_after,
+)
 
 URL = "https://api.example.test/items?token=query-secret-123"
 
@@ -52,14 +59,16 @@ class FakeClock:
 
 
 def client(script: Script, clock: FakeClock, **policy) -> httpx.Client:
-    transport = RetryTransport(httpx.MockTransport(script), policy=RetryPolicy(**policy),
-                               sleep=clock.sleep, clock=clock)
+    transport = RetryTransport(
+        httpx.MockTransport(script), policy=RetryPolicy(**policy), sleep=clock.sleep, clock=clock
+    )
     return httpx.Client(transport=transport)
 
 
 def aclient(script: Script, clock: FakeClock, **policy) -> httpx.AsyncClient:
-    transport = AsyncRetryTransport(httpx.MockTransport(script), policy=RetryPolicy(**policy),
-                                    sleep=clock.asleep, clock=clock)
+    transport = AsyncRetryTransport(
+        httpx.MockTransport(script), policy=RetryPolicy(**policy), sleep=clock.asleep, clock=clock
+    )
     return httpx.AsyncClient(transport=transport)
 
 
@@ -69,18 +78,19 @@ def ok(body=b"ok"):
 
 # -- parse_retry_after -------------------------------------------------------------------
 
+
 def test_parse_retry_after_seconds_dates_and_garbage():
     now = datetime(2026, 11, 23, 14, 0, 0, tzinfo=timezone.utc)
     assert parse_retry_after("7", now) == 7.0
     assert parse_retry_after(" 0 ", now) == 0.0
-    assert parse_retry_after(format_datetime(now + timedelta(seconds=42), usegmt=True),
-                             now) == 42.0
-    assert parse_retry_after("Mon, 23 Nov 2026 13:00:00 GMT", now) == 0.0   # in the past
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=42), usegmt=True), now) == 42.0
+    assert parse_retry_after("Mon, 23 Nov 2026 13:00:00 GMT", now) == 0.0  # in the past
     for junk in (None, "", "soon", "-5", "1e3", "Mon, 99 Foo 2026"):
         assert parse_retry_after(junk, now) is None, junk
 
 
 # -- sync --------------------------------------------------------------------------------
+
 
 def test_429_with_retry_after_seconds_waits_that_long():
     script = Script(httpx.Response(429, headers={"Retry-After": "7"}), ok())
@@ -93,8 +103,7 @@ def test_429_with_retry_after_seconds_waits_that_long():
 
 def test_429_with_retry_after_http_date_waits_until_then():
     when = datetime.now(timezone.utc) + timedelta(seconds=20)
-    script = Script(httpx.Response(429, headers={"Retry-After": format_datetime(when, True)}),
-                    ok())
+    script = Script(httpx.Response(429, headers={"Retry-After": format_datetime(when, True)}), ok())
     clock = FakeClock()
     assert client(script, clock).get(URL).status_code == 200
     assert len(clock.sleeps) == 1 and 17.0 <= clock.sleeps[0] <= 20.0
@@ -105,7 +114,7 @@ def test_503_then_200_uses_jittered_backoff():
     clock = FakeClock()
     r = client(script, clock, backoff_base=0.5).get(URL)
     assert r.status_code == 200 and len(script.requests) == 3
-    assert 0 <= clock.sleeps[0] <= 1.0 and 0 <= clock.sleeps[1] <= 2.0   # base * 2**attempt
+    assert 0 <= clock.sleeps[0] <= 1.0 and 0 <= clock.sleeps[1] <= 2.0  # base * 2**attempt
 
 
 def test_connect_error_then_success_and_error_reraised_when_exhausted():
@@ -188,7 +197,7 @@ def test_make_client_defaults_and_injected_transport(monkeypatch):
 
     with make_client(transport=httpx.MockTransport(handler)) as c:
         r = c.get("https://api.example.test/")
-        assert r.status_code == 301 and len(seen) == 1           # no redirect followed
+        assert r.status_code == 301 and len(seen) == 1  # no redirect followed
         assert seen[0].headers["User-Agent"].startswith("datasync/")
         assert c.timeout.read == 30.0
         assert isinstance(c._transport, RetryTransport)
@@ -196,9 +205,15 @@ def test_make_client_defaults_and_injected_transport(monkeypatch):
 
 def test_policy_from_settings():
     from datasync.config import Settings
-    p = Settings.from_env({"DATASYNC_HTTP_ATTEMPTS": "2", "DATASYNC_HTTP_BUDGET": "1.5",
-                           "DATASYNC_HTTP_TIMEOUT": "3",
-                           "DATASYNC_HTTP_BACKOFF_BASE": "0.01"}).http
+
+    p = Settings.from_env(
+        {
+            "DATASYNC_HTTP_ATTEMPTS": "2",
+            "DATASYNC_HTTP_BUDGET": "1.5",
+            "DATASYNC_HTTP_TIMEOUT": "3",
+            "DATASYNC_HTTP_BACKOFF_BASE": "0.01",
+        }
+    ).http
     assert (p.attempts, p.budget, p.timeout, p.backoff_base) == (2, 1.5, 3.0, 0.01)
     assert Settings.from_env({}).http == RetryPolicy()
     with pytest.raises(ConfigError):
@@ -208,6 +223,7 @@ def test_policy_from_settings():
 
 
 # -- async -------------------------------------------------------------------------------
+
 
 def test_async_client_same_behaviours():
     async def main():
@@ -254,6 +270,7 @@ def test_make_async_client_with_injected_transport():
 
 # -- a real loopback server --------------------------------------------------------------
 
+
 def test_env_proxies_are_mounted_behind_the_retry_layer(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.test:3128")
     monkeypatch.setenv("NO_PROXY", "internal.test")
@@ -263,8 +280,7 @@ def test_env_proxies_are_mounted_behind_the_retry_layer(monkeypatch):
 
 
 def test_real_loopback_server_429_then_200(monkeypatch):
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                "all_proxy"):
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     hits = []
 

@@ -1,6 +1,7 @@
 """What only the embedded adapters do (the shared port behaviour is in tests/contract):
 the 0600 secrets file, races between processes on one DATASYNC_HOME, the SQLite poison
 move, and databases made before ``claimed_at``."""
+
 from __future__ import annotations
 
 import json
@@ -89,9 +90,15 @@ def _race_processes(home: Path, verb: str, ids: list[str]) -> list[list[str]]:
     gate = home / f"gate-{verb}"
     gate.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(home), verb, str(gate),
-                               json.dumps(order)], stdout=subprocess.PIPE, env=env, text=True)
-             for order in (ids, ids[::-1])]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(home), verb, str(gate), json.dumps(order)],
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for order in (ids, ids[::-1])
+    ]
     outs = [p.communicate(timeout=60)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
     return [json.loads(out) for out in outs]
@@ -102,7 +109,7 @@ def test_two_processes_racing_on_one_home_create_and_take_over_each_run_once(tmp
     LocalBackend(home).close()
     ids = [f"Workflow-acme--c-20261123T{h:02d}{m:02d}00Z" for h in range(4) for m in range(50)]
     a, b = _race_processes(home, "create", ids)
-    assert sorted(a + b) == sorted(ids)                      # each id won exactly once
+    assert sorted(a + b) == sorted(ids)  # each id won exactly once
     assert a and b, "the processes did not overlap: no race was tested"
 
     # every claim (made at or before `created`) is older than `stale`, and a claim made
@@ -129,18 +136,27 @@ def test_a_database_from_before_claims_is_migrated(tmp_path):
             VALUES ('Workflow-acme--c-20261123T140000Z', 'acme', 'c', '2026-11-23T14:00:00Z',
                     'Pending', '2026-11-23T14:00:00Z');""")
     con.close()
-    for _ in range(2):                                    # opening twice is fine
+    for _ in range(2):  # opening twice is fine
         backend = LocalBackend(home)
         backend.close()
     backend = LocalBackend(home)
     try:
         old = "Workflow-acme--c-20261123T140000Z"
         assert backend.runs.get(old).status == "Pending"
-        assert backend.runs.create(RunRecord(instance_id=old, tenant_id="acme", flow_name="c",
-                                             scheduled_for="2026-11-23T14:00:00Z",
-                                             status="Pending")) is False
+        assert (
+            backend.runs.create(
+                RunRecord(
+                    instance_id=old,
+                    tenant_id="acme",
+                    flow_name="c",
+                    scheduled_for="2026-11-23T14:00:00Z",
+                    status="Pending",
+                )
+            )
+            is False
+        )
         later = datetime(2026, 11, 23, 14, 5, tzinfo=timezone.utc)
-        assert backend.runs.take_over_pending(old, older_than=later) is True   # by createdAt
+        assert backend.runs.take_over_pending(old, older_than=later) is True  # by createdAt
         assert backend.runs.take_over_pending(old, older_than=later) is False
     finally:
         backend.close()

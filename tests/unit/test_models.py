@@ -7,16 +7,35 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from datasync.exceptions import InvalidDocument, NotFound, ValidationError
-from datasync.models import (RUN_STATUSES, FlowEntry, InvalidDocuments, Job, RunRecord,
-                             Tenant, parse_tenant, parse_tenants)
+from datasync.models import (
+    RUN_STATUSES,
+    FlowEntry,
+    InvalidDocuments,
+    Job,
+    RunRecord,
+    Tenant,
+    parse_tenant,
+    parse_tenants,
+)
 
 UTC = timezone.utc
 
 DOC = {
-    "id": "acme", "type": "Tenant", "tenantId": "acme", "name": "Acme Ltd",
-    "timezone": "Europe/Amsterdam", "paused": False,
-    "flows": [{"name": "contacts-to-erp", "enabled": True, "cron": "0 0 * * * *",
-               "nextRunUtc": "2026-11-23T14:00:00Z", "config": {"source_url": "http://x"}}],
+    "id": "acme",
+    "type": "Tenant",
+    "tenantId": "acme",
+    "name": "Acme Ltd",
+    "timezone": "Europe/Amsterdam",
+    "paused": False,
+    "flows": [
+        {
+            "name": "contacts-to-erp",
+            "enabled": True,
+            "cron": "0 0 * * * *",
+            "nextRunUtc": "2026-11-23T14:00:00Z",
+            "config": {"source_url": "http://x"},
+        }
+    ],
 }
 
 
@@ -44,7 +63,12 @@ def problems(obj, **kw) -> list[str]:
 def test_parse_design_example():
     t = parse_tenant(DOC)
     assert (t.id, t.tenant_id, t.name, t.timezone, t.paused) == (
-        "acme", "acme", "Acme Ltd", "Europe/Amsterdam", False)
+        "acme",
+        "acme",
+        "Acme Ltd",
+        "Europe/Amsterdam",
+        False,
+    )
     assert t.max_concurrent_runs == 2
     entry = t.flow("contacts-to-erp")
     assert entry.enabled and entry.cron == "0 0 * * * *" and entry.overlap == "skip"
@@ -60,7 +84,7 @@ def test_to_doc_round_trips_and_keeps_unknown_keys():
     assert out["_etag"] == "abc" and out["owner"] == {"team": "sync"}
     assert out["flows"][0]["note"] == "keep me"
     assert out["flows"][0]["nextRunUtc"] == "2026-11-23T14:00:00Z"
-    assert "nextRunUtc" not in out["flows"][1]          # unset: omitted, not null
+    assert "nextRunUtc" not in out["flows"][1]  # unset: omitted, not null
     assert out["maxConcurrentRuns"] == 2 and out["flows"][1]["overlap"] == "skip"
     assert json.loads(json.dumps(out)) == out
     assert parse_tenant(out).to_doc() == out
@@ -70,15 +94,19 @@ def test_next_run_is_normalised_to_utc_seconds():
     t = parse_tenant(flow_doc(nextRunUtc="2026-11-23T15:00:00.750+01:00"))
     assert t.flows[0].next_run_utc == datetime(2026, 11, 23, 14, tzinfo=UTC)
     assert t.to_doc()["flows"][0]["nextRunUtc"] == "2026-11-23T14:00:00Z"
-    entry = FlowEntry(name="f", cron="0 0 * * * *",
-                      next_run_utc=datetime(2026, 1, 1, 1, tzinfo=timezone(timedelta(hours=1))))
+    entry = FlowEntry(
+        name="f",
+        cron="0 0 * * * *",
+        next_run_utc=datetime(2026, 1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+    )
     assert entry.next_run_utc == datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_assignment_keeps_times_normalised():
     t = parse_tenant(DOC)
-    t.flow("contacts-to-erp").next_run_utc = datetime(2026, 12, 1, 10, 0, 0, 123,
-                                                      tzinfo=timezone(timedelta(hours=2)))
+    t.flow("contacts-to-erp").next_run_utc = datetime(
+        2026, 12, 1, 10, 0, 0, 123, tzinfo=timezone(timedelta(hours=2))
+    )
     assert t.to_doc()["flows"][0]["nextRunUtc"] == "2026-12-01T08:00:00Z"
 
 
@@ -91,46 +119,74 @@ def test_ids_fill_each_other():
     t = parse_tenant(d)
     assert t.id == "acme" and t.to_doc()["id"] == "acme"
     assert problems(doc(tenantId="other")) == [
-        "tenant acme: tenantId: must equal id ('acme'), got 'other'"]
+        "tenant acme: tenantId: must equal id ('acme'), got 'other'"
+    ]
 
 
 def test_defaults():
     t = parse_tenant({"id": "beta"})
     assert (t.type, t.name, t.timezone, t.paused, t.max_concurrent_runs, t.flows) == (
-        "Tenant", "", "UTC", False, 2, [])
+        "Tenant",
+        "",
+        "UTC",
+        False,
+        2,
+        [],
+    )
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"timezone": "Mars/Base"}, "tenant acme: timezone: unknown timezone 'Mars/Base'"),
-    ({"paused": "yes"}, "tenant acme: paused: expected true or false, got 'yes'"),
-    ({"paused": 1}, "tenant acme: paused: expected true or false, got 1"),
-    ({"maxConcurrentRuns": 0}, "tenant acme: maxConcurrentRuns: must be at least 1, got 0"),
-    ({"maxConcurrentRuns": True}, "tenant acme: maxConcurrentRuns: expected an integer, got true"),
-    ({"maxConcurrentRuns": "3"}, "tenant acme: maxConcurrentRuns: expected an integer, got '3'"),
-    ({"name": 5}, "tenant acme: name: expected a string, got 5"),
-    ({"type": "Flow"}, "tenant acme: type: expected 'Tenant', got 'Flow'"),
-    ({"flows": {}}, "tenant acme: flows: expected a list, got an object"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"timezone": "Mars/Base"}, "tenant acme: timezone: unknown timezone 'Mars/Base'"),
+        ({"paused": "yes"}, "tenant acme: paused: expected true or false, got 'yes'"),
+        ({"paused": 1}, "tenant acme: paused: expected true or false, got 1"),
+        ({"maxConcurrentRuns": 0}, "tenant acme: maxConcurrentRuns: must be at least 1, got 0"),
+        (
+            {"maxConcurrentRuns": True},
+            "tenant acme: maxConcurrentRuns: expected an integer, got true",
+        ),
+        (
+            {"maxConcurrentRuns": "3"},
+            "tenant acme: maxConcurrentRuns: expected an integer, got '3'",
+        ),
+        ({"name": 5}, "tenant acme: name: expected a string, got 5"),
+        ({"type": "Flow"}, "tenant acme: type: expected 'Tenant', got 'Flow'"),
+        ({"flows": {}}, "tenant acme: flows: expected a list, got an object"),
+    ],
+)
 def test_tenant_field_errors(change, expected):
     assert problems(doc(**change)) == [expected]
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"enabled": "yes"}, "flows[0].enabled: expected true or false, got 'yes'"),
-    ({"name": 5}, "flows[0].name: expected a string, got 5"),
-    ({"name": "Bad_Name"}, "flows[0].name: flow name 'Bad_Name' must be 1–40 of a-z, 0-9"),
-    ({"cron": "0 * * * *"}, "flows[0].cron: cron '0 * * * *' has 5 fields; expected six "
-                            "fields, seconds first"),
-    ({"cron": "0 0 25 * * *"}, "flows[0].cron: cron '0 0 25 * * *' is not a valid"),
-    ({"cron": None}, "flows[0].cron: expected a string, got null"),
-    ({"nextRunUtc": "2026-11-23T14:00:00"}, "flows[0].nextRunUtc: time '2026-11-23T14:00:00' "
-                                            "has no UTC offset"),
-    ({"nextRunUtc": 1764000000}, "flows[0].nextRunUtc: expected an ISO 8601 time with an "
-                                 "offset, got 1764000000"),
-    ({"nextRunUtc": "soon"}, "flows[0].nextRunUtc: not an ISO 8601 time: 'soon'"),
-    ({"config": "x=1"}, "flows[0].config: expected a JSON object, got 'x=1'"),
-    ({"overlap": "never"}, "flows[0].overlap: expected 'skip', 'queue' or 'allow', got 'never'"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"enabled": "yes"}, "flows[0].enabled: expected true or false, got 'yes'"),
+        ({"name": 5}, "flows[0].name: expected a string, got 5"),
+        ({"name": "Bad_Name"}, "flows[0].name: flow name 'Bad_Name' must be 1–40 of a-z, 0-9"),
+        (
+            {"cron": "0 * * * *"},
+            "flows[0].cron: cron '0 * * * *' has 5 fields; expected six fields, seconds first",
+        ),
+        ({"cron": "0 0 25 * * *"}, "flows[0].cron: cron '0 0 25 * * *' is not a valid"),
+        ({"cron": None}, "flows[0].cron: expected a string, got null"),
+        (
+            {"nextRunUtc": "2026-11-23T14:00:00"},
+            "flows[0].nextRunUtc: time '2026-11-23T14:00:00' has no UTC offset",
+        ),
+        (
+            {"nextRunUtc": 1764000000},
+            "flows[0].nextRunUtc: expected an ISO 8601 time with an offset, got 1764000000",
+        ),
+        ({"nextRunUtc": "soon"}, "flows[0].nextRunUtc: not an ISO 8601 time: 'soon'"),
+        ({"config": "x=1"}, "flows[0].config: expected a JSON object, got 'x=1'"),
+        (
+            {"overlap": "never"},
+            "flows[0].overlap: expected 'skip', 'queue' or 'allow', got 'never'",
+        ),
+    ],
+)
 def test_flow_field_errors(change, expected):
     lines = problems(flow_doc(**change))
     assert len(lines) == 1
@@ -156,10 +212,16 @@ def test_every_problem_is_reported_at_once_with_paths():
         parse_tenant(bad, known_flows={"contacts-to-erp", "other"})
     err = exc.value
     assert err.tenant == "acme"
-    assert [p for p, _ in err.errors] == ["timezone", "paused", "flows[1].enabled",
-                                          "flows[1].cron", "flows[1].name"]
+    assert [p for p, _ in err.errors] == [
+        "timezone",
+        "paused",
+        "flows[1].enabled",
+        "flows[1].cron",
+        "flows[1].name",
+    ]
     assert str(err).splitlines()[-1] == (
-        "tenant acme: flows[1].name: unknown flow 'nope' (registered: contacts-to-erp, other)")
+        "tenant acme: flows[1].name: unknown flow 'nope' (registered: contacts-to-erp, other)"
+    )
 
 
 def test_bad_id_is_reported_once_and_used_as_label():
@@ -176,7 +238,8 @@ def test_duplicate_flow_names():
 def test_known_flows_accepts_registered_names():
     assert parse_tenant(DOC, known_flows=["contacts-to-erp"]).flows[0].name == "contacts-to-erp"
     assert problems(DOC, known_flows=[]) == [
-        "tenant acme: flows[0].name: unknown flow 'contacts-to-erp' (registered: none)"]
+        "tenant acme: flows[0].name: unknown flow 'contacts-to-erp' (registered: none)"
+    ]
 
 
 def test_flow_lookup():
@@ -192,16 +255,22 @@ def test_models_are_usable_directly():
 
 def test_parse_tenants_one_or_many():
     assert [t.id for t in parse_tenants(DOC)] == ["acme"]
-    assert [t.id for t in parse_tenants([DOC, doc(id="beta", tenantId="beta")])] == [
-        "acme", "beta"]
+    assert [t.id for t in parse_tenants([DOC, doc(id="beta", tenantId="beta")])] == ["acme", "beta"]
     assert parse_tenants([]) == []
 
 
 def test_parse_tenants_reports_all_documents():
     with pytest.raises(InvalidDocuments) as exc:
-        parse_tenants([DOC, doc(id="beta", tenantId="beta", paused="yes"), 3,
-                       flow_doc(cron="bad"), {"tenantId": "gamma", "timezone": "Nowhere/X"}],
-                      known_flows={"contacts-to-erp"})
+        parse_tenants(
+            [
+                DOC,
+                doc(id="beta", tenantId="beta", paused="yes"),
+                3,
+                flow_doc(cron="bad"),
+                {"tenantId": "gamma", "timezone": "Nowhere/X"},
+            ],
+            known_flows={"contacts-to-erp"},
+        )
     err = exc.value
     assert isinstance(err, InvalidDocument) and isinstance(err, ValidationError)
     assert [d.tenant for d in err.documents] == ["beta", "#3", "acme", "gamma"]
@@ -213,8 +282,11 @@ def test_parse_tenants_reports_all_documents():
 
 
 def test_parse_tenants_rejects_duplicate_ids_and_non_lists():
-    with pytest.raises(InvalidDocuments, match=r"tenant acme: id: duplicate tenant id "
-                                               r"\(also document #1\)"):
+    with pytest.raises(
+        InvalidDocuments,
+        match=r"tenant acme: id: duplicate tenant id "
+        r"\(also document #1\)",
+    ):
         parse_tenants([DOC, DOC])
     with pytest.raises(InvalidDocuments, match="expected a JSON object or a list"):
         parse_tenants("acme")
@@ -222,12 +294,16 @@ def test_parse_tenants_rejects_duplicate_ids_and_non_lists():
 
 # -- Job ------------------------------------------------------------------------------------
 
+
 def test_job_message_round_trip():
     when = datetime(2026, 11, 23, 14, tzinfo=UTC)
     job = Job("acme", "contacts-to-erp", when)
     msg = job.to_message()
-    assert json.loads(msg) == {"tenantId": "acme", "flowName": "contacts-to-erp",
-                               "scheduledFor": "2026-11-23T14:00:00Z"}
+    assert json.loads(msg) == {
+        "tenantId": "acme",
+        "flowName": "contacts-to-erp",
+        "scheduledFor": "2026-11-23T14:00:00Z",
+    }
     assert Job.from_message(msg) == job
     assert Job.from_message(msg.encode()) == job
     assert job.instance_id == "Workflow-acme--contacts-to-erp-20261123T140000Z"
@@ -235,23 +311,36 @@ def test_job_message_round_trip():
     assert Job.from_message(offset).scheduled_for == when
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("not json", "not valid JSON"),
-    (b"\xff\xfe", "not UTF-8"),
-    ("[1, 2]", "must be a JSON object, got a list"),
-    ('{"tenantId": "acme", "flowName": "f"}', "missing 'scheduledFor'"),
-    ('{"scheduledFor": "2026-11-23T14:00:00Z"}', "missing 'tenantId', 'flowName'"),
-    ('{"tenantId": "ac me", "flowName": "f", "scheduledFor": "2026-11-23T14:00:00Z"}',
-     "job message: tenant id 'ac me'"),
-    ('{"tenantId": "acme", "flowName": "F", "scheduledFor": "2026-11-23T14:00:00Z"}',
-     "job message: flow name 'F'"),
-    ('{"tenantId": "acme", "flowName": 5, "scheduledFor": "2026-11-23T14:00:00Z"}',
-     "job message: flow name must be a string"),
-    ('{"tenantId": "acme", "flowName": "f", "scheduledFor": "2026-11-23T14:00:00"}',
-     "job message: time '2026-11-23T14:00:00' has no UTC offset"),
-    ('{"tenantId": "acme", "flowName": "f", "scheduledFor": "later"}',
-     "job message: not an ISO 8601 time"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("not json", "not valid JSON"),
+        (b"\xff\xfe", "not UTF-8"),
+        ("[1, 2]", "must be a JSON object, got a list"),
+        ('{"tenantId": "acme", "flowName": "f"}', "missing 'scheduledFor'"),
+        ('{"scheduledFor": "2026-11-23T14:00:00Z"}', "missing 'tenantId', 'flowName'"),
+        (
+            '{"tenantId": "ac me", "flowName": "f", "scheduledFor": "2026-11-23T14:00:00Z"}',
+            "job message: tenant id 'ac me'",
+        ),
+        (
+            '{"tenantId": "acme", "flowName": "F", "scheduledFor": "2026-11-23T14:00:00Z"}',
+            "job message: flow name 'F'",
+        ),
+        (
+            '{"tenantId": "acme", "flowName": 5, "scheduledFor": "2026-11-23T14:00:00Z"}',
+            "job message: flow name must be a string",
+        ),
+        (
+            '{"tenantId": "acme", "flowName": "f", "scheduledFor": "2026-11-23T14:00:00"}',
+            "job message: time '2026-11-23T14:00:00' has no UTC offset",
+        ),
+        (
+            '{"tenantId": "acme", "flowName": "f", "scheduledFor": "later"}',
+            "job message: not an ISO 8601 time",
+        ),
+    ],
+)
 def test_job_from_message_errors(text, fragment):
     with pytest.raises(ValidationError) as exc:
         Job.from_message(text)
@@ -266,26 +355,54 @@ def test_job_is_frozen():
 
 # -- RunRecord ------------------------------------------------------------------------------
 
+
 def test_run_record_json_keys_and_round_trip():
-    run = RunRecord(instance_id="Workflow-acme-f-20261123T140000Z", tenant_id="acme",
-                    flow_name="f", scheduled_for="2026-11-23T14:00:00Z", status="Completed",
-                    started_at="2026-11-23T14:00:01Z", finished_at="2026-11-23T14:00:09Z",
-                    pages=3, records_in=250, records_out=240, resumes=1)
+    run = RunRecord(
+        instance_id="Workflow-acme-f-20261123T140000Z",
+        tenant_id="acme",
+        flow_name="f",
+        scheduled_for="2026-11-23T14:00:00Z",
+        status="Completed",
+        started_at="2026-11-23T14:00:01Z",
+        finished_at="2026-11-23T14:00:09Z",
+        pages=3,
+        records_in=250,
+        records_out=240,
+        resumes=1,
+    )
     d = run.to_json()
-    assert list(d) == ["instanceId", "tenantId", "flowName", "scheduledFor", "status",
-                       "startedAt", "finishedAt", "pages", "recordsIn", "recordsOut",
-                       "resumes", "error"]
+    assert list(d) == [
+        "instanceId",
+        "tenantId",
+        "flowName",
+        "scheduledFor",
+        "status",
+        "startedAt",
+        "finishedAt",
+        "pages",
+        "recordsIn",
+        "recordsOut",
+        "resumes",
+        "error",
+    ]
     assert d["recordsIn"] == 250 and d["error"] is None
     assert RunRecord.from_json(d) == run
     assert RunRecord.from_json(json.loads(json.dumps(d))) == run
 
 
 def test_run_record_defaults_and_errors():
-    run = RunRecord.from_json({"instanceId": "i", "tenantId": "t", "flowName": "f",
-                               "scheduledFor": "2026-11-23T14:00:00Z", "status": "Pending"})
+    run = RunRecord.from_json(
+        {
+            "instanceId": "i",
+            "tenantId": "t",
+            "flowName": "f",
+            "scheduledFor": "2026-11-23T14:00:00Z",
+            "status": "Pending",
+        }
+    )
     assert (run.pages, run.records_in, run.started_at, run.error) == (0, 0, None, None)
     with pytest.raises(ValidationError, match="missing 'status'"):
-        RunRecord.from_json({"instanceId": "i", "tenantId": "t", "flowName": "f",
-                             "scheduledFor": "x"})
-    assert RUN_STATUSES == ("Pending", "Running", "Completed", "Failed", "Skipped",
-                            "Terminated")
+        RunRecord.from_json(
+            {"instanceId": "i", "tenantId": "t", "flowName": "f", "scheduledFor": "x"}
+        )
+    assert RUN_STATUSES == ("Pending", "Running", "Completed", "Failed", "Skipped", "Terminated")

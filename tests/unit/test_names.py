@@ -5,9 +5,19 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from datasync.exceptions import ValidationError
-from datasync.names import (compact_utc, format_utc, instance_id, page_key, parse_utc,
-                            sanitize_instance_id, secret_name, utcnow, validate_flow_name,
-                            validate_secret_part, validate_tenant_id)
+from datasync.names import (
+    compact_utc,
+    format_utc,
+    instance_id,
+    page_key,
+    parse_utc,
+    sanitize_instance_id,
+    secret_name,
+    utcnow,
+    validate_flow_name,
+    validate_secret_part,
+    validate_tenant_id,
+)
 
 UTC = timezone.utc
 
@@ -18,18 +28,21 @@ def test_valid_tenant_ids(name):
     assert validate_secret_part(name) == name
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("", "is empty"),
-    ("x" * 41, "41 characters"),
-    ("-acme", "starts or ends with '-'"),
-    ("acme-", "starts or ends with '-'"),
-    ("ac--me", "contains '--'"),
-    ("ac_me", "contains '_'"),
-    ("ac me", "contains ' '"),
-    ("acmé", "contains 'é'"),
-    ("acme\n", "contains '\\n'"),
-    ("a/b", "contains '/'"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("", "is empty"),
+        ("x" * 41, "41 characters"),
+        ("-acme", "starts or ends with '-'"),
+        ("acme-", "starts or ends with '-'"),
+        ("ac--me", "contains '--'"),
+        ("ac_me", "contains '_'"),
+        ("ac me", "contains ' '"),
+        ("acmé", "contains 'é'"),
+        ("acme\n", "contains '\\n'"),
+        ("a/b", "contains '/'"),
+    ],
+)
 def test_invalid_tenant_ids(name, reason):
     with pytest.raises(ValidationError) as exc:
         validate_tenant_id(name)
@@ -49,8 +62,7 @@ def test_valid_flow_names(name):
     assert validate_flow_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["Bad_Name", "Contacts", "a--b", "-a", "a-", "", "z" * 41,
-                                  "a.b"])
+@pytest.mark.parametrize("name", ["Bad_Name", "Contacts", "a--b", "-a", "a-", "", "z" * 41, "a.b"])
 def test_invalid_flow_names(name):
     with pytest.raises(ValidationError) as exc:
         validate_flow_name(name)
@@ -69,15 +81,22 @@ def test_format_utc():
     assert format_utc(dt) == "2026-11-23T14:00:00Z"
     assert compact_utc(dt) == "20261123T140000Z"
     with pytest.raises(ValidationError):
-        format_utc(datetime(2026, 11, 23, 14, 0))          # naive
+        format_utc(datetime(2026, 11, 23, 14, 0))  # naive
     with pytest.raises(ValidationError):
         compact_utc(datetime(2026, 11, 23, 14, 0))
 
 
-@pytest.mark.parametrize("text", [
-    "2026-11-23T14:00:00Z", "2026-11-23T14:00:00+00:00", "2026-11-23T15:00:00+01:00",
-    "2026-11-23T09:00:00-05:00", "2026-11-23T14:00:00.999Z", "2026-11-23T19:30:00+05:30",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-23T14:00:00Z",
+        "2026-11-23T14:00:00+00:00",
+        "2026-11-23T15:00:00+01:00",
+        "2026-11-23T09:00:00-05:00",
+        "2026-11-23T14:00:00.999Z",
+        "2026-11-23T19:30:00+05:30",
+    ],
+)
 def test_parse_utc_normalises(text):
     dt = parse_utc(text)
     assert dt == datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -85,14 +104,17 @@ def test_parse_utc_normalises(text):
     assert format_utc(dt) == "2026-11-23T14:00:00Z"
 
 
-@pytest.mark.parametrize("value, fragment", [
-    ("2026-11-23T14:00:00", "no UTC offset"),
-    ("2026-11-23", "no UTC offset"),
-    ("tomorrow", "not an ISO 8601 time"),
-    ("", "not an ISO 8601 time"),
-    (1764000000, "expected an ISO 8601 time string"),
-    (None, "expected an ISO 8601 time string"),
-])
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        ("2026-11-23T14:00:00", "no UTC offset"),
+        ("2026-11-23", "no UTC offset"),
+        ("tomorrow", "not an ISO 8601 time"),
+        ("", "not an ISO 8601 time"),
+        (1764000000, "expected an ISO 8601 time string"),
+        (None, "expected an ISO 8601 time string"),
+    ],
+)
 def test_parse_utc_rejects(value, fragment):
     with pytest.raises(ValidationError, match=fragment):
         parse_utc(value)
@@ -100,8 +122,10 @@ def test_parse_utc_rejects(value, fragment):
 
 def test_instance_id():
     when = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
-    assert (instance_id("acme", "contacts-to-erp", when)
-            == "Workflow-acme--contacts-to-erp-20261123T140000Z")
+    assert (
+        instance_id("acme", "contacts-to-erp", when)
+        == "Workflow-acme--contacts-to-erp-20261123T140000Z"
+    )
     local = datetime(2026, 11, 23, 15, 0, 30, 5, tzinfo=timezone(timedelta(hours=1)))
     assert instance_id("Acme", "f", local) == "Workflow-Acme--f-20261123T140030Z"
     with pytest.raises(ValidationError, match="flow name"):
@@ -113,14 +137,17 @@ def test_instance_id():
 def test_instance_ids_of_distinct_jobs_never_collide():
     when = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
     assert instance_id("acme-eu", "sync", when) != instance_id("acme", "eu-sync", when)
-    assert page_key(instance_id("acme-eu", "sync", when), 1) != \
-        page_key(instance_id("acme", "eu-sync", when), 1)
+    assert page_key(instance_id("acme-eu", "sync", when), 1) != page_key(
+        instance_id("acme", "eu-sync", when), 1
+    )
     assert page_key("Workflow-a--b-20261123T140000Z", 12) == "Workflow-a--b-20261123T140000Z/p12"
 
 
 def test_sanitize_instance_id():
-    assert sanitize_instance_id("Workflow-acme-f-20261123T140000Z") == \
-        "Workflow-acme-f-20261123T140000Z"
+    assert (
+        sanitize_instance_id("Workflow-acme-f-20261123T140000Z")
+        == "Workflow-acme-f-20261123T140000Z"
+    )
     assert sanitize_instance_id("a/b\\c#d?e\x00f\x7fg") == "a-b-c-d-e-f-g"
     assert len(sanitize_instance_id("x" * 300)) == 256
 

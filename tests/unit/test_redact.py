@@ -1,4 +1,5 @@
 """Secret values never reach log output or stored error texts."""
+
 from __future__ import annotations
 
 import io
@@ -10,13 +11,18 @@ from urllib.parse import quote
 
 import pytest
 
-from datasync.redact import (RedactingLoggerAdapter, install_redaction, redact, redact_exception,
-                             register_secret)
+from datasync.redact import (
+    RedactingLoggerAdapter,
+    install_redaction,
+    redact,
+    redact_exception,
+    register_secret,
+)
 
 
 def new_secret(prefix: str = "s3cr3t") -> str:
     """A fresh value per test: the registry is process-wide and never shrinks."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}/+&\"é"
+    return f'{prefix}-{uuid.uuid4().hex[:12]}/+&"é'
 
 
 @pytest.fixture
@@ -38,13 +44,12 @@ def logger():
 def test_redact_masks_value_and_encoded_forms_longest_first():
     value = new_secret()
     register_secret(value)
-    register_secret(value[:8])                          # a registered prefix of the value
-    text = (f"plain={value} url={quote(value, safe='')} json={json.dumps(value)} "
-            f"short={value[:8]}!")
+    register_secret(value[:8])  # a registered prefix of the value
+    text = f"plain={value} url={quote(value, safe='')} json={json.dumps(value)} short={value[:8]}!"
     out = redact(text)
     assert value not in out and quote(value, safe="") not in out
     assert json.dumps(value)[1:-1] not in out and value[:8] not in out
-    assert out.startswith("plain=*** url=*** json=\"***\" short=***!")
+    assert out.startswith('plain=*** url=*** json="***" short=***!')
 
 
 def test_short_values_are_ignored_and_text_without_secrets_is_unchanged():
@@ -109,11 +114,12 @@ def test_adapter_redacts_without_filter_and_prefixes_tenant_flow():
     log.setLevel(logging.DEBUG)
     log.propagate = False
     stream = io.StringIO()
-    handler = logging.StreamHandler(stream)          # no RedactingFilter on purpose
+    handler = logging.StreamHandler(stream)  # no RedactingFilter on purpose
     handler.setFormatter(logging.Formatter("%(message)s|%(run_id)s|%(funcName)s"))
     log.addHandler(handler)
-    adapter = RedactingLoggerAdapter(log, {"tenant_id": "acme", "flow_name": "contacts",
-                                           "run_id": "r1"})
+    adapter = RedactingLoggerAdapter(
+        log, {"tenant_id": "acme", "flow_name": "contacts", "run_id": "r1"}
+    )
     value = new_secret()
     register_secret(value)
     adapter.info("calling with %s", value)
@@ -124,7 +130,10 @@ def test_adapter_redacts_without_filter_and_prefixes_tenant_flow():
     out = stream.getvalue()
     assert value not in out
     first = out.splitlines()[0]
-    assert first == "[acme/contacts] calling with ***|r1|test_adapter_redacts_without_filter_and_prefixes_tenant_flow"
+    assert (
+        first
+        == "[acme/contacts] calling with ***|r1|test_adapter_redacts_without_filter_and_prefixes_tenant_flow"
+    )
     assert "ValueError: bad ***" in out
 
 

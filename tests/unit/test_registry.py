@@ -1,4 +1,5 @@
 """Flow discovery: good, broken and duplicate files in a temporary flows/ directory."""
+
 from __future__ import annotations
 
 import threading
@@ -9,7 +10,7 @@ import pytest
 from datasync.exceptions import DuplicateFlow, FlowLoadError, FlowNotFound, ValidationError
 from datasync.registry import FlowRegistry, Page, call_step, flow
 
-GOOD = '''
+GOOD = """
 from datasync import Page, flow
 
 @flow("good-flow")
@@ -19,9 +20,9 @@ class Good:
 
     def push(self, ctx, records):
         ctx.append(records)
-'''
+"""
 
-ASYNC = '''
+ASYNC = """
 import asyncio
 from datasync import Page, flow
 
@@ -37,17 +38,17 @@ class AsyncFlow:
 
     async def push(self, ctx, records):
         return len(records)
-'''
+"""
 
-SYNTAX = '''
+SYNTAX = """
 from datasync import flow
 
 @flow("broken-syntax"
 class Broken:
     pass
-'''
+"""
 
-IMPORT_ERROR = '''
+IMPORT_ERROR = """
 from datasync import flow
 import no_such_module_for_datasync_tests
 
@@ -55,35 +56,35 @@ import no_such_module_for_datasync_tests
 class NeedsModule:
     def pull(self, ctx, cursor): ...
     def push(self, ctx, records): ...
-'''
+"""
 
-DUP_A = '''
+DUP_A = """
 from datasync import flow
 
 @flow("same-name")
 class A:
     def pull(self, ctx, cursor): ...
     def push(self, ctx, records): ...
-'''
+"""
 
 DUP_B = DUP_A.replace("class A", "class B")
 
-BAD_NAME = '''
+BAD_NAME = """
 from datasync import flow
 
 @flow("Bad_Name")
 class Bad:
     def pull(self, ctx, cursor): ...
     def push(self, ctx, records): ...
-'''
+"""
 
-NO_PUSH = '''
+NO_PUSH = """
 from datasync import flow
 
 @flow("no-push")
 class NoPush:
     def pull(self, ctx, cursor): ...
-'''
+"""
 
 
 def write(d: Path, name: str, text: str) -> Path:
@@ -136,8 +137,7 @@ def test_broken_files_are_reported_by_name_and_the_rest_still_load(project):
     reg = discover(project)
     assert reg.names() == ["good-flow"]
     errs = errors_by_file(reg)
-    assert set(errs) == {"flows/broken.py", "flows/needs.py", "flows/badname.py",
-                         "flows/nopush.py"}
+    assert set(errs) == {"flows/broken.py", "flows/needs.py", "flows/badname.py", "flows/nopush.py"}
     assert errs["flows/broken.py"].startswith("SyntaxError: ")
     assert "(line 4)" in errs["flows/broken.py"]
     assert errs["flows/needs.py"].startswith("ModuleNotFoundError: ")
@@ -145,7 +145,7 @@ def test_broken_files_are_reported_by_name_and_the_rest_still_load(project):
     assert "(line 3)" in errs["flows/needs.py"]
     assert "Bad_Name" in errs["flows/badname.py"]
     assert "push" in errs["flows/nopush.py"]
-    for reason in errs.values():               # short, one line, no traceback dump
+    for reason in errs.values():  # short, one line, no traceback dump
         assert "\n" not in reason and "Traceback" not in reason
     assert str(reg.errors[0]).startswith("flows/")
 
@@ -245,6 +245,7 @@ def test_decorator_outside_discovery_validates_name_and_methods():
     with pytest.raises(ValidationError):
         flow("Not Valid")
     with pytest.raises(TypeError, match="push"):
+
         @flow("half-a-flow")
         class Half:
             def pull(self, ctx, cursor): ...

@@ -2,6 +2,7 @@
 
 Built by ``datasync.services.build_services`` when their settings are present. The Azure
 SDKs are imported lazily, so the embedded runtime never pays for them."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -17,8 +18,14 @@ if TYPE_CHECKING:
     from .runs import CosmosRunStore
     from .storage_queue import StorageQueueBackend
 
-__all__ = ["cosmos_database", "cosmos_tenant_store", "cosmos_run_store",
-           "storage_queue_backend", "blob_page_store", "keyvault_secret_store"]
+__all__ = [
+    "cosmos_database",
+    "cosmos_tenant_store",
+    "cosmos_run_store",
+    "storage_queue_backend",
+    "blob_page_store",
+    "keyvault_secret_store",
+]
 
 
 def cosmos_database(settings: Settings) -> "CosmosDatabase":
@@ -27,24 +34,29 @@ def cosmos_database(settings: Settings) -> "CosmosDatabase":
     if not settings.cosmos_endpoint:
         raise ConfigError("COSMOS_ENDPOINT is not set")
     from .cosmos_db import CosmosDatabase
+
     return CosmosDatabase(settings)
 
 
-def cosmos_tenant_store(settings: Settings,
-                        database: "CosmosDatabase | None" = None) -> "CosmosTenantStore":
+def cosmos_tenant_store(
+    settings: Settings, database: "CosmosDatabase | None" = None
+) -> "CosmosTenantStore":
     """Tenants on Cosmos: container ``COSMOS_CONTAINER`` (default ``tenants``)."""
     if not settings.cosmos_endpoint:
         raise ConfigError("COSMOS_ENDPOINT is not set")
     from .cosmos import CosmosTenantStore
+
     return CosmosTenantStore(settings, database=database)
 
 
-def cosmos_run_store(settings: Settings,
-                     database: "CosmosDatabase | None" = None) -> "CosmosRunStore":
+def cosmos_run_store(
+    settings: Settings, database: "CosmosDatabase | None" = None
+) -> "CosmosRunStore":
     """Run history and checkpoints on Cosmos: containers ``runs`` and ``checkpoints``."""
     if not settings.cosmos_endpoint:
         raise ConfigError("COSMOS_ENDPOINT is not set")
     from .runs import CosmosRunStore
+
     return CosmosRunStore(settings, database=database)
 
 
@@ -54,6 +66,7 @@ def storage_queue_backend(settings: Settings) -> "StorageQueueBackend":
     if not settings.storage_connection:
         raise ConfigError("AzureWebJobsStorage is not set")
     from .storage_queue import StorageQueueBackend
+
     return StorageQueueBackend(settings.storage_connection)
 
 
@@ -62,6 +75,7 @@ def blob_page_store(settings: Settings) -> "BlobPageStore":
     if not settings.storage_connection:
         raise ConfigError("AzureWebJobsStorage is not set")
     from .pages import BlobPageStore
+
     return BlobPageStore(settings.storage_connection)
 
 
@@ -70,4 +84,5 @@ def keyvault_secret_store(settings: Settings) -> "KeyVaultSecretStore":
     if not settings.keyvault_url:
         raise ConfigError("KEYVAULT_URL is not set")
     from .keyvault import KeyVaultSecretStore
+
     return KeyVaultSecretStore(settings.keyvault_url)

@@ -14,6 +14,7 @@ Emulator notes (``@vercel/cosmosdb-server``; the code keeps real Cosmos semantic
 - ``partition_key=`` on queries is ignored there; queries here filter in WHERE instead;
 - its certificate is self-signed: ``COSMOS_VERIFY_TLS=false`` (never on Azure).
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,20 +66,32 @@ class CosmosTenantStore:
     ``COSMOS_KEY`` is set, ``DefaultAzureCredential`` (managed identity) otherwise.
     """
 
-    def __init__(self, settings: Settings, *, credential: Any = None, container: Any = None,
-                 database: CosmosDatabase | None = None, **client_kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        credential: Any = None,
+        container: Any = None,
+        database: CosmosDatabase | None = None,
+        **client_kwargs: Any,
+    ) -> None:
         if not settings.cosmos_endpoint and container is None:
             raise ConfigError("COSMOS_ENDPOINT is not set")
         self.settings = settings
         self._container = container
         self._owns_database = database is None and container is None
-        self._database = (database if database is not None or container is not None
-                          else CosmosDatabase(settings, credential=credential, **client_kwargs))
+        self._database = (
+            database
+            if database is not None or container is not None
+            else CosmosDatabase(settings, credential=credential, **client_kwargs)
+        )
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return (f"CosmosTenantStore({self.settings.cosmos_endpoint!r}, "
-                f"{self.settings.cosmos_database}/{self.settings.cosmos_container})")
+        return (
+            f"CosmosTenantStore({self.settings.cosmos_endpoint!r}, "
+            f"{self.settings.cosmos_database}/{self.settings.cosmos_container})"
+        )
 
     # -- connection ----------------------------------------------------------------------
     @property
@@ -86,7 +99,7 @@ class CosmosTenantStore:
         if self._container is None:
             with self._lock:
                 if self._container is None:
-                    assert self._database is not None   # set unless a container was given
+                    assert self._database is not None  # set unless a container was given
                     self._container = self._database.container(self.settings.cosmos_container)
         return self._container
 
@@ -98,6 +111,7 @@ class CosmosTenantStore:
     # -- reads ---------------------------------------------------------------------------
     def _read(self, tenant_id: str) -> dict[str, Any]:
         from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
         try:
             doc: dict[str, Any] = self.container.read_item(tenant_id, partition_key=tenant_id)
             return doc
@@ -115,7 +129,9 @@ class CosmosTenantStore:
         """Every tenant by id, page by page. Invalid documents are logged and skipped."""
         pages = self.container.query_items(
             "SELECT * FROM c WHERE c.type = 'Tenant' ORDER BY c.id",
-            enable_cross_partition_query=True, max_item_count=100).by_page()
+            enable_cross_partition_query=True,
+            max_item_count=100,
+        ).by_page()
         for page in pages:
             for doc in page:
                 try:
@@ -131,11 +147,18 @@ class CosmosTenantStore:
 
     def replace_if_match(self, tenant: Tenant, etag: str) -> bool:
         from azure.core import MatchConditions
-        from azure.cosmos.exceptions import (CosmosAccessConditionFailedError,
-                                             CosmosResourceNotFoundError)
+        from azure.cosmos.exceptions import (
+            CosmosAccessConditionFailedError,
+            CosmosResourceNotFoundError,
+        )
+
         try:
-            self.container.replace_item(tenant.tenant_id, _strip(tenant.to_doc()), etag=etag,
-                                        match_condition=MatchConditions.IfNotModified)
+            self.container.replace_item(
+                tenant.tenant_id,
+                _strip(tenant.to_doc()),
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
         except CosmosAccessConditionFailedError:
             return False
         except CosmosResourceNotFoundError:
@@ -149,9 +172,12 @@ class CosmosTenantStore:
         Rows are raw (the scheduler validates them); ``etag`` is the document's ``_etag``.
         Times compare as strings, which is exact for the stored ``...Z`` form."""
         pages = self.container.query_items(
-            DUE_QUERY, parameters=[{"name": "@now", "value": format_utc(now)}],
-            enable_cross_partition_query=True, max_item_count=page_size).by_page()
-        last: list[Any] = [None, -1]   # (tenant, etag) of the previous row, its flow index
+            DUE_QUERY,
+            parameters=[{"name": "@now", "value": format_utc(now)}],
+            enable_cross_partition_query=True,
+            max_item_count=page_size,
+        ).by_page()
+        last: list[Any] = [None, -1]  # (tenant, etag) of the previous row, its flow index
         for page in pages:
             rows = [self._due(row, last) for row in page]
             if rows:
@@ -165,15 +191,27 @@ class CosmosTenantStore:
         start = last[1] + 1 if last[0] == key else 0
         slots = row.get("slots") or []
         name, next_run = row.get("name"), row.get("nextRunUtc")
-        index = next((i for i in range(start, len(slots))
-                      if isinstance(slots[i], dict) and slots[i].get("n") == name
-                      and slots[i].get("r") == next_run and slots[i].get("e", True) is True),
-                     start)
+        index = next(
+            (
+                i
+                for i in range(start, len(slots))
+                if isinstance(slots[i], dict)
+                and slots[i].get("n") == name
+                and slots[i].get("r") == next_run
+                and slots[i].get("e", True) is True
+            ),
+            start,
+        )
         last[0], last[1] = key, index
-        return DueFlow(tenant_id=cast(str, row.get("tenantId")), flow_index=index,
-                       flow_name=name, cron=row.get("cron"),
-                       timezone=row.get("timezone", "UTC"), next_run_utc=next_run,
-                       etag=cast(str, row.get("_etag")))   # raw: the scheduler validates
+        return DueFlow(
+            tenant_id=cast(str, row.get("tenantId")),
+            flow_index=index,
+            flow_name=name,
+            cron=row.get("cron"),
+            timezone=row.get("timezone", "UTC"),
+            next_run_utc=next_run,
+            etag=cast(str, row.get("_etag")),
+        )  # raw: the scheduler validates
 
     def advance(self, updates: list[tuple[DueFlow, str]]) -> list[DueFlow]:
         """Per tenant: read, set each flow's ``nextRunUtc``, replace ``IfNotModified``.
@@ -201,11 +239,16 @@ class CosmosTenantStore:
             flows = doc.get("flows")
             won, lost = [], []
             for flow, next_run in items:
-                entry = (flows[flow.flow_index]
-                         if isinstance(flows, list) and 0 <= flow.flow_index < len(flows)
-                         else None)
-                if (isinstance(entry, dict) and entry.get("name") == flow.flow_name
-                        and entry.get("nextRunUtc") == flow.next_run_utc):
+                entry = (
+                    flows[flow.flow_index]
+                    if isinstance(flows, list) and 0 <= flow.flow_index < len(flows)
+                    else None
+                )
+                if (
+                    isinstance(entry, dict)
+                    and entry.get("name") == flow.flow_name
+                    and entry.get("nextRunUtc") == flow.next_run_utc
+                ):
                     entry["nextRunUtc"] = next_run
                     won.append(flow)
                 else:
@@ -213,12 +256,14 @@ class CosmosTenantStore:
             if not won:
                 return lost
             try:
-                self.container.replace_item(tenant_id, _strip(doc), etag=doc["_etag"],
-                                            match_condition=MatchConditions.IfNotModified)
+                self.container.replace_item(
+                    tenant_id,
+                    _strip(doc),
+                    etag=doc["_etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
                 return lost
             except CosmosAccessConditionFailedError:
                 log.info("tenant %s changed while advancing its flows; re-reading", tenant_id)
-        log.warning("tenant %s kept changing; its next runs are left for the next tick",
-                    tenant_id)
+        log.warning("tenant %s kept changing; its next runs are left for the next tick", tenant_id)
         return [flow for flow, _ in items]
-

@@ -4,6 +4,7 @@
 (:func:`datasync.names.secret_name`) keep every name valid for Key Vault as it is. No
 message raised or logged here ever carries a secret value.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,16 +23,24 @@ class KeyVaultSecretStore:
     ``connection_verify=False`` for a local HTTPS test server). ``client`` may be injected.
     """
 
-    def __init__(self, vault_url: str | None, *, credential: Any = None, client: Any = None,
-                 **client_kwargs: Any) -> None:
+    def __init__(
+        self,
+        vault_url: str | None,
+        *,
+        credential: Any = None,
+        client: Any = None,
+        **client_kwargs: Any,
+    ) -> None:
         if client is None:
             if not vault_url:
                 raise ConfigError("KEYVAULT_URL is not set")
             if not vault_url.startswith("https://"):
                 raise ConfigError(f"KEYVAULT_URL must be an https:// URL, got {vault_url!r}")
             from azure.keyvault.secrets import SecretClient
+
             if credential is None:
                 from azure.identity import DefaultAzureCredential
+
                 credential = DefaultAzureCredential()
             client = SecretClient(vault_url, credential, **client_kwargs)
         self.vault_url = vault_url
@@ -43,6 +52,7 @@ class KeyVaultSecretStore:
     def get(self, tenant: str, system: str, key: str) -> str:
         """The latest version's value; :class:`SecretNotFound` when missing or disabled."""
         from azure.core.exceptions import ResourceNotFoundError
+
         name = secret_name(tenant, system, key)
         try:
             secret = self.client.get_secret(name)

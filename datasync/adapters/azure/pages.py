@@ -5,6 +5,7 @@ One JSON blob per key (``<instance id>/p000001/pulled``, ``…/out``); ``delete_
 lists by prefix and deletes each blob. Pages of a run that failed for good stay behind:
 the infrastructure template adds a lifecycle rule that deletes blobs here after 7 days.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,13 +24,21 @@ class BlobPageStore:
     """The Blob :class:`~datasync.ports.PageStore`. ``connection`` is any form of
     ``AzureWebJobsStorage`` (see :mod:`.storage`); the container is created on first use."""
 
-    def __init__(self, connection: str, *, container: str = PAGES_CONTAINER,
-                 credential: Any = None, **client_kwargs: Any) -> None:
+    def __init__(
+        self,
+        connection: str,
+        *,
+        container: str = PAGES_CONTAINER,
+        credential: Any = None,
+        **client_kwargs: Any,
+    ) -> None:
         from azure.storage.blob import BlobServiceClient
+
         if not connection:
             raise ConfigError("AzureWebJobsStorage is not set")
-        self.service = storage_client(BlobServiceClient, connection, "blob",
-                                      credential=credential, **client_kwargs)
+        self.service = storage_client(
+            BlobServiceClient, connection, "blob", credential=credential, **client_kwargs
+        )
         self.container = self.service.get_container_client(container)
         self._ready = False
         self._lock = threading.Lock()
@@ -42,6 +51,7 @@ class BlobPageStore:
             with self._lock:
                 if not self._ready:
                     from azure.core.exceptions import ResourceExistsError
+
                     try:
                         self.container.create_container()
                     except ResourceExistsError:
@@ -52,14 +62,19 @@ class BlobPageStore:
     def put(self, key: str, records: list[dict[str, Any]]) -> None:
         """Store (or overwrite) the records under ``key``."""
         from azure.storage.blob import ContentSettings
+
         data = json.dumps(records, separators=(",", ":")).encode()
-        self._ensure().upload_blob(key, data, overwrite=True,
-                                   content_settings=ContentSettings(
-                                       content_type="application/json"))
+        self._ensure().upload_blob(
+            key,
+            data,
+            overwrite=True,
+            content_settings=ContentSettings(content_type="application/json"),
+        )
 
     def get(self, key: str) -> list[dict[str, Any]]:
         """The records under ``key``; :class:`NotFound` when the blob is gone."""
         from azure.core.exceptions import ResourceNotFoundError
+
         try:
             data = self._ensure().download_blob(key).readall()
         except ResourceNotFoundError:
@@ -70,6 +85,7 @@ class BlobPageStore:
     def delete_prefix(self, prefix: str) -> None:
         """Delete every blob whose name starts with ``prefix`` (a gone one is fine)."""
         from azure.core.exceptions import ResourceNotFoundError
+
         container = self._ensure()
         for name in [b.name for b in container.list_blobs(name_starts_with=prefix)]:
             try:

@@ -28,6 +28,7 @@ Operations that only know an instance id (``get``, ``finish``, ``mark_resumed``)
 partition from a per-process cache filled by every read and write, else by one
 cross-partition query on ``id``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -76,17 +77,24 @@ class CosmosRunStore:
     :class:`~.cosmos_db.CosmosDatabase`). Container names may be overridden (tests).
     """
 
-    def __init__(self, settings: Settings, *, database: CosmosDatabase | None = None,
-                 runs_container: str = RUNS_CONTAINER,
-                 checkpoints_container: str = CHECKPOINTS_CONTAINER,
-                 credential: Any = None, clock: Clock | None = None,
-                 **client_kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        database: CosmosDatabase | None = None,
+        runs_container: str = RUNS_CONTAINER,
+        checkpoints_container: str = CHECKPOINTS_CONTAINER,
+        credential: Any = None,
+        clock: Clock | None = None,
+        **client_kwargs: Any,
+    ) -> None:
         if database is None and not settings.cosmos_endpoint:
             raise ConfigError("COSMOS_ENDPOINT is not set")
         self.settings = settings
         self._owns_database = database is None
-        self._database = database or CosmosDatabase(settings, credential=credential,
-                                                    **client_kwargs)
+        self._database = database or CosmosDatabase(
+            settings, credential=credential, **client_kwargs
+        )
         self._runs_name = runs_container
         self._checkpoints_name = checkpoints_container
         self._partitions: OrderedDict[str, str] = OrderedDict()
@@ -97,8 +105,10 @@ class CosmosRunStore:
         return format_utc((self._clock or utcnow)())
 
     def __repr__(self) -> str:
-        return (f"CosmosRunStore({self.settings.cosmos_endpoint!r}, "
-                f"{self.settings.cosmos_database}/{self._runs_name}+{self._checkpoints_name})")
+        return (
+            f"CosmosRunStore({self.settings.cosmos_endpoint!r}, "
+            f"{self.settings.cosmos_database}/{self._runs_name}+{self._checkpoints_name})"
+        )
 
     @property
     def runs(self) -> Any:
@@ -123,6 +133,7 @@ class CosmosRunStore:
 
     def _read(self, tenant: str, instance_id: str) -> Doc | None:
         from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
         try:
             return self._remember(self.runs.read_item(instance_id, partition_key=tenant))
         except CosmosResourceNotFoundError:
@@ -136,19 +147,31 @@ class CosmosRunStore:
             doc = self._read(tenant, instance_id)
             if doc is not None:
                 return doc
-        found = list(self.runs.query_items(
-            "SELECT * FROM c WHERE c.id = @id", parameters=[{"name": "@id", "value": instance_id}],
-            enable_cross_partition_query=True))
+        found = list(
+            self.runs.query_items(
+                "SELECT * FROM c WHERE c.id = @id",
+                parameters=[{"name": "@id", "value": instance_id}],
+                enable_cross_partition_query=True,
+            )
+        )
         return self._remember(found[0]) if found else None
 
-    def _update(self, tenant: str, instance_id: str, change: Callable[[Doc | None], Doc | None],
-                current: Doc | None = None) -> tuple[bool, Doc | None]:
+    def _update(
+        self,
+        tenant: str,
+        instance_id: str,
+        change: Callable[[Doc | None], Doc | None],
+        current: Doc | None = None,
+    ) -> tuple[bool, Doc | None]:
         """Read-modify-write one run item. ``change(item or None)`` returns the new item, or
         None to leave it; returns (written, item as stored now)."""
         from azure.core import MatchConditions
-        from azure.cosmos.exceptions import (CosmosAccessConditionFailedError,
-                                             CosmosResourceExistsError,
-                                             CosmosResourceNotFoundError)
+        from azure.cosmos.exceptions import (
+            CosmosAccessConditionFailedError,
+            CosmosResourceExistsError,
+            CosmosResourceNotFoundError,
+        )
+
         for attempt in range(_ATTEMPTS):
             if attempt or current is None:
                 current = self._read(tenant, instance_id)
@@ -158,17 +181,26 @@ class CosmosRunStore:
             try:
                 if current is None:
                     return True, self._remember(self.runs.create_item(new))
-                return True, self._remember(self.runs.replace_item(
-                    instance_id, new, etag=current["_etag"],
-                    match_condition=MatchConditions.IfNotModified))
-            except (CosmosAccessConditionFailedError, CosmosResourceExistsError,
-                    CosmosResourceNotFoundError):
+                return True, self._remember(
+                    self.runs.replace_item(
+                        instance_id,
+                        new,
+                        etag=current["_etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                )
+            except (
+                CosmosAccessConditionFailedError,
+                CosmosResourceExistsError,
+                CosmosResourceNotFoundError,
+            ):
                 log.debug("run %s changed while updating it; re-reading", instance_id)
         raise TransientError(f"run {instance_id} kept changing; gave up after {_ATTEMPTS} tries")
 
     # -- checkpoints ---------------------------------------------------------------------
     def _checkpoint_item(self, tenant: str, flow: str) -> Doc | None:
         from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
         try:
             doc: Doc = self.checkpoints.read_item(f"{tenant}--{flow}", partition_key=tenant)
             return doc
@@ -181,26 +213,50 @@ class CosmosRunStore:
             return Checkpoint()
         return Checkpoint(cursor=doc.get("cursor"), state=dict(doc.get("state") or {}))
 
-    def checkpoint(self, instance_id: str, tenant: str, flow: str, cp: Checkpoint, *,
-                   pages: int, records_in: int, records_out: int) -> None:
+    def checkpoint(
+        self,
+        instance_id: str,
+        tenant: str,
+        flow: str,
+        cp: Checkpoint,
+        *,
+        pages: int,
+        records_in: int,
+        records_out: int,
+    ) -> None:
         """Checkpoint item first, then the run's counters (see the module note)."""
         from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
         counters = {"pages": pages, "recordsIn": records_in, "recordsOut": records_out}
-        self.checkpoints.upsert_item({
-            "id": f"{tenant}--{flow}", "tenantId": tenant, "flowName": flow,
-            "cursor": cp.cursor, "state": cp.state, "runId": instance_id, **counters,
-            "updatedAt": self._now()})
+        self.checkpoints.upsert_item(
+            {
+                "id": f"{tenant}--{flow}",
+                "tenantId": tenant,
+                "flowName": flow,
+                "cursor": cp.cursor,
+                "state": cp.state,
+                "runId": instance_id,
+                **counters,
+                "updatedAt": self._now(),
+            }
+        )
         try:
-            self.runs.patch_item(instance_id, partition_key=tenant, patch_operations=[
-                {"op": "set", "path": f"/{key}", "value": value}
-                for key, value in counters.items()])
-        except CosmosResourceNotFoundError:   # no run record: nothing to count (as SQLite)
+            self.runs.patch_item(
+                instance_id,
+                partition_key=tenant,
+                patch_operations=[
+                    {"op": "set", "path": f"/{key}", "value": value}
+                    for key, value in counters.items()
+                ],
+            )
+        except CosmosResourceNotFoundError:  # no run record: nothing to count (as SQLite)
             pass
 
     # -- the run lifecycle ---------------------------------------------------------------
     def create(self, run: RunRecord) -> bool:
         """``create_item``: the service's own uniqueness on ``id`` decides; 409 → False."""
         from azure.cosmos.exceptions import CosmosResourceExistsError
+
         now = self._now()
         try:
             self._remember(self.runs.create_item({**_item(run, now), "claimedAt": now}))
@@ -222,6 +278,7 @@ class CosmosRunStore:
                 return None
             claimed = cur.get("claimedAt") or cur.get("createdAt") or ""
             return {**cur, "claimedAt": stamp} if claimed < cutoff else None
+
         return self._update(doc["tenantId"], instance_id, change, doc)[0]
 
     def begin(self, run: RunRecord) -> RunRecord:
@@ -229,18 +286,35 @@ class CosmosRunStore:
         saved = self._checkpoint_item(run.tenant_id, run.flow_name)
         counters: Doc = (
             {k: saved[k] for k in ("pages", "recordsIn", "recordsOut") if k in saved}
-            if saved and saved.get("runId") == run.instance_id else {})
+            if saved and saved.get("runId") == run.instance_id
+            else {}
+        )
 
         def change(cur: Doc | None) -> Doc:
             if cur is None:
-                return _item(RunRecord(instance_id=run.instance_id, tenant_id=run.tenant_id,
-                                       flow_name=run.flow_name, scheduled_for=run.scheduled_for,
-                                       status="Running", started_at=now), now)
-            if cur.get("startedAt") is None:          # Pending → Running
+                return _item(
+                    RunRecord(
+                        instance_id=run.instance_id,
+                        tenant_id=run.tenant_id,
+                        flow_name=run.flow_name,
+                        scheduled_for=run.scheduled_for,
+                        status="Running",
+                        started_at=now,
+                    ),
+                    now,
+                )
+            if cur.get("startedAt") is None:  # Pending → Running
                 return {**cur, "status": "Running", "startedAt": now}
             # a failed run started again: a resume (counters as its last checkpoint saved)
-            return {**cur, **counters, "status": "Running", "finishedAt": None, "error": None,
-                    "resumes": int(cur.get("resumes") or 0) + 1}
+            return {
+                **cur,
+                **counters,
+                "status": "Running",
+                "finishedAt": None,
+                "error": None,
+                "resumes": int(cur.get("resumes") or 0) + 1,
+            }
+
         _, doc = self._update(run.tenant_id, run.instance_id, change)
         assert doc is not None
         return _record(doc)
@@ -250,23 +324,39 @@ class CosmosRunStore:
         if doc is None:
             return
         now = self._now()
-        self._update(doc["tenantId"], instance_id, lambda cur: None if cur is None else {
-            **cur, "status": status, "error": error, "finishedAt": now}, doc)
+        self._update(
+            doc["tenantId"],
+            instance_id,
+            lambda cur: (
+                None
+                if cur is None
+                else {**cur, "status": status, "error": error, "finishedAt": now}
+            ),
+            doc,
+        )
 
     def mark_resumed(self, instance_id: str) -> None:
         doc = self._locate(instance_id)
         if doc is None:
             return
-        self._update(doc["tenantId"], instance_id, lambda cur: None if cur is None else {
-            **cur, "resumes": int(cur.get("resumes") or 0) + 1}, doc)
+        self._update(
+            doc["tenantId"],
+            instance_id,
+            lambda cur: (
+                None if cur is None else {**cur, "resumes": int(cur.get("resumes") or 0) + 1}
+            ),
+            doc,
+        )
 
     def record(self, run: RunRecord) -> None:
         """Upsert the whole record (``createdAt`` and ``claimedAt`` kept when they exist)."""
+
         def change(cur: Doc | None) -> Doc:
             new = _item(run, cur["createdAt"] if cur and cur.get("createdAt") else self._now())
             if cur and cur.get("claimedAt"):
                 new["claimedAt"] = cur["claimedAt"]
             return new
+
         self._update(run.tenant_id, run.instance_id, change)
 
     # -- reads ---------------------------------------------------------------------------
@@ -276,8 +366,14 @@ class CosmosRunStore:
             raise NotFound(f"no run {instance_id!r}")
         return _record(doc)
 
-    def recent(self, *, tenant: str | None = None, flow: str | None = None,
-               status: str | None = None, limit: int = 100) -> list[RunRecord]:
+    def recent(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
         """Newest first (``createdAt``, then instance id, both descending).
 
         Ordered by ``createdAt`` alone on the server (no composite index needed) and read
@@ -289,11 +385,17 @@ class CosmosRunStore:
             if value is not None:
                 where.append(f"c.{field} = @{field}")
                 params.append({"name": f"@{field}", "value": value})
-        scope: dict[str, Any] = ({"partition_key": tenant} if tenant is not None
-                                 else {"enable_cross_partition_query": True})
+        scope: dict[str, Any] = (
+            {"partition_key": tenant}
+            if tenant is not None
+            else {"enable_cross_partition_query": True}
+        )
         pages = self.runs.query_items(
             f"SELECT * FROM c WHERE {' AND '.join(where)} ORDER BY c.createdAt DESC",
-            parameters=params, max_item_count=min(max(limit, 10), 1000), **scope).by_page()
+            parameters=params,
+            max_item_count=min(max(limit, 10), 1000),
+            **scope,
+        ).by_page()
         docs: list[Doc] = []
         for page in pages:
             for doc in page:
@@ -308,12 +410,15 @@ class CosmosRunStore:
 
     def active(self, tenant: str, flow: str | None = None) -> list[RunRecord]:
         """Pending or Running runs of a tenant (and flow): one single-partition query."""
-        query = ("SELECT * FROM c WHERE c.tenantId = @t AND c.type = 'Run' "
-                 "AND (c.status = 'Pending' OR c.status = 'Running')")
+        query = (
+            "SELECT * FROM c WHERE c.tenantId = @t AND c.type = 'Run' "
+            "AND (c.status = 'Pending' OR c.status = 'Running')"
+        )
         params = [{"name": "@t", "value": tenant}]
         if flow is not None:
             query += " AND c.flowName = @f"
             params.append({"name": "@f", "value": flow})
-        return [_record(self._remember(d)) for d in
-                self.runs.query_items(query, parameters=params, partition_key=tenant)]
-
+        return [
+            _record(self._remember(d))
+            for d in self.runs.query_items(query, parameters=params, partition_key=tenant)
+        ]

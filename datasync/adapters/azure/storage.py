@@ -11,6 +11,7 @@ The setting takes the forms the Functions host takes:
   ``AzureWebJobsStorage__accountName`` / ``__queueServiceUri`` / ``__blobServiceUri``;
 - a bare ``https://`` service URL (identity-based, used as given).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -42,8 +43,9 @@ def _parts(connection: str) -> dict[str, str]:
     for item in connection.strip().rstrip(";").split(";"):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError("AzureWebJobsStorage is not a valid connection string: "
-                              "expected key=value pairs")
+            raise ConfigError(
+                "AzureWebJobsStorage is not a valid connection string: expected key=value pairs"
+            )
         parts[key.strip().lower()] = value.strip()
     return parts
 
@@ -62,8 +64,9 @@ def _identity_url(parts: dict[str, str], service: str) -> str | None:
     raise ConfigError(f"AzureWebJobsStorage has neither a key nor a {service} endpoint")
 
 
-def storage_client(client_cls: Any, connection: str, service: str, *,
-                   credential: Any = None, **client_kwargs: Any) -> Any:
+def storage_client(
+    client_cls: Any, connection: str, service: str, *, credential: Any = None, **client_kwargs: Any
+) -> Any:
     """A ``QueueServiceClient`` / ``BlobServiceClient`` (``client_cls``) for ``service``
     (``"queue"`` or ``"blob"``) of the account ``connection`` names (see the module doc)."""
     if not connection:
@@ -77,10 +80,11 @@ def storage_client(client_cls: Any, connection: str, service: str, *,
         if url is not None:
             if credential is None:
                 from azure.identity import DefaultAzureCredential
+
                 credential = DefaultAzureCredential()
             return client_cls(url, credential=credential, **client_kwargs)
-        return client_cls.from_connection_string(connection, credential=credential,
-                                                 **client_kwargs)
-    except ValueError as exc:   # the SDK's message names the bad part, not the key
-        raise ConfigError(f"AzureWebJobsStorage is not a valid connection string: "
-                          f"{str(exc).split(':')[0]}") from None
+        return client_cls.from_connection_string(connection, credential=credential, **client_kwargs)
+    except ValueError as exc:  # the SDK's message names the bad part, not the key
+        raise ConfigError(
+            f"AzureWebJobsStorage is not a valid connection string: {str(exc).split(':')[0]}"
+        ) from None

@@ -15,6 +15,7 @@ Differences from the embedded queue, all service limits:
   the others at once — their ``dequeue_count`` goes up, so use it on queues nothing
   consumes (``flow-jobs-poison``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,13 +29,17 @@ from ...exceptions import ConfigError, NotFound
 from ...ports import QueueItem
 from .storage import DEV_STORAGE_CONNECTION, expand_connection_string, storage_client
 
-__all__ = ["StorageQueueBackend", "StorageMessageQueue", "DEV_STORAGE_CONNECTION",
-           "expand_connection_string"]
+__all__ = [
+    "StorageQueueBackend",
+    "StorageMessageQueue",
+    "DEV_STORAGE_CONNECTION",
+    "expand_connection_string",
+]
 
 log = logging.getLogger("datasync.queue")
 
-PEEK_LIMIT = 32          # the service returns at most 32 messages per peek / receive
-_NEVER_EXPIRE = -1       # message time-to-live: keep jobs until handled (default is 7 days)
+PEEK_LIMIT = 32  # the service returns at most 32 messages per peek / receive
+_NEVER_EXPIRE = -1  # message time-to-live: keep jobs until handled (default is 7 days)
 
 
 def _seconds(value: float, minimum: int) -> int:
@@ -45,7 +50,7 @@ class StorageMessageQueue:
     """One named Storage queue as a :class:`~datasync.ports.MessageQueue`."""
 
     def __init__(self, client: Any, name: str) -> None:
-        self.client = client          # azure.storage.queue.QueueClient with base64 policies
+        self.client = client  # azure.storage.queue.QueueClient with base64 policies
         self.name = name
         self._ready = False
         self._lock = threading.Lock()
@@ -58,6 +63,7 @@ class StorageMessageQueue:
             with self._lock:
                 if not self._ready:
                     from azure.core.exceptions import ResourceExistsError
+
                     try:
                         self.client.create_queue()
                     except ResourceExistsError:
@@ -67,15 +73,21 @@ class StorageMessageQueue:
 
     @staticmethod
     def _item(msg: Any) -> QueueItem:
-        return QueueItem(id=msg.id, body=msg.content if msg.content is not None else "",
-                         dequeue_count=msg.dequeue_count or 0, pop_receipt=msg.pop_receipt or "",
-                         inserted_at=msg.inserted_on, next_visible_at=msg.next_visible_on)
+        return QueueItem(
+            id=msg.id,
+            body=msg.content if msg.content is not None else "",
+            dequeue_count=msg.dequeue_count or 0,
+            pop_receipt=msg.pop_receipt or "",
+            inserted_at=msg.inserted_on,
+            next_visible_at=msg.next_visible_on,
+        )
 
     def send(self, text: str, *, visibility_delay: float = 0.0) -> str:
         """Enqueue ``text``; ``visibility_delay`` (seconds, up to 7 days) hides it until due."""
         delay = _seconds(visibility_delay, 0) if visibility_delay > 0 else None
-        msg = self._ensure().send_message(text, visibility_timeout=delay,
-                                          time_to_live=_NEVER_EXPIRE)
+        msg = self._ensure().send_message(
+            text, visibility_timeout=delay, time_to_live=_NEVER_EXPIRE
+        )
         return str(msg.id)
 
     def send_many(self, texts: Iterable[str]) -> None:
@@ -94,34 +106,42 @@ class StorageMessageQueue:
         if max_messages <= 0:
             return []
         pages = self._ensure().receive_messages(
-            messages_per_page=min(max_messages, PEEK_LIMIT), max_messages=max_messages,
-            visibility_timeout=_seconds(visibility_timeout, 1))
+            messages_per_page=min(max_messages, PEEK_LIMIT),
+            max_messages=max_messages,
+            visibility_timeout=_seconds(visibility_timeout, 1),
+        )
         return [self._item(m) for m in pages]
 
     def delete(self, item: QueueItem) -> None:
         """Delete a received message; a stale pop receipt or a gone message is a no-op."""
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
         try:
             self._ensure().delete_message(item.id, item.pop_receipt)
         except ResourceNotFoundError:
             log.debug("message %s already gone from %s", item.id, self.name)
         except HttpResponseError as exc:
-            if exc.status_code != 400:   # 400 PopReceiptMismatch: someone else holds it now
+            if exc.status_code != 400:  # 400 PopReceiptMismatch: someone else holds it now
                 raise
             log.debug("message %s in %s is held by another receiver", item.id, self.name)
 
     def extend(self, item: QueueItem, visibility_timeout: float) -> QueueItem:
         """Keep a received message hidden longer; returns it with its new pop receipt."""
         from azure.core.exceptions import HttpResponseError
+
         try:
-            msg = self._ensure().update_message(item.id, item.pop_receipt,
-                                                visibility_timeout=_seconds(visibility_timeout, 0))
+            msg = self._ensure().update_message(
+                item.id, item.pop_receipt, visibility_timeout=_seconds(visibility_timeout, 0)
+            )
         except HttpResponseError as exc:
             if exc.status_code in (400, 404):
                 raise NotFound(f"message {item.id} is no longer held by this receiver") from None
             raise
-        return replace(item, pop_receipt=msg.pop_receipt,
-                       next_visible_at=msg.next_visible_on or item.next_visible_at)
+        return replace(
+            item,
+            pop_receipt=msg.pop_receipt,
+            next_visible_at=msg.next_visible_on or item.next_visible_at,
+        )
 
     def peek_all(self) -> list[QueueItem]:
         """Up to 32 visible messages, oldest first, without hiding them (service limit)."""
@@ -132,15 +152,18 @@ class StorageMessageQueue:
         client = self._ensure()
         seen: set[str] = set()
         while True:
-            batch = list(client.receive_messages(messages_per_page=PEEK_LIMIT,
-                                                 max_messages=PEEK_LIMIT, visibility_timeout=30))
+            batch = list(
+                client.receive_messages(
+                    messages_per_page=PEEK_LIMIT, max_messages=PEEK_LIMIT, visibility_timeout=30
+                )
+            )
             if not batch:
                 break
             found = None
             for msg in batch:
                 if msg.id == message_id and found is None:
                     found = msg
-                else:   # hand the others straight back
+                else:  # hand the others straight back
                     client.update_message(msg.id, msg.pop_receipt, visibility_timeout=0)
             if found is not None:
                 client.delete_message(found.id, found.pop_receipt)
@@ -158,8 +181,14 @@ class StorageMessageQueue:
         """Send ``item``'s body to ``target``, then delete it here; ``reason`` is logged."""
         target.send(item.body)
         self.delete(item)
-        log.warning("moved message %s from %s to %s (dequeue count %d): %s", item.id,
-                    self.name, target.name, item.dequeue_count, reason[:2000])
+        log.warning(
+            "moved message %s from %s to %s (dequeue count %d): %s",
+            item.id,
+            self.name,
+            target.name,
+            item.dequeue_count,
+            reason[:2000],
+        )
 
 
 class StorageQueueBackend:
@@ -169,10 +198,12 @@ class StorageQueueBackend:
 
     def __init__(self, connection: str, *, credential: Any = None, **client_kwargs: Any) -> None:
         from azure.storage.queue import QueueServiceClient
+
         if not connection:
             raise ConfigError("AzureWebJobsStorage is not set")
-        self.service = storage_client(QueueServiceClient, connection, "queue",
-                                      credential=credential, **client_kwargs)
+        self.service = storage_client(
+            QueueServiceClient, connection, "queue", credential=credential, **client_kwargs
+        )
         self._queues: dict[str, StorageMessageQueue] = {}
         self._lock = threading.Lock()
 
@@ -181,12 +212,15 @@ class StorageQueueBackend:
 
     def queue(self, name: str) -> StorageMessageQueue:
         from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+
         with self._lock:
             queue = self._queues.get(name)
             if queue is None:
                 client = self.service.get_queue_client(
-                    name, message_encode_policy=TextBase64EncodePolicy(),
-                    message_decode_policy=TextBase64DecodePolicy())
+                    name,
+                    message_encode_policy=TextBase64EncodePolicy(),
+                    message_decode_policy=TextBase64DecodePolicy(),
+                )
                 queue = self._queues[name] = StorageMessageQueue(client, name)
             return queue
 

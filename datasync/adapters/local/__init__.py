@@ -1,4 +1,5 @@
 """The embedded adapters: SQLite under ``DATASYNC_HOME`` and a 0600 secrets file."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,16 @@ from .runs import RUN_SCHEMA, SqlitePageStore, SqliteRunStore
 from .secrets import FileSecretStore
 from .tenants import TENANT_SCHEMA, SqliteTenantStore
 
-__all__ = ["LocalBackend", "Database", "SqliteTenantStore", "SqliteQueueBackend",
-           "SqliteMessageQueue", "SqliteRunStore", "SqlitePageStore", "FileSecretStore"]
+__all__ = [
+    "LocalBackend",
+    "Database",
+    "SqliteTenantStore",
+    "SqliteQueueBackend",
+    "SqliteMessageQueue",
+    "SqliteRunStore",
+    "SqlitePageStore",
+    "FileSecretStore",
+]
 
 
 class LocalBackend:

@@ -1,4 +1,5 @@
 """One SQLite file, one connection per thread, WAL mode: safe for several processes."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -37,8 +38,9 @@ class Database:
     def connect(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None:
-            con = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                  check_same_thread=False)
+            con = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
             con.row_factory = sqlite3.Row
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")

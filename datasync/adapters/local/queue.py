@@ -1,4 +1,5 @@
 """Storage-queue semantics on SQLite: visibility timeout, dequeue count, pop receipts."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -27,9 +28,15 @@ def _dt(ts: float | None) -> datetime | None:
 
 
 def _item(row: sqlite3.Row) -> QueueItem:
-    return QueueItem(id=row["id"], body=row["body"], dequeue_count=row["dequeue_count"],
-                     pop_receipt=row["pop_receipt"] or "", inserted_at=_dt(row["inserted_at"]),
-                     next_visible_at=_dt(row["visible_at"]), reason=row["reason"])
+    return QueueItem(
+        id=row["id"],
+        body=row["body"],
+        dequeue_count=row["dequeue_count"],
+        pop_receipt=row["pop_receipt"] or "",
+        inserted_at=_dt(row["inserted_at"]),
+        next_visible_at=_dt(row["visible_at"]),
+        reason=row["reason"],
+    )
 
 
 class SqliteMessageQueue:
@@ -48,10 +55,11 @@ class SqliteMessageQueue:
         message_id = uuid.uuid4().hex
         now = self._time()
         with self.db.write() as con:
-            con.execute("INSERT INTO queue_messages (id, queue, body, visible_at, inserted_at, "
-                        "reason) VALUES (?, ?, ?, ?, ?, ?)",
-                        (message_id, self.name, text, now + max(0.0, visibility_delay), now,
-                         reason))
+            con.execute(
+                "INSERT INTO queue_messages (id, queue, body, visible_at, inserted_at, "
+                "reason) VALUES (?, ?, ?, ?, ?, ?)",
+                (message_id, self.name, text, now + max(0.0, visibility_delay), now, reason),
+            )
         return message_id
 
     def send_many(self, texts: Iterable[str]) -> None:
@@ -62,8 +70,11 @@ class SqliteMessageQueue:
         rows = [(f"{prefix}{i:08x}", self.name, t, now, now) for i, t in enumerate(texts)]
         if rows:
             with self.db.write() as con:
-                con.executemany("INSERT INTO queue_messages (id, queue, body, visible_at, "
-                                "inserted_at) VALUES (?, ?, ?, ?, ?)", rows)
+                con.executemany(
+                    "INSERT INTO queue_messages (id, queue, body, visible_at, "
+                    "inserted_at) VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
 
     def receive(self, max_messages: int, visibility_timeout: float) -> list[QueueItem]:
         now = self._time()
@@ -73,39 +84,53 @@ class SqliteMessageQueue:
                 "UPDATE queue_messages SET visible_at = ?, dequeue_count = dequeue_count + 1, "
                 "pop_receipt = ? || id WHERE id IN (SELECT id FROM queue_messages "
                 "WHERE queue = ? AND visible_at <= ? ORDER BY visible_at LIMIT ?) RETURNING *",
-                (now + visibility_timeout, receipt, self.name, now, max_messages)).fetchall()
+                (now + visibility_timeout, receipt, self.name, now, max_messages),
+            ).fetchall()
         return sorted((_item(r) for r in rows), key=lambda i: i.inserted_at or 0)
 
     def delete(self, item: QueueItem) -> None:
         with self.db.write() as con:
-            con.execute("DELETE FROM queue_messages WHERE id = ? AND pop_receipt = ?",
-                        (item.id, item.pop_receipt))
+            con.execute(
+                "DELETE FROM queue_messages WHERE id = ? AND pop_receipt = ?",
+                (item.id, item.pop_receipt),
+            )
 
     def extend(self, item: QueueItem, visibility_timeout: float) -> QueueItem:
         with self.db.write() as con:
-            cur = con.execute("UPDATE queue_messages SET visible_at = ? WHERE id = ? "
-                              "AND pop_receipt = ?",
-                              (self._time() + visibility_timeout, item.id, item.pop_receipt))
+            cur = con.execute(
+                "UPDATE queue_messages SET visible_at = ? WHERE id = ? AND pop_receipt = ?",
+                (self._time() + visibility_timeout, item.id, item.pop_receipt),
+            )
         if cur.rowcount != 1:
             raise NotFound(f"message {item.id} is no longer held by this receiver")
         return item
 
     def peek_all(self) -> list[QueueItem]:
-        rows = self.db.read().execute("SELECT * FROM queue_messages WHERE queue = ? "
-                                      "ORDER BY inserted_at", (self.name,)).fetchall()
+        rows = (
+            self.db.read()
+            .execute(
+                "SELECT * FROM queue_messages WHERE queue = ? ORDER BY inserted_at", (self.name,)
+            )
+            .fetchall()
+        )
         return [_item(r) for r in rows]
 
     def remove(self, message_id: str) -> QueueItem:
         with self.db.write() as con:
-            row = con.execute("DELETE FROM queue_messages WHERE id = ? AND queue = ? "
-                              "RETURNING *", (message_id, self.name)).fetchone()
+            row = con.execute(
+                "DELETE FROM queue_messages WHERE id = ? AND queue = ? RETURNING *",
+                (message_id, self.name),
+            ).fetchone()
         if row is None:
             raise NotFound(f"no message {message_id!r} in queue {self.name}")
         return _item(row)
 
     def count(self) -> int:
-        row = self.db.read().execute("SELECT count(*) FROM queue_messages WHERE queue = ?",
-                                     (self.name,)).fetchone()
+        row = (
+            self.db.read()
+            .execute("SELECT count(*) FROM queue_messages WHERE queue = ?", (self.name,))
+            .fetchone()
+        )
         return int(row[0])
 
     def move_to(self, item: QueueItem, target: MessageQueue, reason: str) -> None:
@@ -116,9 +141,11 @@ class SqliteMessageQueue:
             self.delete(item)
             return
         with self.db.write() as con:
-            con.execute("UPDATE queue_messages SET queue = ?, visible_at = ?, reason = ?, "
-                        "pop_receipt = NULL WHERE id = ? AND pop_receipt = ?",
-                        (target.name, self._time(), reason[:2000], item.id, item.pop_receipt))
+            con.execute(
+                "UPDATE queue_messages SET queue = ?, visible_at = ?, reason = ?, "
+                "pop_receipt = NULL WHERE id = ? AND pop_receipt = ?",
+                (target.name, self._time(), reason[:2000], item.id, item.pop_receipt),
+            )
 
 
 class SqliteQueueBackend:

@@ -5,6 +5,7 @@ NOTHING`` on the instance id (the primary key), so of any number of threads or p
 on one ``DATASYNC_HOME`` exactly one inserts. :meth:`~SqliteRunStore.take_over_pending` is
 one conditional ``UPDATE`` on the claim time, serialised by SQLite's write lock.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,20 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 CREATE TABLE IF NOT EXISTS pages (key TEXT PRIMARY KEY, records TEXT NOT NULL);
 """
 
-_COLUMNS = ("instance_id", "tenant_id", "flow_name", "scheduled_for", "status", "started_at",
-            "finished_at", "pages", "records_in", "records_out", "resumes", "error")
+_COLUMNS = (
+    "instance_id",
+    "tenant_id",
+    "flow_name",
+    "scheduled_for",
+    "status",
+    "started_at",
+    "finished_at",
+    "pages",
+    "records_in",
+    "records_out",
+    "resumes",
+    "error",
+)
 ACTIVE = ("Pending", "Running")
 
 
@@ -49,7 +62,7 @@ def _migrate(db: Database) -> None:
     try:
         with db.write() as con:
             con.execute("ALTER TABLE runs ADD COLUMN claimed_at TEXT")
-    except sqlite3.OperationalError as exc:   # another process added it first
+    except sqlite3.OperationalError as exc:  # another process added it first
         if "duplicate column" not in str(exc):
             raise
 
@@ -70,15 +83,27 @@ class SqliteRunStore:
     def _now(self) -> str:
         return format_utc((self._clock or utcnow)())
 
-    def _insert(self, con: sqlite3.Connection, run: RunRecord, *, upsert: bool = False,
-                claimed: bool = False) -> int:
+    def _insert(
+        self,
+        con: sqlite3.Connection,
+        run: RunRecord,
+        *,
+        upsert: bool = False,
+        claimed: bool = False,
+    ) -> int:
         now = self._now()
-        sql = (f"INSERT INTO runs ({', '.join(_COLUMNS)}, created_at, claimed_at) "
-               f"VALUES ({', '.join('?' * (len(_COLUMNS) + 2))}) ON CONFLICT(instance_id) ")
-        sql += ("DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
-                if upsert else "DO NOTHING")
-        cur = con.execute(sql, (*(getattr(run, c) for c in _COLUMNS), now,
-                                now if claimed else None))
+        sql = (
+            f"INSERT INTO runs ({', '.join(_COLUMNS)}, created_at, claimed_at) "
+            f"VALUES ({', '.join('?' * (len(_COLUMNS) + 2))}) ON CONFLICT(instance_id) "
+        )
+        sql += (
+            "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
+            if upsert
+            else "DO NOTHING"
+        )
+        cur = con.execute(
+            sql, (*(getattr(run, c) for c in _COLUMNS), now, now if claimed else None)
+        )
         return cur.rowcount
 
     # -- the dedupe ----------------------------------------------------------------------
@@ -92,14 +117,20 @@ class SqliteRunStore:
             cur = con.execute(
                 "UPDATE runs SET claimed_at = ? WHERE instance_id = ? AND status = 'Pending' "
                 "AND COALESCE(claimed_at, created_at) < ?",
-                (format_utc(now), instance_id, format_utc(min(older_than, now))))
+                (format_utc(now), instance_id, format_utc(min(older_than, now))),
+            )
             return cur.rowcount == 1
 
     # -- checkpoints and the run lifecycle -----------------------------------------------
     def load_checkpoint(self, tenant: str, flow: str) -> Checkpoint:
-        row = self.db.read().execute(
-            "SELECT cursor, state FROM checkpoints WHERE tenant_id = ? AND flow_name = ?",
-            (tenant, flow)).fetchone()
+        row = (
+            self.db.read()
+            .execute(
+                "SELECT cursor, state FROM checkpoints WHERE tenant_id = ? AND flow_name = ?",
+                (tenant, flow),
+            )
+            .fetchone()
+        )
         if row is None:
             return Checkpoint()
         return Checkpoint(cursor=json.loads(row["cursor"]), state=json.loads(row["state"]))
@@ -107,43 +138,77 @@ class SqliteRunStore:
     def begin(self, run: RunRecord) -> RunRecord:
         now = self._now()
         with self.db.write() as con:
-            row = con.execute("SELECT * FROM runs WHERE instance_id = ?",
-                              (run.instance_id,)).fetchone()
+            row = con.execute(
+                "SELECT * FROM runs WHERE instance_id = ?", (run.instance_id,)
+            ).fetchone()
             if row is None:
-                self._insert(con, replace(run, status="Running", started_at=now,
-                                          finished_at=None, pages=0, records_in=0,
-                                          records_out=0, resumes=0, error=None))
-            elif row["started_at"] is None:      # Pending → Running
-                con.execute("UPDATE runs SET status = 'Running', started_at = ? "
-                            "WHERE instance_id = ?", (now, run.instance_id))
-            else:                                # a failed run started again: a resume
-                con.execute("UPDATE runs SET status = 'Running', finished_at = NULL, "
-                            "error = NULL, resumes = resumes + 1 WHERE instance_id = ?",
-                            (run.instance_id,))
-            return _run(con.execute("SELECT * FROM runs WHERE instance_id = ?",
-                                    (run.instance_id,)).fetchone())
+                self._insert(
+                    con,
+                    replace(
+                        run,
+                        status="Running",
+                        started_at=now,
+                        finished_at=None,
+                        pages=0,
+                        records_in=0,
+                        records_out=0,
+                        resumes=0,
+                        error=None,
+                    ),
+                )
+            elif row["started_at"] is None:  # Pending → Running
+                con.execute(
+                    "UPDATE runs SET status = 'Running', started_at = ? WHERE instance_id = ?",
+                    (now, run.instance_id),
+                )
+            else:  # a failed run started again: a resume
+                con.execute(
+                    "UPDATE runs SET status = 'Running', finished_at = NULL, "
+                    "error = NULL, resumes = resumes + 1 WHERE instance_id = ?",
+                    (run.instance_id,),
+                )
+            return _run(
+                con.execute(
+                    "SELECT * FROM runs WHERE instance_id = ?", (run.instance_id,)
+                ).fetchone()
+            )
 
-    def checkpoint(self, instance_id: str, tenant: str, flow: str, cp: Checkpoint, *,
-                   pages: int, records_in: int, records_out: int) -> None:
+    def checkpoint(
+        self,
+        instance_id: str,
+        tenant: str,
+        flow: str,
+        cp: Checkpoint,
+        *,
+        pages: int,
+        records_in: int,
+        records_out: int,
+    ) -> None:
         now = self._now()
         with self.db.write() as con:
             con.execute(
                 "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
                 "cursor = excluded.cursor, state = excluded.state, updated_at = excluded.updated_at",
-                (tenant, flow, json.dumps(cp.cursor), json.dumps(cp.state), now))
-            con.execute("UPDATE runs SET pages = ?, records_in = ?, records_out = ? "
-                        "WHERE instance_id = ?", (pages, records_in, records_out, instance_id))
+                (tenant, flow, json.dumps(cp.cursor), json.dumps(cp.state), now),
+            )
+            con.execute(
+                "UPDATE runs SET pages = ?, records_in = ?, records_out = ? WHERE instance_id = ?",
+                (pages, records_in, records_out, instance_id),
+            )
 
     def finish(self, instance_id: str, status: str, error: str | None = None) -> None:
         now = self._now()
         with self.db.write() as con:
-            con.execute("UPDATE runs SET status = ?, error = ?, finished_at = ? "
-                        "WHERE instance_id = ?", (status, error, now, instance_id))
+            con.execute(
+                "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE instance_id = ?",
+                (status, error, now, instance_id),
+            )
 
     def mark_resumed(self, instance_id: str) -> None:
         with self.db.write() as con:
-            con.execute("UPDATE runs SET resumes = resumes + 1 WHERE instance_id = ?",
-                        (instance_id,))
+            con.execute(
+                "UPDATE runs SET resumes = resumes + 1 WHERE instance_id = ?", (instance_id,)
+            )
 
     def record(self, run: RunRecord) -> None:
         with self.db.write() as con:
@@ -151,14 +216,23 @@ class SqliteRunStore:
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, instance_id: str) -> RunRecord:
-        row = self.db.read().execute("SELECT * FROM runs WHERE instance_id = ?",
-                                     (instance_id,)).fetchone()
+        row = (
+            self.db.read()
+            .execute("SELECT * FROM runs WHERE instance_id = ?", (instance_id,))
+            .fetchone()
+        )
         if row is None:
             raise NotFound(f"no run {instance_id!r}")
         return _run(row)
 
-    def recent(self, *, tenant: str | None = None, flow: str | None = None,
-               status: str | None = None, limit: int = 100) -> list[RunRecord]:
+    def recent(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
         where, args = [], []
         for column, value in (("tenant_id", tenant), ("flow_name", flow), ("status", status)):
             if value is not None:
@@ -177,7 +251,6 @@ class SqliteRunStore:
         return [_run(r) for r in self.db.read().execute(sql, args).fetchall()]
 
 
-
 class SqlitePageStore:
     """Staged page records between activities (history carries only the key)."""
 
@@ -186,12 +259,13 @@ class SqlitePageStore:
 
     def put(self, key: str, records: list[dict[str, Any]]) -> None:
         with self.db.write() as con:
-            con.execute("INSERT OR REPLACE INTO pages VALUES (?, ?)",
-                        (key, json.dumps(records, separators=(",", ":"))))
+            con.execute(
+                "INSERT OR REPLACE INTO pages VALUES (?, ?)",
+                (key, json.dumps(records, separators=(",", ":"))),
+            )
 
     def get(self, key: str) -> list[dict[str, Any]]:
-        row = self.db.read().execute("SELECT records FROM pages WHERE key = ?",
-                                     (key,)).fetchone()
+        row = self.db.read().execute("SELECT records FROM pages WHERE key = ?", (key,)).fetchone()
         if row is None:
             raise NotFound(f"staged page {key!r} is gone")
         records: list[dict[str, Any]] = json.loads(row[0])
@@ -199,5 +273,6 @@ class SqlitePageStore:
 
     def delete_prefix(self, prefix: str) -> None:
         with self.db.write() as con:
-            con.execute("DELETE FROM pages WHERE key >= ? AND key < ?",
-                        (prefix, prefix + "\U0010ffff"))
+            con.execute(
+                "DELETE FROM pages WHERE key >= ? AND key < ?", (prefix, prefix + "\U0010ffff")
+            )

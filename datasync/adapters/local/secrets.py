@@ -3,6 +3,7 @@
 No other file ever holds a secret value. Writes are atomic (temp file + rename) and
 serialised across processes with an advisory lock.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -44,8 +45,9 @@ class FileSecretStore:
         except FileNotFoundError:
             return {}
         if mode & 0o077:
-            raise ConfigError(f"{self.path} is readable by others (mode {mode:o}); "
-                              f"run: chmod 600 {self.path}")
+            raise ConfigError(
+                f"{self.path} is readable by others (mode {mode:o}); run: chmod 600 {self.path}"
+            )
         try:
             data = json.loads(self.path.read_text())
         except json.JSONDecodeError as exc:

@@ -5,6 +5,7 @@ is overlaid on the stored document when it is read, so a tick never rewrites doc
 A document's etag is its stored version plus a digest of those rows: an edit read before a
 tick loses against the tick's write-back, and the tick touches nothing but its own rows.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,9 +46,12 @@ class SqliteTenantStore:
     # -- reads ---------------------------------------------------------------------------
     @staticmethod
     def _schedule(con: sqlite3.Connection, tenant_id: str) -> dict[int, str]:
-        return dict(con.execute(
-            "SELECT flow_index, next_run_utc FROM flow_schedule WHERE tenant_id = ?",
-            (tenant_id,)).fetchall())
+        return dict(
+            con.execute(
+                "SELECT flow_index, next_run_utc FROM flow_schedule WHERE tenant_id = ?",
+                (tenant_id,),
+            ).fetchall()
+        )
 
     @staticmethod
     def _etag(version: int, nexts: dict[int, str]) -> str:
@@ -85,35 +89,48 @@ class SqliteTenantStore:
                 yield self.get(tenant_id)
             except NotFound:  # deleted meanwhile
                 continue
-            except InvalidDocument as exc:   # broken in the store: report it, list the rest
+            except InvalidDocument as exc:  # broken in the store: report it, list the rest
                 log.error("skipping invalid tenant document: %s", exc)
 
     # -- writes --------------------------------------------------------------------------
     @staticmethod
     def _write(con: sqlite3.Connection, tenant: Tenant, etag: int) -> None:
         doc = tenant.to_doc()
-        con.execute("INSERT INTO tenants (id, doc, etag) VALUES (?, ?, ?) "
-                    "ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, etag = excluded.etag",
-                    (tenant.tenant_id, json.dumps(doc, separators=(",", ":")), etag))
+        con.execute(
+            "INSERT INTO tenants (id, doc, etag) VALUES (?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, etag = excluded.etag",
+            (tenant.tenant_id, json.dumps(doc, separators=(",", ":")), etag),
+        )
         con.execute("DELETE FROM flow_schedule WHERE tenant_id = ?", (tenant.tenant_id,))
         con.executemany(
             "INSERT INTO flow_schedule VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(tenant.tenant_id, i, f.name, f.cron, tenant.timezone,
-              format_utc(f.next_run_utc) if f.next_run_utc else "",
-              int(f.enabled and not tenant.paused))
-             for i, f in enumerate(tenant.flows)])
+            [
+                (
+                    tenant.tenant_id,
+                    i,
+                    f.name,
+                    f.cron,
+                    tenant.timezone,
+                    format_utc(f.next_run_utc) if f.next_run_utc else "",
+                    int(f.enabled and not tenant.paused),
+                )
+                for i, f in enumerate(tenant.flows)
+            ],
+        )
 
     def upsert_many(self, tenants: list[Tenant]) -> None:
         with self.db.write() as con:
             for tenant in tenants:
-                row = con.execute("SELECT etag FROM tenants WHERE id = ?",
-                                  (tenant.tenant_id,)).fetchone()
+                row = con.execute(
+                    "SELECT etag FROM tenants WHERE id = ?", (tenant.tenant_id,)
+                ).fetchone()
                 self._write(con, tenant, (row[0] + 1) if row else 1)
 
     def replace_if_match(self, tenant: Tenant, etag: str) -> bool:
         with self.db.write() as con:
-            row = con.execute("SELECT etag FROM tenants WHERE id = ?",
-                              (tenant.tenant_id,)).fetchone()
+            row = con.execute(
+                "SELECT etag FROM tenants WHERE id = ?", (tenant.tenant_id,)
+            ).fetchone()
             if row is None:
                 raise NotFound(f"unknown tenant {tenant.tenant_id!r}")
             if self._etag(row[0], self._schedule(con, tenant.tenant_id)) != etag:
@@ -136,7 +153,8 @@ class SqliteTenantStore:
                 "FROM flow_schedule WHERE active = 1 AND next_run_utc <= ? "
                 "AND (next_run_utc, tenant_id, flow_index) > (?, ?, ?) "
                 "ORDER BY next_run_utc, tenant_id, flow_index LIMIT ?",
-                (cutoff, *last, page_size)).fetchall()
+                (cutoff, *last, page_size),
+            ).fetchall()
             if not rows:
                 return
             yield [DueFlow(r[0], r[1], r[2], r[3], r[4], r[5] or None, r[5]) for r in rows]
@@ -155,15 +173,18 @@ class SqliteTenantStore:
         with self.db.write() as con:
             cur = con.executemany(
                 "UPDATE flow_schedule SET next_run_utc = ?3 WHERE tenant_id = ?1 "
-                "AND flow_index = ?2 AND next_run_utc = ?4 AND active = 1", rows)
+                "AND flow_index = ?2 AND next_run_utc = ?4 AND active = 1",
+                rows,
+            )
             if cur.rowcount == len(rows):
                 return []
             lost: list[DueFlow] = []
             for flow, next_run in updates:
-                now_at = con.execute("SELECT next_run_utc FROM flow_schedule WHERE tenant_id = ? "
-                                     "AND flow_index = ? AND active = 1",
-                                     (flow.tenant_id, flow.flow_index)).fetchone()
+                now_at = con.execute(
+                    "SELECT next_run_utc FROM flow_schedule WHERE tenant_id = ? "
+                    "AND flow_index = ? AND active = 1",
+                    (flow.tenant_id, flow.flow_index),
+                ).fetchone()
                 if now_at is None or now_at[0] != next_run:
                     lost.append(flow)
         return lost
-

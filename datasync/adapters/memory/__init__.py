@@ -1,6 +1,7 @@
 """In-memory adapters for every port: thread-safe, with an injectable clock, so services
 and function code are unit-tested in milliseconds. They follow the ports' documented
 rules (``tests/contract`` runs the same suite on them as on SQLite and Azure)."""
+
 from __future__ import annotations
 
 from ...ports import Clock
@@ -10,9 +11,17 @@ from .runs import MemoryPageStore, MemoryRunStore
 from .secrets import MemorySecretStore
 from .tenants import MemoryTenantStore
 
-__all__ = ["MemoryBackend", "ManualClock", "system_clock", "MemoryTenantStore",
-           "MemoryQueueBackend", "MemoryMessageQueue", "MemoryRunStore", "MemoryPageStore",
-           "MemorySecretStore"]
+__all__ = [
+    "MemoryBackend",
+    "ManualClock",
+    "system_clock",
+    "MemoryTenantStore",
+    "MemoryQueueBackend",
+    "MemoryMessageQueue",
+    "MemoryRunStore",
+    "MemoryPageStore",
+    "MemorySecretStore",
+]
 
 
 class MemoryBackend:

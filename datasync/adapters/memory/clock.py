@@ -1,4 +1,5 @@
 """Clocks for the in-memory adapters: the real time, or a hand-driven one for tests."""
+
 from __future__ import annotations
 
 import threading

@@ -1,5 +1,6 @@
 """Storage-queue semantics in memory: visibility timeouts and delays, dequeue counts, pop
 receipts (a new one per receive and per extend), and a poison move that keeps the reason."""
+
 from __future__ import annotations
 
 import itertools
@@ -20,7 +21,7 @@ __all__ = ["MemoryQueueBackend", "MemoryMessageQueue"]
 class _Message:
     id: str
     body: str
-    seq: int                      # insertion order (ties of visible_at break on it)
+    seq: int  # insertion order (ties of visible_at break on it)
     inserted_at: datetime
     visible_at: datetime
     dequeue_count: int = 0
@@ -28,9 +29,15 @@ class _Message:
     reason: str | None = None
 
     def item(self) -> QueueItem:
-        return QueueItem(id=self.id, body=self.body, dequeue_count=self.dequeue_count,
-                         pop_receipt=self.pop_receipt or "", inserted_at=self.inserted_at,
-                         next_visible_at=self.visible_at, reason=self.reason)
+        return QueueItem(
+            id=self.id,
+            body=self.body,
+            dequeue_count=self.dequeue_count,
+            pop_receipt=self.pop_receipt or "",
+            inserted_at=self.inserted_at,
+            next_visible_at=self.visible_at,
+            reason=self.reason,
+        )
 
 
 class MemoryQueueBackend:
@@ -56,8 +63,13 @@ class MemoryQueueBackend:
 
     def _new(self, body: str, delay: float) -> _Message:
         now = self.clock()
-        return _Message(id=uuid.uuid4().hex, body=body, seq=next(self._seq), inserted_at=now,
-                        visible_at=now + timedelta(seconds=max(0.0, delay)))
+        return _Message(
+            id=uuid.uuid4().hex,
+            body=body,
+            seq=next(self._seq),
+            inserted_at=now,
+            visible_at=now + timedelta(seconds=max(0.0, delay)),
+        )
 
 
 class MemoryMessageQueue:
@@ -86,9 +98,11 @@ class MemoryMessageQueue:
     def receive(self, max_messages: int, visibility_timeout: float) -> list[QueueItem]:
         with self.backend.lock:
             now = self.backend.clock()
-            ready = sorted((m for m in self.backend._box(self.name).values()
-                            if m.visible_at <= now), key=lambda m: (m.visible_at, m.seq))
-            taken = ready[:max(0, max_messages)]
+            ready = sorted(
+                (m for m in self.backend._box(self.name).values() if m.visible_at <= now),
+                key=lambda m: (m.visible_at, m.seq),
+            )
+            taken = ready[: max(0, max_messages)]
             for msg in taken:
                 msg.visible_at = now + timedelta(seconds=max(0.0, visibility_timeout))
                 msg.dequeue_count += 1
@@ -116,8 +130,9 @@ class MemoryMessageQueue:
     def peek_all(self) -> list[QueueItem]:
         """Every message, hidden ones included, oldest first (as the embedded queue)."""
         with self.backend.lock:
-            return [m.item() for m in sorted(self.backend._box(self.name).values(),
-                                             key=lambda m: m.seq)]
+            return [
+                m.item() for m in sorted(self.backend._box(self.name).values(), key=lambda m: m.seq)
+            ]
 
     def remove(self, message_id: str) -> QueueItem:
         with self.backend.lock:
@@ -142,6 +157,9 @@ class MemoryMessageQueue:
             if msg is None:
                 return
             del self.backend._box(self.name)[msg.id]
-            msg.visible_at, msg.pop_receipt, msg.reason = (self.backend.clock(), None,
-                                                           reason[:2000])
+            msg.visible_at, msg.pop_receipt, msg.reason = (
+                self.backend.clock(),
+                None,
+                reason[:2000],
+            )
             self.backend._box(target.name)[msg.id] = msg

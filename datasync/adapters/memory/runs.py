@@ -2,6 +2,7 @@
 
 Values go in and out as copies (JSON for cursors, state and page records), so a test sees
 what a real store would hand back, and a caller's later mutation changes nothing stored."""
+
 from __future__ import annotations
 
 import json
@@ -78,25 +79,48 @@ class MemoryRunStore:
             now = self._now()
             row = self._runs.get(run.instance_id)
             if row is None:
-                row = self._runs[run.instance_id] = _Row(replace(
-                    run, status="Running", started_at=now, finished_at=None, pages=0,
-                    records_in=0, records_out=0, resumes=0, error=None), now)
-            elif row.run.started_at is None:           # Pending → Running
+                row = self._runs[run.instance_id] = _Row(
+                    replace(
+                        run,
+                        status="Running",
+                        started_at=now,
+                        finished_at=None,
+                        pages=0,
+                        records_in=0,
+                        records_out=0,
+                        resumes=0,
+                        error=None,
+                    ),
+                    now,
+                )
+            elif row.run.started_at is None:  # Pending → Running
                 row.run.status, row.run.started_at = "Running", now
-            else:                                      # a failed run started again: a resume
+            else:  # a failed run started again: a resume
                 row.run.status, row.run.finished_at, row.run.error = "Running", None, None
                 row.run.resumes += 1
             return replace(row.run)
 
-    def checkpoint(self, instance_id: str, tenant: str, flow: str, cp: Checkpoint, *,
-                   pages: int, records_in: int, records_out: int) -> None:
+    def checkpoint(
+        self,
+        instance_id: str,
+        tenant: str,
+        flow: str,
+        cp: Checkpoint,
+        *,
+        pages: int,
+        records_in: int,
+        records_out: int,
+    ) -> None:
         saved = json.dumps({"cursor": cp.cursor, "state": cp.state})
         with self._lock:
             self._checkpoints[(tenant, flow)] = saved
             row = self._runs.get(instance_id)
             if row is not None:
-                row.run.pages, row.run.records_in, row.run.records_out = (pages, records_in,
-                                                                          records_out)
+                row.run.pages, row.run.records_in, row.run.records_out = (
+                    pages,
+                    records_in,
+                    records_out,
+                )
 
     def finish(self, instance_id: str, status: str, error: str | None = None) -> None:
         with self._lock:
@@ -126,22 +150,34 @@ class MemoryRunStore:
                 raise NotFound(f"no run {instance_id!r}")
             return replace(row.run)
 
-    def recent(self, *, tenant: str | None = None, flow: str | None = None,
-               status: str | None = None, limit: int = 100) -> list[RunRecord]:
+    def recent(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
         with self._lock:
-            rows = [r for r in self._runs.values()
-                    if (tenant is None or r.run.tenant_id == tenant)
-                    and (flow is None or r.run.flow_name == flow)
-                    and (status is None or r.run.status == status)]
+            rows = [
+                r
+                for r in self._runs.values()
+                if (tenant is None or r.run.tenant_id == tenant)
+                and (flow is None or r.run.flow_name == flow)
+                and (status is None or r.run.status == status)
+            ]
             rows.sort(key=lambda r: (r.created_at, r.run.instance_id), reverse=True)
-            return [replace(r.run) for r in rows[:max(limit, 0)]]
+            return [replace(r.run) for r in rows[: max(limit, 0)]]
 
     def active(self, tenant: str, flow: str | None = None) -> list[RunRecord]:
         with self._lock:
-            return [replace(r.run) for r in self._runs.values()
-                    if r.run.tenant_id == tenant and r.run.status in ACTIVE
-                    and (flow is None or r.run.flow_name == flow)]
-
+            return [
+                replace(r.run)
+                for r in self._runs.values()
+                if r.run.tenant_id == tenant
+                and r.run.status in ACTIVE
+                and (flow is None or r.run.flow_name == flow)
+            ]
 
 
 class MemoryPageStore:

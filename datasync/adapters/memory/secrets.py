@@ -1,4 +1,5 @@
 """Secrets in a dict, under their Key Vault names (the names are validated as there)."""
+
 from __future__ import annotations
 
 import threading

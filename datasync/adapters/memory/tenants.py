@@ -1,6 +1,7 @@
 """Tenant documents in a dict, with Cosmos semantics: a document etag that changes on
 every write, and a due query over the raw documents (invalid ones come back as raw rows
 for the scheduler to report, as from Cosmos)."""
+
 from __future__ import annotations
 
 import copy
@@ -77,7 +78,7 @@ class MemoryTenantStore:
         for tenant_id in ids:
             try:
                 yield self.get(tenant_id)
-            except NotFound:   # deleted meanwhile
+            except NotFound:  # deleted meanwhile
                 continue
             except InvalidDocument as exc:
                 log.error("skipping invalid tenant document: %s", exc)
@@ -113,14 +114,22 @@ class MemoryTenantStore:
             raise ValueError("page_size must be at least 1")
         cutoff = format_utc(now)
         with self._lock:
-            rows = [DueFlow(tenant_id=tid, flow_index=index, flow_name=entry.get("name"),
-                            cron=entry.get("cron"), timezone=doc.get("timezone", "UTC"),
-                            next_run_utc=entry.get("nextRunUtc"), etag=etag)
-                    for tid, (doc, etag) in self._docs.items()
-                    for index, entry in _active_flows(doc, cutoff)]
+            rows = [
+                DueFlow(
+                    tenant_id=tid,
+                    flow_index=index,
+                    flow_name=entry.get("name"),
+                    cron=entry.get("cron"),
+                    timezone=doc.get("timezone", "UTC"),
+                    next_run_utc=entry.get("nextRunUtc"),
+                    etag=etag,
+                )
+                for tid, (doc, etag) in self._docs.items()
+                for index, entry in _active_flows(doc, cutoff)
+            ]
         rows.sort(key=lambda r: (r.next_run_utc or "", r.tenant_id, r.flow_index))
         for start in range(0, len(rows), page_size):
-            yield rows[start:start + page_size]
+            yield rows[start : start + page_size]
 
     def advance(self, updates: list[tuple[DueFlow, str]]) -> list[DueFlow]:
         """Move each flow on iff its entry still has the name and ``nextRunUtc`` the scan
@@ -132,11 +141,17 @@ class MemoryTenantStore:
                 found = self._docs.get(flow.tenant_id)
                 doc = changed.get(flow.tenant_id) or (copy.deepcopy(found[0]) if found else None)
                 flows = doc.get("flows") if doc is not None else None
-                entry = (flows[flow.flow_index] if isinstance(flows, list)
-                         and 0 <= flow.flow_index < len(flows) else None)
-                if (doc is None or not isinstance(entry, dict)
-                        or entry.get("name") != flow.flow_name
-                        or entry.get("nextRunUtc") != flow.next_run_utc):
+                entry = (
+                    flows[flow.flow_index]
+                    if isinstance(flows, list) and 0 <= flow.flow_index < len(flows)
+                    else None
+                )
+                if (
+                    doc is None
+                    or not isinstance(entry, dict)
+                    or entry.get("name") != flow.flow_name
+                    or entry.get("nextRunUtc") != flow.next_run_utc
+                ):
                     lost.append(flow)
                     continue
                 entry["nextRunUtc"] = next_run
@@ -144,4 +159,3 @@ class MemoryTenantStore:
             for doc in changed.values():
                 self._store(doc)
         return lost
-

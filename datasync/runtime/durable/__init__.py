@@ -20,26 +20,27 @@ package does in-process for ``python -m datasync run``:
 
 Event ids and retry id allocation follow ``shared/notes/durable-local.md`` §C.
 """
+
 from __future__ import annotations
 
 from .engine import DurableEngine, Episode, InstanceStatus
 from .events import ACTIVE_STATUSES
 from .sdk import (
-           ReplaySchema,
-           close_durable_client_session,
-           fresh_durable_client_session,
+    ReplaySchema,
+    close_durable_client_session,
+    fresh_durable_client_session,
 )
 from .wording import DEDUPE_STATUSES, InstanceExistsError, UnknownOrchestratorError
 
 __all__ = [
-           "ACTIVE_STATUSES",
-           "DEDUPE_STATUSES",
-           "DurableEngine",
-           "Episode",
-           "InstanceExistsError",
-           "InstanceStatus",
-           "ReplaySchema",
-           "UnknownOrchestratorError",
-           "close_durable_client_session",
-           "fresh_durable_client_session",
+    "ACTIVE_STATUSES",
+    "DEDUPE_STATUSES",
+    "DurableEngine",
+    "Episode",
+    "InstanceExistsError",
+    "InstanceStatus",
+    "ReplaySchema",
+    "UnknownOrchestratorError",
+    "close_durable_client_session",
+    "fresh_durable_client_session",
 ]

@@ -5,6 +5,7 @@ orchestrator ``handle``) and :mod:`.wording` (the extension's texts) together. S
 runtimes may share one ``durable.db``: every work item is leased, a lease that is not
 renewed (kill -9) expires and another runtime takes the work over.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ __all__ = ["DurableEngine", "Episode", "InstanceStatus"]
 
 log = logging.getLogger("datasync.durable")
 
-HISTORY_CACHE = 128      # instances whose history this runtime keeps in memory
+HISTORY_CACHE = 128  # instances whose history this runtime keeps in memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +55,17 @@ class InstanceStatus:
     last_updated_time: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "instanceId": self.instance_id,
-                "createdTime": self.created_time, "lastUpdatedTime": self.last_updated_time,
-                "input": _loads_or_text(self.input), "output": _loads_or_text(self.output),
-                "runtimeStatus": self.runtime_status, "customStatus": None, "history": None}
+        return {
+            "name": self.name,
+            "instanceId": self.instance_id,
+            "createdTime": self.created_time,
+            "lastUpdatedTime": self.last_updated_time,
+            "input": _loads_or_text(self.input),
+            "output": _loads_or_text(self.output),
+            "runtimeStatus": self.runtime_status,
+            "customStatus": None,
+            "history": None,
+        }
 
 
 def _loads_or_text(value: str | None) -> Any:
@@ -88,13 +96,20 @@ class DurableEngine:
     :param replay_schema: what the engine asks the SDK for (the extension's V3 by default).
     """
 
-    def __init__(self, path: Path, *, orchestrators: dict[str, Callable[[str], str]],
-                 activities: dict[str, tuple[Callable[..., Any], str]],
-                 owner: str | None = None, lease_seconds: float = 6.0,
-                 on_resume: Callable[[str], None] | None = None,
-                 activity_runner: Callable[[Callable[..., Any], dict[str, Any]], Any] | None = None,
-                 replay_schema: int = ReplaySchema.V3, **removed: Any) -> None:
-        if "error_text" in removed:      # activity errors are the worker's text now
+    def __init__(
+        self,
+        path: Path,
+        *,
+        orchestrators: dict[str, Callable[[str], str]],
+        activities: dict[str, tuple[Callable[..., Any], str]],
+        owner: str | None = None,
+        lease_seconds: float = 6.0,
+        on_resume: Callable[[str], None] | None = None,
+        activity_runner: Callable[[Callable[..., Any], dict[str, Any]], Any] | None = None,
+        replay_schema: int = ReplaySchema.V3,
+        **removed: Any,
+    ) -> None:
+        if "error_text" in removed:  # activity errors are the worker's text now
             log.warning("DurableEngine(error_text=...) is ignored: redact in the activity")
             removed.pop("error_text")
         if removed:
@@ -109,20 +124,20 @@ class DurableEngine:
         self.on_resume = on_resume
         self.activity_runner = activity_runner or (lambda fn, kwargs: fn(**kwargs))
         self.replay_schema = replay_schema
-        self.wakeup = threading.Condition()   # orchestration workers wait here
+        self.wakeup = threading.Condition()  # orchestration workers wait here
         # Work posted per kind, and where each kind waits: a new activity wakes one
         # activity worker, not every thread of the runtime.
         self._posted = {"orchestration": 0, "activity": 0}
         self._waits = {"orchestration": self.wakeup, "activity": threading.Condition()}
-        self.episodes: list[Episode] = []     # bounded: see _record_episode
+        self.episodes: list[Episode] = []  # bounded: see _record_episode
         # History of instances this runtime ran lately: (execution id, history_bytes, rows).
         # Valid while the stored row still shows that execution and size (another runtime
         # appending to it changes the size), so a leased instance is not re-read each episode.
         self._history: OrderedDict[str, tuple[str, int, list[str]]] = OrderedDict()
         self._history_lock = threading.Lock()
-        self._orchestrations_idle = True       # last look found nothing: look before locking
+        self._orchestrations_idle = True  # last look found nothing: look before locking
         self._activities_idle = True
-        self._held: set[tuple[str, str]] = set()   # ("instance"|"activity", key) leases held
+        self._held: set[tuple[str, str]] = set()  # ("instance"|"activity", key) leases held
         self._held_lock = threading.Lock()
 
     # -- client side -------------------------------------------------------------------
@@ -141,8 +156,15 @@ class DurableEngine:
         row = self.store.instance(instance_id)
         if row is None:
             return None
-        return InstanceStatus(row["instance_id"], row["name"], row["status"], row["input"],
-                              row["output"], iso(row["created_at"]), iso(row["updated_at"]))
+        return InstanceStatus(
+            row["instance_id"],
+            row["name"],
+            row["status"],
+            row["input"],
+            row["output"],
+            iso(row["created_at"]),
+            iso(row["updated_at"]),
+        )
 
     def terminate(self, instance_id: str, reason: str) -> bool:
         """Terminate an active instance; False if it is not active (or unknown)."""
@@ -200,8 +222,9 @@ class DurableEngine:
     def _resumed(self, claim: Claim) -> None:
         """Log (tests/faults read this line) and count a take-over from a dead runtime."""
         instance_id = claim.instance_id
-        log.warning("taking over %s from a runtime that stopped (%s)", instance_id,
-                    claim.previous_owner)
+        log.warning(
+            "taking over %s from a runtime that stopped (%s)", instance_id, claim.previous_owner
+        )
         if self.on_resume is not None:
             try:
                 self.on_resume(instance_id)
@@ -250,7 +273,7 @@ class DurableEngine:
                     done.add(claim.instance_id)
                     self._hold("instance", claim.instance_id, False)
         finally:
-            for claim in claims:         # an episode raised: hand the rest back
+            for claim in claims:  # an episode raised: hand the rest back
                 if claim.instance_id not in done:
                     self._hold("instance", claim.instance_id, False)
                     self.store.release(claim.instance_id, self.owner)
@@ -268,12 +291,12 @@ class DurableEngine:
         delivered = json.loads(loaded.delivered["event"])
         opening = [json.dumps(e) for e in opening_events(delivered, time.time())]
         outcome = self._replay(row["name"], instance_id, row["input"], history + opening)
-        book = InstanceBook(row["name"], row["next_event_id"], row["actions_seen"],
-                            json.loads(row["retry_state"]))
+        book = InstanceBook(
+            row["name"], row["next_event_id"], row["actions_seen"], json.loads(row["retry_state"])
+        )
         plan = plan_episode(book, delivered, outcome, time.time())
         rows = opening + [json.dumps(e) for e in plan.events]
-        if not self.store.commit_episode(loaded, self.owner, plan, rows, len(history),
-                                         time.time()):
+        if not self.store.commit_episode(loaded, self.owner, plan, rows, len(history), time.time()):
             log.warning("lost the lease on %s; another runtime continues it", instance_id)
             self._cache_history(instance_id, None)
             return
@@ -289,12 +312,12 @@ class DurableEngine:
 
     def _history_of(self, loaded: Loaded) -> list[str]:
         row = loaded.row
-        cached = self._cached_history(row["instance_id"], row["execution_id"],
-                                      row["history_bytes"])
+        cached = self._cached_history(row["instance_id"], row["execution_id"], row["history_bytes"])
         return cached if cached is not None else self.store.history_rows(row["instance_id"])
 
-    def _replay(self, name: str, instance_id: str, input_json: str | None,
-                rows: list[str]) -> OrchestratorOutcome:
+    def _replay(
+        self, name: str, instance_id: str, input_json: str | None, rows: list[str]
+    ) -> OrchestratorOutcome:
         handle = self.orchestrators.get(name)
         started = time.perf_counter()
         if handle is None:
@@ -315,7 +338,7 @@ class DurableEngine:
         """Claim one activity work item, run it, post its result. False if none."""
         now = time.time()
         if self._activities_idle and not self.store.any_due_activity(now):
-            return False                     # a cheap look before the write lock
+            return False  # a cheap look before the write lock
         claimed = self.store.claim_activity(self.owner, now, now + self.lease_seconds)
         self._activities_idle = claimed is None
         if claimed is None:
@@ -337,8 +360,9 @@ class DurableEngine:
         if result["EventType"] == TASK_FAILED:
             log.info("activity %s of %s failed: %s", name, row["instance_id"], result["Reason"])
         if not self.store.complete_activity(row, self.owner, result, time.time()):
-            log.warning("activity %s of %s was taken over; its result is dropped",
-                        name, row["instance_id"])
+            log.warning(
+                "activity %s of %s was taken over; its result is dropped", name, row["instance_id"]
+            )
             return
         self._notify("orchestration")
 
@@ -349,16 +373,18 @@ class DurableEngine:
         now = time.time
         if name not in self.activities:
             reason, details = missing_activity_failure(name)
-            return event(TASK_FAILED, now(), TaskScheduledId=task_id, Reason=reason,
-                         Details=details)
+            return event(
+                TASK_FAILED, now(), TaskScheduledId=task_id, Reason=reason, Details=details
+            )
         fn, param = self.activities[name]
         try:
             value = json.loads(input_json) if input_json is not None else None
             output = json.dumps(self.activity_runner(fn, {param: value}))
         except BaseException as exc:  # noqa: BLE001 - the activity fails, the worker lives
             reason, details = activity_failure(name, exc)
-            return event(TASK_FAILED, now(), TaskScheduledId=task_id, Reason=reason,
-                         Details=details)
+            return event(
+                TASK_FAILED, now(), TaskScheduledId=task_id, Reason=reason, Details=details
+            )
         return event(TASK_COMPLETED, now(), TaskScheduledId=task_id, Result=output)
 
     # -- introspection -----------------------------------------------------------------

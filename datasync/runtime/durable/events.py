@@ -4,6 +4,7 @@ Event shapes are those ``azure-functions-durable`` 1.7.0 reads in
 ``models/history/HistoryEvent.py`` (``shared/notes/durable-local.md`` §C12-13); action
 types are ``models/actions/ActionType.py`` (§B11).
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -38,16 +39,24 @@ def parse_iso(text: str) -> float:
 
 def event(event_type: int, now: float, event_id: int = -1, **fields: Any) -> dict[str, Any]:
     """One history event as the SDK's ``HistoryEvent(**e)`` takes it."""
-    return {"EventType": event_type, "EventId": event_id, "IsPlayed": False,
-            "Timestamp": iso(now), **fields}
+    return {
+        "EventType": event_type,
+        "EventId": event_id,
+        "IsPlayed": False,
+        "Timestamp": iso(now),
+        **fields,
+    }
 
 
-def execution_started(name: str, input_json: str | None, now: float,
-                      instance_id: str | None = None,
-                      execution_id: str | None = None) -> dict[str, Any]:
+def execution_started(
+    name: str,
+    input_json: str | None,
+    now: float,
+    instance_id: str | None = None,
+    execution_id: str | None = None,
+) -> dict[str, Any]:
     """``ExecutionStarted`` (the SDK needs its ``Version`` key, null or not)."""
     fields: dict[str, Any] = {"Name": name, "Version": "", "Input": input_json}
     if instance_id is not None:
-        fields["OrchestrationInstance"] = {"InstanceId": instance_id,
-                                           "ExecutionId": execution_id}
+        fields["OrchestrationInstance"] = {"InstanceId": instance_id, "ExecutionId": execution_id}
     return event(EXECUTION_STARTED, now, **fields)

@@ -9,6 +9,7 @@ Durable extension speaks with the SDK; the extension side was read in
 Azure/azure-functions-durable-extension v2.13.7 (the DurableTask extension of extension
 bundle ``[4.*, 5.0.0)``), file and line named at each use.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -59,20 +60,28 @@ class ReplaySchema:
 # takes the larger of upperSchemaVersion/upperSchemaVersionNew it knows (V3 in 1.7.0).
 _EXTENSION_CONTEXT = {
     ReplaySchema.V3: ',"upperSchemaVersion":1,"upperSchemaVersionNew":2,'
-                     '"maximumShortTimerDuration":"6.00:00:00",'
-                     '"longRunningTimerIntervalDuration":"3.00:00:00",'
-                     '"defaultHttpAsyncRequestSleepTimeMillseconds":30000}',
+    '"maximumShortTimerDuration":"6.00:00:00",'
+    '"longRunningTimerIntervalDuration":"3.00:00:00",'
+    '"defaultHttpAsyncRequestSleepTimeMillseconds":30000}',
     ReplaySchema.V1: ',"upperSchemaVersion":0}',
 }
 
 
-def orchestration_context(history_rows: list[str], input_json: str | None, instance_id: str,
-                          schema: int = ReplaySchema.V3) -> str:
+def orchestration_context(
+    history_rows: list[str], input_json: str | None, instance_id: str, schema: int = ReplaySchema.V3
+) -> str:
     """The orchestrator trigger's JSON, from history rows already serialized (joined as
     text: a long history is not parsed and re-dumped every episode)."""
-    return ('{"history":[' + ",".join(history_rows) + '],"input":' + json.dumps(input_json)
-            + ',"instanceId":' + json.dumps(instance_id)
-            + ',"isReplaying":false,"parentInstanceId":null' + _EXTENSION_CONTEXT[schema])
+    return (
+        '{"history":['
+        + ",".join(history_rows)
+        + '],"input":'
+        + json.dumps(input_json)
+        + ',"instanceId":'
+        + json.dumps(instance_id)
+        + ',"isReplaying":false,"parentInstanceId":null'
+        + _EXTENSION_CONTEXT[schema]
+    )
 
 
 @dataclass(slots=True)
@@ -81,8 +90,8 @@ class OrchestratorOutcome:
 
     done: bool = False
     output: Any = None
-    actions: list[dict[str, Any]] = field(default_factory=list)   # id-consuming leaves etc.
-    error: str | None = None       # the SDK's ``error`` (``str(exc)``), None if none
+    actions: list[dict[str, Any]] = field(default_factory=list)  # id-consuming leaves etc.
+    error: str | None = None  # the SDK's ``error`` (``str(exc)``), None if none
 
 
 def invoke_orchestrator(handle: Callable[[str], str], context: str) -> OrchestratorOutcome:
@@ -108,9 +117,12 @@ def invoke_orchestrator(handle: Callable[[str], str], context: str) -> Orchestra
         if not isinstance(state, dict):
             return OrchestratorOutcome(error=text or type(exc).__name__)
         state.setdefault("error", head)
-    return OrchestratorOutcome(done=bool(state.get("isDone")), output=state.get("output"),
-                               actions=leaf_actions(state.get("actions") or []),
-                               error=state.get("error") or None)
+    return OrchestratorOutcome(
+        done=bool(state.get("isDone")),
+        output=state.get("output"),
+        actions=leaf_actions(state.get("actions") or []),
+        error=state.get("error") or None,
+    )
 
 
 def leaf_actions(actions: list[Any]) -> list[dict[str, Any]]:
@@ -140,8 +152,13 @@ def takes_an_id(action: dict[str, Any]) -> bool:
     return action.get("actionType") not in (CONTINUE_AS_NEW, WAIT_FOR_EXTERNAL_EVENT)
 
 
-SUPPORTED_ACTIONS = (CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY, CREATE_TIMER, CONTINUE_AS_NEW,
-                     WAIT_FOR_EXTERNAL_EVENT)
+SUPPORTED_ACTIONS = (
+    CALL_ACTIVITY,
+    CALL_ACTIVITY_WITH_RETRY,
+    CREATE_TIMER,
+    CONTINUE_AS_NEW,
+    WAIT_FOR_EXTERNAL_EVENT,
+)
 
 
 def install_fast_timestamps() -> None:
@@ -154,6 +171,7 @@ def install_fast_timestamps() -> None:
     any other text still goes to dateutil. Idempotent."""
     import azure.durable_functions.models.history.HistoryEvent  # noqa: F401
     from dateutil.tz import tzutc
+
     module = sys.modules["azure.durable_functions.models.history.HistoryEvent"]
     original = module.dt_parse
     if getattr(original, "_datasync_fast", False):
@@ -180,6 +198,7 @@ def fresh_durable_client_session() -> None:
     with a new loop fails with "Event loop is closed" unless both are reset
     (``shared/notes/durable-local.md`` §E25)."""
     from azure.durable_functions.models.utils import http_utils
+
     http_utils._client_session = None
     http_utils._session_lock = asyncio.Lock()
 
@@ -187,6 +206,7 @@ def fresh_durable_client_session() -> None:
 async def close_durable_client_session() -> None:
     """Close that module-global session (run it on the loop that used it)."""
     from azure.durable_functions.models.utils import http_utils
+
     session = http_utils._client_session
     if session is not None and not session.closed:
         await session.close()

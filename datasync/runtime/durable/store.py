@@ -5,6 +5,7 @@ lease), ``history`` (the current execution's events, JSON), ``inbox`` (events no
 delivered; a timer is an inbox row invisible until it fires) and ``activities`` (work items,
 leased while they run). Every change is one ``BEGIN IMMEDIATE`` transaction.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,8 @@ class Loaded:
     """An instance as an episode starts from it."""
 
     row: sqlite3.Row
-    delivered: sqlite3.Row | None      # the first visible inbox event of this execution
-    stale: list[int]                   # inbox rows of earlier executions (dropped)
+    delivered: sqlite3.Row | None  # the first visible inbox event of this execution
+    stale: list[int]  # inbox rows of earlier executions (dropped)
 
     @property
     def deliverable(self) -> bool:
@@ -81,31 +82,46 @@ class DurableStore:
         self.db.close()
 
     # -- client side -------------------------------------------------------------------
-    def start(self, name: str, instance_id: str, input_json: str | None, now: float,
-              decide: Callable[[str | None], str]) -> None:
+    def start(
+        self,
+        name: str,
+        instance_id: str,
+        input_json: str | None,
+        now: float,
+        decide: Callable[[str | None], str],
+    ) -> None:
         """Create (or replace, as ``decide`` says from the existing status) an instance
         and its ExecutionStarted, in one transaction; ``decide`` raising leaves no trace."""
         execution = uuid.uuid4().hex
         with self.db.write() as con:
-            row = con.execute("SELECT status FROM instances WHERE instance_id = ?",
-                              (instance_id,)).fetchone()
+            row = con.execute(
+                "SELECT status FROM instances WHERE instance_id = ?", (instance_id,)
+            ).fetchone()
             if decide(None if row is None else row["status"]) == "replace":
                 self._purge(con, instance_id)
-            con.execute("INSERT INTO instances (instance_id, name, status, input, created_at, "
-                        "updated_at, execution_id) VALUES (?, ?, 'Pending', ?, ?, ?, ?)",
-                        (instance_id, name, input_json, now, now, execution))
+            con.execute(
+                "INSERT INTO instances (instance_id, name, status, input, created_at, "
+                "updated_at, execution_id) VALUES (?, ?, 'Pending', ?, ?, ?, ?)",
+                (instance_id, name, input_json, now, now, execution),
+            )
             started = execution_started(name, input_json, now, instance_id, execution)
             self._post(con, instance_id, execution, started, now)
 
     def instance(self, instance_id: str) -> sqlite3.Row | None:
-        return self.db.read().execute("SELECT * FROM instances WHERE instance_id = ?",
-                                      (instance_id,)).fetchone()
+        return (
+            self.db.read()
+            .execute("SELECT * FROM instances WHERE instance_id = ?", (instance_id,))
+            .fetchone()
+        )
 
     def terminate(self, instance_id: str, output_json: str, now: float) -> bool:
         with self.db.write() as con:
-            cur = con.execute(f"UPDATE instances SET status = 'Terminated', output = ?, "
-                              f"updated_at = ? WHERE instance_id = ? AND status IN "
-                              f"{_ACTIVE_SQL}", (output_json, now, instance_id))
+            cur = con.execute(
+                f"UPDATE instances SET status = 'Terminated', output = ?, "
+                f"updated_at = ? WHERE instance_id = ? AND status IN "
+                f"{_ACTIVE_SQL}",
+                (output_json, now, instance_id),
+            )
             if cur.rowcount == 1:
                 con.execute("DELETE FROM inbox WHERE instance_id = ?", (instance_id,))
                 con.execute("DELETE FROM activities WHERE instance_id = ?", (instance_id,))
@@ -113,79 +129,121 @@ class DurableStore:
 
     # -- queries -----------------------------------------------------------------------
     def active_count(self) -> int:
-        return self.db.read().execute(
-            f"SELECT count(*) FROM instances WHERE status IN {_ACTIVE_SQL}").fetchone()[0]
+        return (
+            self.db.read()
+            .execute(f"SELECT count(*) FROM instances WHERE status IN {_ACTIVE_SQL}")
+            .fetchone()[0]
+        )
 
     def history_size(self, instance_id: str) -> tuple[int, int]:
-        row = self.db.read().execute(
-            "SELECT count(*), coalesce(sum(length(event)), 0) FROM history "
-            "WHERE instance_id = ?", (instance_id,)).fetchone()
+        row = (
+            self.db.read()
+            .execute(
+                "SELECT count(*), coalesce(sum(length(event)), 0) FROM history "
+                "WHERE instance_id = ?",
+                (instance_id,),
+            )
+            .fetchone()
+        )
         return row[0], row[1]
 
     def history_rows(self, instance_id: str) -> list[str]:
-        return [r[0] for r in self.db.read().execute(
-            "SELECT event FROM history WHERE instance_id = ? ORDER BY seq", (instance_id,))]
+        return [
+            r[0]
+            for r in self.db.read().execute(
+                "SELECT event FROM history WHERE instance_id = ? ORDER BY seq", (instance_id,)
+            )
+        ]
 
     def next_visible_at(self) -> float | None:
         return self.db.read().execute("SELECT min(visible_at) FROM inbox").fetchone()[0]
 
     def ended_badly_since(self, since: float) -> list[str]:
-        return [r[0] for r in self.db.read().execute(
-            "SELECT instance_id FROM instances WHERE status IN ('Failed', 'Terminated') "
-            "AND updated_at >= ?", (since,))]
+        return [
+            r[0]
+            for r in self.db.read().execute(
+                "SELECT instance_id FROM instances WHERE status IN ('Failed', 'Terminated') "
+                "AND updated_at >= ?",
+                (since,),
+            )
+        ]
 
     def statuses(self, instance_ids: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}
         con = self.db.read()
         for i in range(0, len(instance_ids), 500):
-            chunk = instance_ids[i:i + 500]
-            for r in con.execute(f"SELECT instance_id, status FROM instances WHERE instance_id "
-                                 f"IN ({','.join('?' * len(chunk))})", chunk):
+            chunk = instance_ids[i : i + 500]
+            for r in con.execute(
+                f"SELECT instance_id, status FROM instances WHERE instance_id "
+                f"IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
                 out[r[0]] = r[1]
         return out
 
     def instance_ids(self) -> list[str]:
-        return [r[0] for r in self.db.read().execute(
-            "SELECT instance_id FROM instances ORDER BY instance_id")]
+        return [
+            r[0]
+            for r in self.db.read().execute(
+                "SELECT instance_id FROM instances ORDER BY instance_id"
+            )
+        ]
 
     # -- leases ------------------------------------------------------------------------
     def renew(self, owner: str, held: list[tuple[str, str]], until: float) -> None:
         with self.db.write() as con:
             for kind, key in held:
-                table, column = (("instances", "instance_id") if kind == "instance"
-                                 else ("activities", "id"))
-                con.execute(f"UPDATE {table} SET lease_until = ? WHERE {column} = ? "
-                            f"AND lease_owner = ?", (until, key, owner))
+                table, column = (
+                    ("instances", "instance_id") if kind == "instance" else ("activities", "id")
+                )
+                con.execute(
+                    f"UPDATE {table} SET lease_until = ? WHERE {column} = ? AND lease_owner = ?",
+                    (until, key, owner),
+                )
 
     def release_all(self, owner: str) -> None:
         with self.db.write() as con:
             for table in ("instances", "activities"):
-                con.execute(f"UPDATE {table} SET lease_owner = NULL, lease_until = 0 "
-                            f"WHERE lease_owner = ?", (owner,))
+                con.execute(
+                    f"UPDATE {table} SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = ?",
+                    (owner,),
+                )
 
     def release(self, instance_id: str, owner: str) -> None:
         with self.db.write() as con:
-            con.execute("UPDATE instances SET lease_owner = NULL, lease_until = 0 "
-                        "WHERE instance_id = ? AND lease_owner = ?", (instance_id, owner))
+            con.execute(
+                "UPDATE instances SET lease_owner = NULL, lease_until = 0 "
+                "WHERE instance_id = ? AND lease_owner = ?",
+                (instance_id, owner),
+            )
 
     @staticmethod
-    def _take_over(con: sqlite3.Connection, instance_id: str, previous: str | None,
-                   owner: str) -> bool:
+    def _take_over(
+        con: sqlite3.Connection, instance_id: str, previous: str | None, owner: str
+    ) -> bool:
         """Record that ``owner`` took ``instance_id`` over from a dead runtime; True the
         first time for this owner."""
         if previous is None or previous == owner:
             return False
-        cur = con.execute("UPDATE instances SET resumed_by = ? WHERE instance_id = ? "
-                          "AND resumed_by IS NOT ?", (owner, instance_id, owner))
+        cur = con.execute(
+            "UPDATE instances SET resumed_by = ? WHERE instance_id = ? AND resumed_by IS NOT ?",
+            (owner, instance_id, owner),
+        )
         return cur.rowcount == 1
 
     # -- orchestrations ----------------------------------------------------------------
     def any_deliverable(self, now: float) -> bool:
         """A cheap look (no write lock) for an unleased instance with a visible event."""
-        return self.db.read().execute(
-            "SELECT 1 FROM inbox b JOIN instances i ON i.instance_id = b.instance_id "
-            "WHERE b.visible_at <= ? AND i.lease_until < ? LIMIT 1",
-            (now, now)).fetchone() is not None
+        return (
+            self.db.read()
+            .execute(
+                "SELECT 1 FROM inbox b JOIN instances i ON i.instance_id = b.instance_id "
+                "WHERE b.visible_at <= ? AND i.lease_until < ? LIMIT 1",
+                (now, now),
+            )
+            .fetchone()
+            is not None
+        )
 
     def claim_instances(self, owner: str, now: float, until: float, batch: int) -> list[Claim]:
         """Lease up to ``batch`` unleased instances with a visible event, oldest first."""
@@ -194,23 +252,33 @@ class DurableStore:
                 "SELECT i.instance_id, i.lease_owner, min(b.id) AS first FROM inbox b "
                 "JOIN instances i ON i.instance_id = b.instance_id WHERE b.visible_at <= ? "
                 "AND i.lease_until < ? GROUP BY i.instance_id ORDER BY first LIMIT ?",
-                (now, now, batch)).fetchall()
-            con.executemany("UPDATE instances SET lease_owner = ?, lease_until = ? "
-                            "WHERE instance_id = ?",
-                            [(owner, until, r["instance_id"]) for r in rows])
-            return [Claim(r["instance_id"],
-                          self._take_over(con, r["instance_id"], r["lease_owner"], owner),
-                          r["lease_owner"])
-                    for r in rows]
+                (now, now, batch),
+            ).fetchall()
+            con.executemany(
+                "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE instance_id = ?",
+                [(owner, until, r["instance_id"]) for r in rows],
+            )
+            return [
+                Claim(
+                    r["instance_id"],
+                    self._take_over(con, r["instance_id"], r["lease_owner"], owner),
+                    r["lease_owner"],
+                )
+                for r in rows
+            ]
 
     def load(self, instance_id: str, now: float) -> Loaded:
         con = self.db.read()
-        row = con.execute("SELECT * FROM instances WHERE instance_id = ?",
-                          (instance_id,)).fetchone()
+        row = con.execute(
+            "SELECT * FROM instances WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
         stale: list[int] = []
         delivered = None
-        for event in con.execute("SELECT id, execution_id, event, visible_at FROM inbox "
-                                 "WHERE instance_id = ? ORDER BY id", (instance_id,)):
+        for event in con.execute(
+            "SELECT id, execution_id, event, visible_at FROM inbox "
+            "WHERE instance_id = ? ORDER BY id",
+            (instance_id,),
+        ):
             if event["execution_id"] != row["execution_id"]:
                 stale.append(event["id"])
             elif delivered is None and event["visible_at"] <= now:
@@ -224,25 +292,31 @@ class DurableStore:
             ids.append(loaded.delivered["id"])
         with self.db.write() as con:
             con.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in ids])
-            con.execute("UPDATE instances SET lease_owner = NULL, lease_until = 0 "
-                        "WHERE instance_id = ? AND lease_owner = ?",
-                        (loaded.row["instance_id"], owner))
+            con.execute(
+                "UPDATE instances SET lease_owner = NULL, lease_until = 0 "
+                "WHERE instance_id = ? AND lease_owner = ?",
+                (loaded.row["instance_id"], owner),
+            )
 
-    def commit_episode(self, loaded: Loaded, owner: str, plan: EpisodePlan,
-                       rows: list[str], seq0: int, now: float) -> bool:
+    def commit_episode(
+        self, loaded: Loaded, owner: str, plan: EpisodePlan, rows: list[str], seq0: int, now: float
+    ) -> bool:
         """Apply ``plan`` (``rows``: the serialized events it appends after history event
         ``seq0 - 1``) and let the lease go. False, with nothing changed, if this runtime lost
         the lease meanwhile."""
         instance_id = loaded.row["instance_id"]
         execution = loaded.row["execution_id"]
         with self.db.write() as con:
-            lease = con.execute("SELECT lease_owner FROM instances WHERE instance_id = ?",
-                                (instance_id,)).fetchone()
+            lease = con.execute(
+                "SELECT lease_owner FROM instances WHERE instance_id = ?", (instance_id,)
+            ).fetchone()
             if lease is None or lease[0] != owner:
                 return False
             assert loaded.delivered is not None
-            con.executemany("DELETE FROM inbox WHERE id = ?",
-                            [(loaded.delivered["id"],)] + [(i,) for i in loaded.stale])
+            con.executemany(
+                "DELETE FROM inbox WHERE id = ?",
+                [(loaded.delivered["id"],)] + [(i,) for i in loaded.stale],
+            )
             if plan.status in ("Completed", "Failed"):
                 self._finish(con, instance_id, plan.status, plan.output, now)
             elif plan.status == "ContinuedAsNew":
@@ -251,41 +325,68 @@ class DurableStore:
                 self._append(con, instance_id, execution, plan, rows, seq0, now)
         return True
 
-    def _append(self, con: sqlite3.Connection, instance_id: str, execution: str,
-                plan: EpisodePlan, rows: list[str], seq0: int, now: float) -> None:
-        con.executemany("INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)",
-                        [(instance_id, seq0 + i, r) for i, r in enumerate(rows)])
+    def _append(
+        self,
+        con: sqlite3.Connection,
+        instance_id: str,
+        execution: str,
+        plan: EpisodePlan,
+        rows: list[str],
+        seq0: int,
+        now: float,
+    ) -> None:
+        con.executemany(
+            "INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)",
+            [(instance_id, seq0 + i, r) for i, r in enumerate(rows)],
+        )
         if plan.activities:
-            con.executemany("INSERT INTO activities (instance_id, execution_id, task_id, name, "
-                            "input) VALUES (?, ?, ?, ?, ?)",
-                            [(instance_id, execution, t, n, i) for t, n, i in plan.activities])
+            con.executemany(
+                "INSERT INTO activities (instance_id, execution_id, task_id, name, "
+                "input) VALUES (?, ?, ?, ?, ?)",
+                [(instance_id, execution, t, n, i) for t, n, i in plan.activities],
+            )
         for fired, fire_at in plan.timers:
             self._post(con, instance_id, execution, fired, fire_at)
-        con.execute("UPDATE instances SET status = 'Running', next_event_id = ?, "
-                    "actions_seen = ?, retry_state = ?, updated_at = ?, "
-                    "history_bytes = history_bytes + ?, lease_owner = NULL, lease_until = 0 "
-                    "WHERE instance_id = ?",
-                    (plan.next_event_id, plan.actions_seen, json.dumps(plan.retry), now,
-                     sum(len(r) for r in rows), instance_id))
+        con.execute(
+            "UPDATE instances SET status = 'Running', next_event_id = ?, "
+            "actions_seen = ?, retry_state = ?, updated_at = ?, "
+            "history_bytes = history_bytes + ?, lease_owner = NULL, lease_until = 0 "
+            "WHERE instance_id = ?",
+            (
+                plan.next_event_id,
+                plan.actions_seen,
+                json.dumps(plan.retry),
+                now,
+                sum(len(r) for r in rows),
+                instance_id,
+            ),
+        )
 
-    def _continue_as_new(self, con: sqlite3.Connection, row: sqlite3.Row,
-                         input_json: str | None, now: float) -> None:
+    def _continue_as_new(
+        self, con: sqlite3.Connection, row: sqlite3.Row, input_json: str | None, now: float
+    ) -> None:
         instance_id = row["instance_id"]
         self._purge(con, instance_id, keep_instance=True)
         execution = uuid.uuid4().hex
-        con.execute("UPDATE instances SET status = 'Running', input = ?, execution_id = ?, "
-                    "generation = generation + 1, next_event_id = 0, actions_seen = 0, "
-                    "retry_state = '{}', history_bytes = 0, updated_at = ?, "
-                    "lease_owner = NULL, lease_until = 0 WHERE instance_id = ?",
-                    (input_json, execution, now, instance_id))
-        self._post(con, instance_id, execution,
-                   execution_started(row["name"], input_json, now), now)
+        con.execute(
+            "UPDATE instances SET status = 'Running', input = ?, execution_id = ?, "
+            "generation = generation + 1, next_event_id = 0, actions_seen = 0, "
+            "retry_state = '{}', history_bytes = 0, updated_at = ?, "
+            "lease_owner = NULL, lease_until = 0 WHERE instance_id = ?",
+            (input_json, execution, now, instance_id),
+        )
+        self._post(
+            con, instance_id, execution, execution_started(row["name"], input_json, now), now
+        )
 
-    def _finish(self, con: sqlite3.Connection, instance_id: str, status: str,
-                output: str | None, now: float) -> None:
-        con.execute("UPDATE instances SET status = ?, output = ?, updated_at = ?, "
-                    "lease_owner = NULL, lease_until = 0 WHERE instance_id = ?",
-                    (status, output, now, instance_id))
+    def _finish(
+        self, con: sqlite3.Connection, instance_id: str, status: str, output: str | None, now: float
+    ) -> None:
+        con.execute(
+            "UPDATE instances SET status = ?, output = ?, updated_at = ?, "
+            "lease_owner = NULL, lease_until = 0 WHERE instance_id = ?",
+            (status, output, now, instance_id),
+        )
         self._purge(con, instance_id, keep_instance=True)
 
     @staticmethod
@@ -296,34 +397,55 @@ class DurableStore:
             con.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
 
     @staticmethod
-    def _post(con: sqlite3.Connection, instance_id: str, execution: str,
-              event: dict[str, Any], visible_at: float) -> None:
-        con.execute("INSERT INTO inbox (instance_id, execution_id, event, visible_at) "
-                    "VALUES (?, ?, ?, ?)", (instance_id, execution, json.dumps(event), visible_at))
+    def _post(
+        con: sqlite3.Connection,
+        instance_id: str,
+        execution: str,
+        event: dict[str, Any],
+        visible_at: float,
+    ) -> None:
+        con.execute(
+            "INSERT INTO inbox (instance_id, execution_id, event, visible_at) VALUES (?, ?, ?, ?)",
+            (instance_id, execution, json.dumps(event), visible_at),
+        )
 
     # -- activities --------------------------------------------------------------------
     def any_due_activity(self, now: float) -> bool:
-        return self.db.read().execute("SELECT 1 FROM activities WHERE lease_until < ? LIMIT 1",
-                                      (now,)).fetchone() is not None
+        return (
+            self.db.read()
+            .execute("SELECT 1 FROM activities WHERE lease_until < ? LIMIT 1", (now,))
+            .fetchone()
+            is not None
+        )
 
-    def claim_activity(self, owner: str, now: float, until: float) -> tuple[sqlite3.Row, Claim] | None:
+    def claim_activity(
+        self, owner: str, now: float, until: float
+    ) -> tuple[sqlite3.Row, Claim] | None:
         """Lease the oldest unleased work item: ``(row, claim)``, None if none."""
         with self.db.write() as con:
-            row = con.execute("SELECT * FROM activities WHERE lease_until < ? ORDER BY id "
-                              "LIMIT 1", (now,)).fetchone()
+            row = con.execute(
+                "SELECT * FROM activities WHERE lease_until < ? ORDER BY id LIMIT 1", (now,)
+            ).fetchone()
             if row is None:
                 return None
-            con.execute("UPDATE activities SET lease_owner = ?, lease_until = ? WHERE id = ?",
-                        (owner, until, row["id"]))
-            return row, Claim(row["instance_id"], self._take_over(
-                con, row["instance_id"], row["lease_owner"], owner), row["lease_owner"])
+            con.execute(
+                "UPDATE activities SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                (owner, until, row["id"]),
+            )
+            return row, Claim(
+                row["instance_id"],
+                self._take_over(con, row["instance_id"], row["lease_owner"], owner),
+                row["lease_owner"],
+            )
 
-    def complete_activity(self, row: sqlite3.Row, owner: str, result: dict[str, Any],
-                          now: float) -> bool:
+    def complete_activity(
+        self, row: sqlite3.Row, owner: str, result: dict[str, Any], now: float
+    ) -> bool:
         """Replace the work item by its result event; False if it was taken over."""
         with self.db.write() as con:
-            cur = con.execute("DELETE FROM activities WHERE id = ? AND lease_owner = ?",
-                              (row["id"], owner))
+            cur = con.execute(
+                "DELETE FROM activities WHERE id = ? AND lease_owner = ?", (row["id"], owner)
+            )
             if cur.rowcount != 1:
                 return False
             self._post(con, row["instance_id"], row["execution_id"], result, now)

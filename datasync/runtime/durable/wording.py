@@ -4,6 +4,7 @@ Read in Azure/azure-functions-durable-extension v2.13.7 (unchanged in v3.0.0-rc.
 Azure/durabletask (DurableTask.AzureStorage), Azure/azure-functions-host and
 azure-functions-runtime 1.3.0; each text names its source.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,11 +51,14 @@ class UnknownOrchestratorError(LookupError):
 
 def unknown_orchestrator_message(name: str, known: list[str]) -> str:
     """DurableTaskExtension.cs ``GetInvalidOrchestratorFunctionMessage``."""
-    message = (f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator "
-               "function. Additional info: ")
+    message = (
+        f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator "
+        "function. Additional info: "
+    )
     if known:
-        return message + ("The following are the known orchestrator functions: '"
-                          + "', '".join(known) + "'.")
+        return message + (
+            "The following are the known orchestrator functions: '" + "', '".join(known) + "'."
+        )
     return message + "No orchestrator functions are currently registered!"
 
 
@@ -85,8 +89,10 @@ def _cause(type_name: str, message: str) -> str:
     (Newtonsoft, ``TypeNameHandling.Objects``: ErrorSerializerSettingsFactory.cs). We keep that
     JSON object's ``$type``/``Message`` and leave out the .NET and Python stack traces (which the
     real one nests in ``InnerException``)."""
-    return json.dumps({"$type": type_name, "Message": message, "InnerException": None,
-                       "StackTrace": None}, separators=(",", ":"))
+    return json.dumps(
+        {"$type": type_name, "Message": message, "InnerException": None, "StackTrace": None},
+        separators=(",", ":"),
+    )
 
 
 def activity_failure(activity: str, exc: BaseException) -> tuple[str, str]:
@@ -96,16 +102,23 @@ def activity_failure(activity: str, exc: BaseException) -> tuple[str, str]:
     Message is the friendly message above, so for ``ValueError("boom")`` the reason is
     ``"Activity function 'x' failed:  ValueError: boom"`` (two spaces)."""
     friendly = _friendly(worker_exception_text(exc))
-    return (f"Activity function '{activity}' failed: {friendly}",
-            _cause("System.Exception, System.Private.CoreLib", friendly))
+    return (
+        f"Activity function '{activity}' failed: {friendly}",
+        _cause("System.Exception, System.Private.CoreLib", friendly),
+    )
 
 
 def missing_activity_failure(activity: str) -> tuple[str, str]:
     """Listener/TaskNonexistentActivityShim.cs: an activity the app does not have."""
     message = f"Activity function '{activity}' does not exist."
-    return (f"Activity function '{activity}' failed: {message}",
-            _cause("Microsoft.Azure.WebJobs.FunctionFailedException, "
-                   "Microsoft.Azure.WebJobs.Extensions.DurableTask", message))
+    return (
+        f"Activity function '{activity}' failed: {message}",
+        _cause(
+            "Microsoft.Azure.WebJobs.FunctionFailedException, "
+            "Microsoft.Azure.WebJobs.Extensions.DurableTask",
+            message,
+        ),
+    )
 
 
 def orchestrator_failure(orchestrator: str, error: str) -> str:
