@@ -1,4 +1,5 @@
 """The run steps over in-memory adapters: milliseconds, no subprocess, no SQLite."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,15 +9,14 @@ import pytest
 
 from datasync.app import App
 from datasync.config import Settings
-from datasync.contracts import (BeginInput, FinishInput, PullInput, PushInput,
-                                TransformInput)
+from datasync.contracts import BeginInput, FinishInput, PullInput, PushInput, TransformInput
 from datasync.exceptions import PermanentError
 from datasync.models import RunRecord, parse_tenant
 
 RUN = "Workflow-acme--contacts-20261123T140000Z"
 REF: dict[str, Any] = {"tenant_id": "acme", "flow_name": "contacts", "run_id": RUN}
 
-FLOW = '''
+FLOW = """
 from datasync import Page, flow
 
 PUSHED = []
@@ -38,7 +38,7 @@ class Contacts:
 
     def push(self, ctx, records):
         PUSHED.append((ctx.page_key, records))
-'''
+"""
 
 
 @pytest.fixture
@@ -47,16 +47,28 @@ def app(tmp_path: Path) -> Any:
     flows.mkdir()
     (flows / "contacts.py").write_text(FLOW)
     with App.in_memory(Settings(flows_dir=flows)) as app:
-        app.tenants.upsert_many([parse_tenant({"id": "acme", "flows": [
-            {"name": "contacts", "cron": "0 0 * * * *", "config": {"page": 2}}]})])
+        app.tenants.upsert_many(
+            [
+                parse_tenant(
+                    {
+                        "id": "acme",
+                        "flows": [
+                            {"name": "contacts", "cron": "0 0 * * * *", "config": {"page": 2}}
+                        ],
+                    }
+                )
+            ]
+        )
         app.secrets.set("acme", "crm", "token", "tok-1234")
         yield app
 
 
 def _pushed(app: App) -> list[Any]:
     import sys
-    module = next(m for n, m in sys.modules.items() if n.endswith("contacts")
-                  and hasattr(m, "PUSHED"))
+
+    module = next(
+        m for n, m in sys.modules.items() if n.endswith("contacts") and hasattr(m, "PUSHED")
+    )
     return module.PUSHED  # type: ignore[no-any-return]
 
 
@@ -66,31 +78,64 @@ def test_one_page_through_every_step(app: App) -> None:
     assert app.runs.get(RUN).status == "Running"
     key = RUN + "/p1"
     pulled = app.steps.pull(PullInput(**REF, page_key=key, cursor=None, state={}))
-    assert (pulled.count, pulled.cursor, pulled.has_more, pulled.state) == (2, 2, True,
-                                                                            {"pulls": 1})
+    assert (pulled.count, pulled.cursor, pulled.has_more, pulled.state) == (
+        2,
+        2,
+        True,
+        {"pulls": 1},
+    )
     assert pulled.key == key + "/pulled"
-    out = app.steps.transform(TransformInput(**REF, page_key=key, key=pulled.key,
-                                             state=pulled.state))
+    out = app.steps.transform(
+        TransformInput(**REF, page_key=key, key=pulled.key, state=pulled.state)
+    )
     assert app.pages.get(out.key or "") == [{"id": 0}, {"id": 1}]
-    app.steps.push(PushInput(**REF, page_key=key, key=out.key, count=out.count,
-                             cursor=pulled.cursor, pages=1, records_in=2, records_out=2,
-                             state=out.state))
+    app.steps.push(
+        PushInput(
+            **REF,
+            page_key=key,
+            key=out.key,
+            count=out.count,
+            cursor=pulled.cursor,
+            pages=1,
+            records_in=2,
+            records_out=2,
+            state=out.state,
+        )
+    )
     assert _pushed(app)[-1] == (key, [{"id": 0}, {"id": 1}])
     cp = app.runs.load_checkpoint("acme", "contacts")
     assert (cp.cursor, cp.state) == (2, {"pulls": 1})
     run = app.runs.get(RUN)
     assert (run.pages, run.records_in, run.records_out) == (1, 2, 2)
-    with pytest.raises(Exception):                # staged pages are gone after the push
+    with pytest.raises(Exception):  # staged pages are gone after the push
         app.pages.get(key + "/pulled")
     app.steps.finish(FinishInput(**REF, status="Completed"))
     assert app.runs.get(RUN).status == "Completed"
 
 
 def test_a_resumed_run_starts_from_its_checkpoint_and_counters(app: App) -> None:
-    app.runs.begin(RunRecord(instance_id=RUN, tenant_id="acme", flow_name="contacts",
-                             scheduled_for="2026-11-23T14:00:00Z", status="Running"))
-    app.steps.push(PushInput(**REF, page_key=RUN + "/p1", key=None, count=0, cursor=2,
-                             pages=1, records_in=2, records_out=2, state={"n": 1}))
+    app.runs.begin(
+        RunRecord(
+            instance_id=RUN,
+            tenant_id="acme",
+            flow_name="contacts",
+            scheduled_for="2026-11-23T14:00:00Z",
+            status="Running",
+        )
+    )
+    app.steps.push(
+        PushInput(
+            **REF,
+            page_key=RUN + "/p1",
+            key=None,
+            count=0,
+            cursor=2,
+            pages=1,
+            records_in=2,
+            records_out=2,
+            state={"n": 1},
+        )
+    )
     app.runs.finish(RUN, "Failed", "boom")
     carry = app.steps.begin(BeginInput(**REF, scheduled_for="2026-11-23T14:00:00Z"))
     assert (carry.cursor, carry.state, carry.pages, carry.records_in) == (2, {"n": 1}, 1, 2)
@@ -103,17 +148,35 @@ def test_an_empty_page_keeps_the_cursor_and_stages_nothing(app: App) -> None:
 
 
 def test_a_pull_that_returns_no_page_is_a_permanent_error(app: App) -> None:
-    app.tenants.upsert_many([parse_tenant({"id": "acme", "flows": [
-        {"name": "contacts", "cron": "0 0 * * * *", "config": {"bad": True}}]})])
-    app.steps.tenants.ttl = 0                      # see the edit at once
+    app.tenants.upsert_many(
+        [
+            parse_tenant(
+                {
+                    "id": "acme",
+                    "flows": [{"name": "contacts", "cron": "0 0 * * * *", "config": {"bad": True}}],
+                }
+            )
+        ]
+    )
+    app.steps.tenants.ttl = 0  # see the edit at once
     with pytest.raises(PermanentError, match="pull must return a Page, got list"):
         app.steps.pull(PullInput(**REF, page_key=RUN + "/p1", cursor=None, state={}))
 
 
 def test_contracts_round_trip_and_reject_unknown_keys() -> None:
     from datasync.exceptions import ValidationError
-    step = PushInput(**REF, page_key="k", key=None, count=0, cursor=None, pages=1,
-                     records_in=0, records_out=0, state={"a": 1})
+
+    step = PushInput(
+        **REF,
+        page_key="k",
+        key=None,
+        count=0,
+        cursor=None,
+        pages=1,
+        records_in=0,
+        records_out=0,
+        state={"a": 1},
+    )
     assert PushInput.from_json(step.to_json()) == step
     assert step.to_json()["recordsIn"] == 0 and "records_in" not in step.to_json()
     with pytest.raises(ValidationError, match="unknown keys"):
