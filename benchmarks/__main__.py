@@ -13,12 +13,12 @@ import platform
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .common import RESULTS, Metric, write_results
 
-__all__ = ["main", "BENCHMARKS"]
+__all__ = ["BENCHMARKS", "main"]
 
 
 def _scheduler(quick: bool) -> list[Metric]:
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             got = bench(args.quick)
-        except Exception as exc:  # one broken benchmark must not hide the others' figures
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others' figures
             traceback.print_exc()
             failed.append(name)
             got = [Metric(f"{name}.error", 0.0, "", f"runs: {type(exc).__name__}", False)]

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "Metric",
-    "ROOT",
     "RESULTS",
-    "write_results",
-    "run_json",
-    "peak_rss_mb",
+    "ROOT",
+    "Metric",
     "current_rss_mb",
+    "peak_rss_mb",
     "python",
+    "run_json",
+    "write_results",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,14 +37,14 @@ class Metric:
     passed: bool
 
     @classmethod
-    def check(cls, name: str, value: float, unit: str, op: str, bound: float) -> "Metric":
+    def check(cls, name: str, value: float, unit: str, op: str, bound: float) -> Metric:
         ok = {"<": value < bound, "<=": value <= bound, ">": value > bound, ">=": value >= bound}[
             op
         ]
         return cls(name, round(value, 4), unit, f"{op} {bound:g}", ok)
 
     @classmethod
-    def report(cls, name: str, value: float, unit: str) -> "Metric":
+    def report(cls, name: str, value: float, unit: str) -> Metric:
         return cls(name, round(value, 4), unit, "report", True)
 
     def to_json(self) -> dict[str, Any]:

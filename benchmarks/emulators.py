@@ -18,13 +18,14 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .common import ROOT, Metric, run_json
 
-__all__ = ["run", "emulators"]
+__all__ = ["emulators", "run"]
 
 
 def _emu_module() -> Any:
@@ -69,7 +70,7 @@ def emulators(base: Path) -> Iterator[dict[str, str]]:
             proc.terminate()
             try:
                 proc.wait(10)
-            except Exception:
+            except Exception:  # noqa: BLE001 - it did not stop in time: kill it
                 proc.kill()
 
 
@@ -99,11 +100,11 @@ def case_tick(tenants: int) -> dict[str, Any]:
     import logging
 
     logging.getLogger("azure").setLevel(logging.WARNING)
+    from datasync.app import App
     from datasync.config import Settings
     from datasync.models import parse_tenant
     from datasync.ports import FLOW_JOBS
     from datasync.scanner import scan_and_enqueue
-    from datasync.app import App
 
     from .scheduler import FLOWS, NOW, tenant_docs
 

@@ -93,8 +93,8 @@ class Project:
         self, docs: list[dict[str, Any]], secrets: dict[tuple[str, str, str], str] | None = None
     ) -> None:
         from datasync import operations
-        from datasync.names import utcnow
         from datasync.app import App
+        from datasync.names import utcnow
 
         with App.from_settings(self.settings()) as app:
             for i in range(0, len(docs), 500):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .common import Metric, run_json
 
-__all__ = ["run_orchestrations", "run_history"]
+__all__ = ["run_history", "run_orchestrations"]
 
 
 def _now_text() -> str:

@@ -8,19 +8,21 @@ bulk-loaded with direct SQLite inserts (same schema and document shape as
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import shutil
 import sqlite3
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .common import Metric, run_json
 
-__all__ = ["tenant_docs", "load", "tick", "run", "TIMEZONES", "CRONS", "FLOWS", "NOW"]
+__all__ = ["CRONS", "FLOWS", "NOW", "TIMEZONES", "load", "run", "tenant_docs", "tick"]
 
 TIMEZONES = [
     "UTC",
@@ -53,7 +55,7 @@ CRONS = [
     "30 0 0 1 * *",
 ]
 FLOWS = ["orders-sync", "contacts-to-erp", "invoices-sync"]
-NOW = datetime(2026, 3, 29, 0, 30, 0, tzinfo=timezone.utc)  # near a DST change, on purpose
+NOW = datetime(2026, 3, 29, 0, 30, 0, tzinfo=UTC)  # near a DST change, on purpose
 
 
 def _z(dt: datetime) -> str:
@@ -166,22 +168,18 @@ def load(home: Path, tenants: int, **options: Any) -> int:
 
 def _hwm_mb() -> float:
     """Peak RSS since the last reset (``VmHWM``), else the process's ``ru_maxrss``."""
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
-    except OSError:
-        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _reset_hwm() -> None:
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")  # Linux: reset VmHWM to VmRSS
-    except OSError:
-        pass
 
 
 def tick(home: Path, now: datetime = NOW, *, trace: bool = False) -> dict[str, float]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from .common import ROOT, Metric, run_json
 
-__all__ = ["run", "ApiServer"]
+__all__ = ["ApiServer", "run"]
 
 SOURCE_TOKEN, TARGET_TOKEN = "bench-src-token", "bench-erp-token"
 
@@ -33,7 +33,7 @@ class ApiServer:
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
-    def __enter__(self) -> "ApiServer":
+    def __enter__(self) -> ApiServer:
         args = [sys.executable, "-m", "datasync.demo_apis", "--port", "0"]
         for name, records in self.tenants.items():
             args += ["--tenant", f"{name}:{SOURCE_TOKEN}:{TARGET_TOKEN}:{records}"]
@@ -87,8 +87,9 @@ def plain(url: str, tenant: str, page_size: int) -> dict[str, Any]:
 
 def datasync(url: str, tenant: str, page_size: int) -> dict[str, Any]:
     """DataSync ``run --once`` on a fresh ``DATASYNC_HOME`` (in this process)."""
-    from .harness import SYNC_FLOW, Project
     from datasync.names import format_utc, utcnow
+
+    from .harness import SYNC_FLOW, Project
 
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
         project = Project(Path(tmp), SYNC_FLOW)

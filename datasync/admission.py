@@ -29,7 +29,7 @@ from .ports import FLOW_JOBS
 if TYPE_CHECKING:
     from .app import App
 
-__all__ = ["Start", "Skip", "Defer", "Decision", "decide", "Admission", "DurableStarter"]
+__all__ = ["Admission", "Decision", "Defer", "DurableStarter", "Skip", "Start", "decide"]
 
 log = logging.getLogger("datasync.starter")
 
@@ -130,10 +130,9 @@ class Admission:
             )
             return "deferred"
         claimed = await asyncio.to_thread(self._claim, job)
-        if claimed is not True:
-            if claimed is not None or not await self._take_over(job, client):
-                log.info("skipping %s: %s", instance_id, claimed or "it is being started")
-                return "skipped"
+        if claimed is not True and (claimed is not None or not await self._take_over(job, client)):
+            log.info("skipping %s: %s", instance_id, claimed or "it is being started")
+            return "skipped"
         run_input = RunInput(
             tenant_id=job.tenant_id,
             flow_name=job.flow_name,

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import click
 
@@ -81,7 +82,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for row in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
 
 
 def _json(data: Any) -> None:
@@ -162,7 +163,7 @@ def _tenant_rows(items: list) -> None:
     for t in items:
         head = [t.tenant_id, t.name or "", t.timezone, _yes(t.paused)]
         if not t.flows:
-            rows.append(head + ["", "", "", ""])
+            rows.append([*head, "", "", "", ""])
         for i, f in enumerate(t.flows):
             rows.append(
                 (head if i == 0 else [""] * 4)

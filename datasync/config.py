@@ -21,7 +21,7 @@ from typing import TypeVar
 from .exceptions import ConfigError
 from .http import RetryPolicy
 
-__all__ = ["Settings", "DEFAULT_SCAN_SCHEDULE", "project_root"]
+__all__ = ["DEFAULT_SCAN_SCHEDULE", "Settings", "project_root"]
 
 DEFAULT_SCAN_SCHEDULE = "0 0 * * * *"
 _N = TypeVar("_N", int, float)

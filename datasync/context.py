@@ -13,8 +13,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable
-
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import httpx
@@ -90,16 +90,16 @@ class FlowContext:
     """``ctx`` of a flow step. See DESIGN.md "Flow API"."""
 
     __slots__ = (
-        "tenant_id",
-        "flow_name",
-        "run_id",
-        "page_key",
-        "config",
-        "state",
-        "_secrets",
         "_cache",
         "_http",
         "_log",
+        "_secrets",
+        "config",
+        "flow_name",
+        "page_key",
+        "run_id",
+        "state",
+        "tenant_id",
     )
 
     def __init__(

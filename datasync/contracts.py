@@ -28,19 +28,19 @@ from typing import Any, ClassVar, TypeVar
 from .exceptions import ValidationError
 
 __all__ = [
-    "Contract",
-    "StepRef",
-    "Carry",
-    "RunInput",
     "BeginInput",
-    "PullInput",
-    "PullOutput",
-    "TransformInput",
-    "TransformOutput",
-    "PushInput",
-    "PushOutput",
+    "Carry",
+    "Contract",
     "FinishInput",
     "FinishOutput",
+    "PullInput",
+    "PullOutput",
+    "PushInput",
+    "PushOutput",
+    "RunInput",
+    "StepRef",
+    "TransformInput",
+    "TransformOutput",
 ]
 
 C = TypeVar("C", bound="Contract")

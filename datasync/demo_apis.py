@@ -41,7 +41,7 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -51,7 +51,7 @@ from .names import validate_tenant_id
 __all__ = ["DemoApis", "main"]
 
 MAX_LIMIT = 1000
-_EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _record(i: int) -> dict[str, Any]:
@@ -126,7 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     timeout = 120  # close idle keep-alive connections (httpx drops them after 5 s)
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -168,10 +168,10 @@ class _Handler(BaseHTTPRequestHandler):
             status, body, headers = 500, {"error": f"{type(exc).__name__}: {exc}"}, {}
         self._send(status, body, headers)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._dispatch("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
     # -- routes ------------------------------------------------------------------------
@@ -277,7 +277,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], apis: "DemoApis") -> None:
+    def __init__(self, address: tuple[str, int], apis: DemoApis) -> None:
         self.apis = apis
         self.state = apis.state
         super().__init__(address, _Handler)
@@ -296,7 +296,7 @@ class DemoApis:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> "DemoApis":
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> DemoApis:
         if self._server is None:
             self._server = _Server((host, port), self)
             self._thread = threading.Thread(
@@ -317,7 +317,7 @@ class DemoApis:
             self._thread.join(5)
             self._thread = None
 
-    def __enter__(self) -> "DemoApis":
+    def __enter__(self) -> DemoApis:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

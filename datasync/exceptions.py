@@ -17,18 +17,18 @@ DataSyncError
 from __future__ import annotations
 
 __all__ = [
-    "DataSyncError",
     "ConfigError",
-    "ValidationError",
-    "InvalidDocument",
-    "FlowError",
-    "FlowNotFound",
-    "FlowLoadError",
+    "DataSyncError",
     "DuplicateFlow",
-    "SecretNotFound",
+    "FlowError",
+    "FlowLoadError",
+    "FlowNotFound",
+    "InvalidDocument",
     "NotFound",
-    "TransientError",
     "PermanentError",
+    "SecretNotFound",
+    "TransientError",
+    "ValidationError",
 ]
 
 

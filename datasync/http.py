@@ -29,16 +29,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import threading
-import weakref
 import random
 import re
+import threading
 import time
+import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import httpx
 
@@ -46,14 +46,14 @@ from .exceptions import ConfigError
 from .redact import redact
 
 __all__ = [
+    "RETRYABLE_ERRORS",
+    "AsyncRetryTransport",
+    "HttpClients",
     "RetryPolicy",
     "RetryTransport",
-    "AsyncRetryTransport",
-    "make_client",
     "make_async_client",
+    "make_client",
     "parse_retry_after",
-    "RETRYABLE_ERRORS",
-    "HttpClients",
 ]
 
 log = logging.getLogger("datasync.http")
@@ -116,8 +116,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if when is None:  # pragma: no cover — older Pythons returned None
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
     return max(0.0, (when - now).total_seconds())
 
 
@@ -393,5 +393,5 @@ class HttpClients:
             if not loop.is_closed() and not loop.is_running():
                 try:
                     loop.run_until_complete(aclient.aclose())
-                except Exception:  # noqa: BLE001 — best effort at shutdown
+                except Exception:  # best effort at shutdown
                     log.debug("closing an async http client failed", exc_info=True)

@@ -28,12 +28,12 @@ from .names import format_utc, instance_id, parse_utc, validate_flow_name, valid
 from .schedule import validate_cron, validate_timezone
 
 __all__ = [
+    "RUN_STATUSES",
     "FlowEntry",
-    "Tenant",
+    "InvalidDocuments",
     "Job",
     "RunRecord",
-    "RUN_STATUSES",
-    "InvalidDocuments",
+    "Tenant",
     "parse_tenant",
     "parse_tenants",
 ]

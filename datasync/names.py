@@ -10,24 +10,24 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .exceptions import ValidationError
 
 __all__ = [
-    "validate_tenant_id",
-    "validate_flow_name",
-    "validate_secret_part",
-    "format_utc",
-    "parse_utc",
+    "MAX_INSTANCE_ID",
+    "MAX_NAME",
     "compact_utc",
+    "format_utc",
     "instance_id",
+    "page_key",
+    "parse_utc",
     "sanitize_instance_id",
     "secret_name",
     "utcnow",
-    "page_key",
-    "MAX_NAME",
-    "MAX_INSTANCE_ID",
+    "validate_flow_name",
+    "validate_secret_part",
+    "validate_tenant_id",
 ]
 
 MAX_NAME = 40
@@ -82,7 +82,7 @@ def _aware_utc(dt: object) -> datetime:
         raise ValidationError(f"expected a datetime, got {type(dt).__name__}")
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValidationError(f"datetime {dt.isoformat()} has no timezone")
-    return dt.astimezone(timezone.utc).replace(microsecond=0)
+    return dt.astimezone(UTC).replace(microsecond=0)
 
 
 def format_utc(dt: datetime) -> str:
@@ -134,7 +134,7 @@ def secret_name(tenant: str, system: str, key: str) -> str:
 
 def utcnow() -> datetime:
     """Now, aware UTC, truncated to the second."""
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def page_key(run_id: str, page: int) -> str:

@@ -6,8 +6,9 @@ it returns data and raises :mod:`datasync.exceptions` errors. Nothing here print
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import TransientError, ValidationError
 from .models import RUN_STATUSES, RunRecord, Tenant, parse_tenants
@@ -20,17 +21,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "apply_tenants",
-    "list_tenants",
-    "show_tenant",
-    "trigger",
-    "pause",
-    "resume",
-    "set_secret",
     "list_runs",
-    "queue_put",
+    "list_tenants",
+    "pause",
+    "paused_note",
     "poison_list",
     "poison_replay",
-    "paused_note",
+    "queue_put",
+    "resume",
+    "set_secret",
+    "show_tenant",
+    "trigger",
 ]
 
 _TRIES = 3

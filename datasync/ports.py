@@ -9,26 +9,27 @@ here is synchronous; adapters own their connections and are safe to share betwee
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .models import RunRecord, Tenant
 
 __all__ = [
-    "DueFlow",
-    "QueueItem",
-    "Checkpoint",
-    "TenantStore",
-    "MessageQueue",
-    "QueueBackend",
-    "SecretStore",
-    "RunStore",
-    "PageStore",
-    "Clock",
     "FLOW_JOBS",
     "FLOW_JOBS_POISON",
+    "Checkpoint",
+    "Clock",
+    "DueFlow",
+    "MessageQueue",
+    "PageStore",
+    "QueueBackend",
+    "QueueItem",
+    "RunStore",
+    "SecretStore",
+    "TenantStore",
 ]
 
 FLOW_JOBS = "flow-jobs"

@@ -22,18 +22,19 @@ import logging
 import re
 import threading
 import traceback
-from typing import Any, MutableMapping
+from collections.abc import MutableMapping
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 __all__ = [
-    "MIN_SECRET_LENGTH",
     "MASK",
-    "register_secret",
-    "redact",
+    "MIN_SECRET_LENGTH",
     "RedactingFilter",
-    "install_redaction",
-    "redact_exception",
     "RedactingLoggerAdapter",
+    "install_redaction",
+    "redact",
+    "redact_exception",
+    "register_secret",
 ]
 
 MIN_SECRET_LENGTH = 4

@@ -10,8 +10,9 @@ with ``_`` are skipped), in name order, each as a fresh module ``datasync_flows.
 (re-discovering re-executes the files: new and changed files are picked up). A file that
 fails to import, or declares an invalid flow, is reported as a
 :class:`~datasync.exceptions.FlowLoadError` naming the file; two flows with one name are a
-:class:`~datasync.exceptions.DuplicateFlow` and neither is registered. The others load. Flow files are self-contained: ``flows/`` is not put on
-``sys.path``, so shared code belongs in an installed package.
+:class:`~datasync.exceptions.DuplicateFlow` and neither is registered. The others load.
+Flow files are self-contained: ``flows/`` is not put on ``sys.path``, so shared code belongs
+in an installed package.
 
 :func:`call_step` runs a sync or async step. Async steps run on an event loop kept for the
 calling thread's lifetime (``httpx.AsyncClient`` is bound to its loop, so ``ctx.ahttp`` is
@@ -21,6 +22,7 @@ one client per loop — see :mod:`datasync.context`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import inspect
 import re
@@ -28,26 +30,27 @@ import sys
 import threading
 import traceback
 import weakref
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from .exceptions import DuplicateFlow, FlowError, FlowLoadError, FlowNotFound
 from .names import validate_flow_name
 
 __all__ = [
-    "Page",
-    "flow",
-    "FlowSpec",
+    "MODULE_PREFIX",
     "FlowRegistry",
+    "FlowSpec",
+    "Page",
     "UnknownFlow",
     "call_step",
-    "thread_loop",
     "close_thread_loop",
-    "on_loop_close",
     "default_registry",
-    "MODULE_PREFIX",
+    "flow",
+    "on_loop_close",
+    "thread_loop",
 ]
 
 MODULE_PREFIX = "datasync_flows"
@@ -207,7 +210,7 @@ class FlowRegistry:
                 self.errors.append(DuplicateFlow(name, files))
 
     @classmethod
-    def discover(cls, flows_dir: Path | str, project_root: Path | None = None) -> "FlowRegistry":
+    def discover(cls, flows_dir: Path | str, project_root: Path | None = None) -> FlowRegistry:
         """Import every ``*.py`` in ``flows_dir`` (not ``_*``), in name order, as fresh modules."""
         flows_dir = Path(flows_dir)
         if not flows_dir.is_dir():
@@ -308,7 +311,7 @@ def default_registry() -> FlowRegistry:
 # -- running steps ---------------------------------------------------------------------
 
 _loops = threading.local()
-_finalizers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Callable[[], Any]]]" = (
+_finalizers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Callable[[], Any]]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -327,10 +330,9 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
     if loop.is_closed() or loop.is_running():
         return
     for finalizer in _finalizers.pop(loop, []):
-        try:
+        # best effort (e.g. another loop runs here)
+        with contextlib.suppress(Exception):
             loop.run_until_complete(finalizer())
-        except Exception:  # noqa: BLE001 — best effort (e.g. another loop runs here)
-            pass
     loop.close()
 
 

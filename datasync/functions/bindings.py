@@ -10,15 +10,15 @@ from typing import Any, Dict
 from ..ports import FLOW_JOBS
 
 __all__ = [
-    "ORCHESTRATOR",
     "BEGIN_RUN",
-    "PULL_PAGE",
-    "TRANSFORM_PAGE",
-    "PUSH_PAGE",
     "FINISH_RUN",
     "JOB_QUEUE",
-    "STORAGE_CONNECTION",
+    "ORCHESTRATOR",
+    "PULL_PAGE",
+    "PUSH_PAGE",
     "SCAN_SCHEDULE",
+    "STORAGE_CONNECTION",
+    "TRANSFORM_PAGE",
     "Payload",
 ]
 
@@ -32,7 +32,7 @@ JOB_QUEUE = FLOW_JOBS
 STORAGE_CONNECTION = "AzureWebJobsStorage"
 SCAN_SCHEDULE = "%DATASYNC_SCAN_SCHEDULE%"
 
-Payload = Dict[str, Any]  # noqa: UP006
+Payload = Dict[str, Any]  # typing.Dict on purpose: pyproject.toml exempts this from UP006
 """The annotation of an activity's JSON input and output. It must be ``typing.Dict``: the
 Python worker rejects PEP 585 generics (``dict[str, Any]``) on a bound parameter with
 "binding args has invalid non-type annotation" and then loads no function at all."""

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from ..redact import redact_exception
 
-__all__ = ["guarded", "RedactedError", "redacted"]
+__all__ = ["RedactedError", "guarded", "redacted"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_ERROR = 2000

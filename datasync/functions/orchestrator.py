@@ -27,7 +27,7 @@ from ..contracts import (
 from ..names import page_key
 from .bindings import BEGIN_RUN, FINISH_RUN, ORCHESTRATOR, PULL_PAGE, PUSH_PAGE, TRANSFORM_PAGE
 
-__all__ = ["blueprint", "sync_flow", "STEP_RETRY"]
+__all__ = ["STEP_RETRY", "blueprint", "sync_flow"]
 
 STEP_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_number_of_attempts=3)
 """Activity-level retries (on top of ``ctx.http``'s own per-request retries)."""
@@ -135,7 +135,7 @@ def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, An
             ).to_json()
         )
         return None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure finishes the run as Failed
         error = _error_text(exc)
         yield context.call_activity(
             FINISH_RUN, FinishInput(**ref, status="Failed", error=error).to_json()

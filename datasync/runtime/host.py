@@ -22,6 +22,7 @@ activities            a worker pool calling the user functions with the JSON inp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import inspect
 import json
@@ -31,12 +32,12 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import azure.functions as func
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
@@ -50,7 +51,7 @@ from .durable import DurableEngine, close_durable_client_session, fresh_durable_
 from .rpc import DurableRpcServer
 from .validation import validate_app
 
-__all__ = ["LocalHost", "HostConfig", "run_local", "configure_logging"]
+__all__ = ["HostConfig", "LocalHost", "configure_logging", "run_local"]
 
 log = logging.getLogger("datasync.runtime")
 
@@ -77,7 +78,7 @@ class HostConfig:
         return replace(config, visibility_timeout=settings.queue_retry_delay)
 
     @classmethod
-    def _from_file(cls, root: Path) -> "HostConfig":
+    def _from_file(cls, root: Path) -> HostConfig:
         path = root / "host.json"
         if not path.exists():
             return cls()
@@ -240,7 +241,7 @@ class LocalHost:
         return fn(**kwargs)
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> "LocalHost":
+    def start(self) -> LocalHost:
         fresh_durable_client_session()
         self._loop_thread.start()
         self.rpc.start()
@@ -322,7 +323,7 @@ class LocalHost:
                         queue,
                         queue.extend(item, self.config.message_lease),
                     )
-                except Exception:
+                except Exception:  # noqa: BLE001 - a lost lease is retried next tick
                     log.warning("could not renew the lease on message %s", message_id)
 
     def _settle(self, item: QueueItem, action: Callable[[QueueItem], None]) -> None:
@@ -433,7 +434,7 @@ class LocalHost:
             result = user(**kwargs)
             if inspect.isawaitable(result):
                 await result
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed function retries or poisons
             reason = f"{type(exc).__name__}: {exc}"[:1000]  # as the worker reports it
             if item.dequeue_count >= self.config.max_dequeue_count:
                 await asyncio.to_thread(
@@ -452,10 +453,9 @@ class LocalHost:
         await asyncio.to_thread(self._settle, item, queue.delete)
 
     def _retry_later(self, queue: Any, item: QueueItem) -> None:
-        try:
+        # lost the message meanwhile: it comes back on its own
+        with contextlib.suppress(Exception):
             queue.extend(item, self.config.visibility_timeout)
-        except Exception:  # lost the message meanwhile: it comes back on its own
-            pass
 
     def _poison(self, queue: Any, poison: Any, item: QueueItem, reason: str) -> None:
         log.error(

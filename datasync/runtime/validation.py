@@ -28,9 +28,10 @@ import collections.abc
 import inspect
 import sys
 import typing
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["validate_app", "validate_function", "is_typing_generic"]
+__all__ = ["is_typing_generic", "validate_app", "validate_function"]
 
 IN, OUT, INOUT = 0, 1, 2  # BindingInfo.Direction, as the decorators number it
 UNDEFINED = 0  # BindingInfo.DataType.undefined

@@ -147,6 +147,7 @@ def verdicts(tmp_path_factory, bridge_factory) -> dict[str, tuple[dict, list[str
                 pool.map(
                     lambda item: item[1].call("init", app_dir=str(dirs[item[0]])), bridges.items()
                 ),
+                strict=True,
             )
         )
     for bridge in bridges.values():
@@ -179,8 +180,10 @@ def test_the_fixtures_cover_both_verdicts(verdicts):
     loads = {name for name, (worker, _) in verdicts.items() if worker["status"] == "Success"}
     assert loads == {"good", "typing_dict", "any"}
     assert verdicts["pep585_dict"][1] == [
-        "cannot load the begin function: binding args has invalid non-type annotation "
-        "dict[str, typing.Any]"
+        (
+            "cannot load the begin function: binding args has invalid non-type annotation "
+            "dict[str, typing.Any]"
+        )
     ]
     assert verdicts["second_function_fails"][1][0].startswith("cannot load the second function")
 

@@ -11,7 +11,6 @@ DATASYNC_HOME filled through the project's own CLI.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import subprocess
@@ -408,16 +407,16 @@ class History:
         self.clock += 1
         self._add(12)
 
-    def scheduled(self, task_id: int, name: str) -> "History":
+    def scheduled(self, task_id: int, name: str) -> History:
         self._add(4, task_id, Name=name, Version="")
         return self
 
-    def completed(self, task_id: int, result: Any) -> "History":
+    def completed(self, task_id: int, result: Any) -> History:
         self.episode()
         self._add(5, TaskScheduledId=task_id, Result=json.dumps(result))
         return self
 
-    def failed(self, task_id: int, reason: str) -> "History":
+    def failed(self, task_id: int, reason: str) -> History:
         self.episode()
         self._add(
             6,
@@ -427,7 +426,7 @@ class History:
         )
         return self
 
-    def retry_timer(self, timer_id: int) -> "History":
+    def retry_timer(self, timer_id: int) -> History:
         """DTFx's RetryInterceptor: a timer between attempts (notes §18)."""
         self._add(10, timer_id, FireAt=_ts(self.clock + 2))
         self.episode()

@@ -31,7 +31,7 @@ import sys
 import traceback
 import types
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 # -- protobuf stand-ins --------------------------------------------------------------------
 
@@ -39,7 +39,7 @@ from typing import Any
 class Message:
     """A protobuf message stand-in: keyword fields; unset fields read as ``None``."""
 
-    _oneofs: dict[str, tuple[str, ...]] = {}
+    _oneofs: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
@@ -308,7 +308,7 @@ def main() -> None:
             op = request.pop("op")
             reply = getattr(host, op)(**request)
             reply = {"ok": True, **reply}
-        except Exception as exc:  # a bridge bug or a bad request: report, keep serving
+        except Exception as exc:  # noqa: BLE001 - a bridge bug or a bad request: report, keep serving
             reply = {
                 "ok": False,
                 "error": f"{type(exc).__name__}: {exc}",

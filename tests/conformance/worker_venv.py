@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["ROOT", "VENV", "WorkerVenvError", "find_python", "ensure_worker_venv"]
+__all__ = ["ROOT", "VENV", "WorkerVenvError", "ensure_worker_venv", "find_python"]
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv-worker"

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -99,6 +100,8 @@ def _sqlite(clock: ManualClock, home: Path) -> Iterator[Backend]:
 
 
 def _azure(clock: ManualClock, request: pytest.FixtureRequest, home: Path) -> Iterator[Backend]:
+    from keyvault_server import FakeCredential
+
     from datasync.adapters.azure.cosmos import CosmosTenantStore
     from datasync.adapters.azure.cosmos_db import CosmosDatabase
     from datasync.adapters.azure.keyvault import KeyVaultSecretStore
@@ -106,7 +109,6 @@ def _azure(clock: ManualClock, request: pytest.FixtureRequest, home: Path) -> It
     from datasync.adapters.azure.runs import CosmosRunStore
     from datasync.adapters.azure.storage_queue import StorageQueueBackend
     from datasync.config import Settings
-    from keyvault_server import FakeCredential
 
     settings_env = request.getfixturevalue("emulators")
     vault = request.getfixturevalue("keyvault_server")

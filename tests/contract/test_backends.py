@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,9 +11,9 @@ from datasync.models import RunRecord
 
 
 def test_manual_clock_moves_only_forward_when_told():
-    clock = ManualClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
-    assert clock() == clock() == datetime(2026, 1, 1, tzinfo=timezone.utc)
-    assert clock.advance(1.5) == datetime(2026, 1, 1, 0, 0, 1, 500000, tzinfo=timezone.utc)
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    assert clock() == clock() == datetime(2026, 1, 1, tzinfo=UTC)
+    assert clock.advance(1.5) == datetime(2026, 1, 1, 0, 0, 1, 500000, tzinfo=UTC)
     with pytest.raises(ValueError):
         clock.advance(-1)
     with pytest.raises(ValueError):
@@ -38,7 +38,7 @@ def test_memory_backend_shares_its_clock_across_ports():
         )
     )
     assert b.runs.get("Workflow-a--c-20261123T140000Z").started_at == "2026-11-23T15:00:00Z"
-    assert clock() - timedelta(hours=1) == datetime(2026, 11, 23, 14, tzinfo=timezone.utc)
+    assert clock() - timedelta(hours=1) == datetime(2026, 11, 23, 14, tzinfo=UTC)
 
 
 def test_memory_secrets_never_show_a_value():

@@ -4,8 +4,8 @@ lifecycle, cumulative checkpoints, and the history queries."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Callable
 
 import pytest
 
@@ -39,7 +39,7 @@ def race(n: int, call: Callable[[], bool]) -> list[bool]:
         barrier.wait()
         try:
             ok = call()
-        except BaseException as exc:  # a thread's error fails the test, not the thread
+        except BaseException as exc:  # noqa: BLE001 - a thread's error fails the test, not the thread
             with lock:
                 errors.append(exc)
             return
@@ -81,7 +81,9 @@ def test_create_skips_any_existing_record(backend, status):
 def test_racing_creates_let_exactly_one_win_per_id(backend):
     ids = [f"Workflow-acme--contacts-20261123T{h:02d}0000Z" for h in range(10)]
     for instance in ids:
-        assert sorted(race(6, lambda: backend.runs.create(run(instance)))) == [False] * 5 + [True]
+        assert sorted(race(6, lambda instance=instance: backend.runs.create(run(instance)))) == [
+            False
+        ] * 5 + [True]
     assert {r.instance_id for r in backend.runs.recent(limit=100)} == set(ids)
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from datasync.exceptions import InvalidDocument, NotFound
 from datasync.models import parse_tenant
 
-NOW = datetime(2026, 11, 23, 14, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 14, 0, 0, tzinfo=UTC)
 PAST = "2026-11-23T13:00:00Z"
 FUTURE = "2026-11-23T15:00:00Z"
 NEXT = "2026-11-23T15:00:00Z"
@@ -100,7 +100,7 @@ def test_due_flows_pages_every_due_flow_exactly_once(backend):
     assert {(r.tenant_id, r.flow_index, r.flow_name, r.next_run_utc) for r in rows} == expected
     assert len(rows) == len(expected)
     assert all(r.cron == "0 0 * * * *" and r.timezone == "UTC" for r in rows)
-    earlier = due(backend.tenants, datetime(2026, 11, 23, 12, tzinfo=timezone.utc))
+    earlier = due(backend.tenants, datetime(2026, 11, 23, 12, tzinfo=UTC))
     assert {r.flow_name for r in earlier} == {"fresh"}  # missing nextRunUtc: always due
 
 
@@ -115,7 +115,7 @@ def test_advance_moves_next_runs_and_reports_a_flow_edited_meanwhile(backend):
     rows = due(store)
     assert len(rows) == 4
     edited, etag = store.get_with_etag("acme")  # a user triggers "b" meanwhile
-    edited.flows[1].next_run_utc = datetime(2026, 11, 23, 13, 30, tzinfo=timezone.utc)
+    edited.flows[1].next_run_utc = datetime(2026, 11, 23, 13, 30, tzinfo=UTC)
     assert store.replace_if_match(edited, etag)
 
     lost = store.advance([(row, NEXT) for row in rows])

@@ -15,7 +15,8 @@ import functools
 import os
 import signal
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def _crash_before(owner: Any, name: str) -> None:

@@ -38,7 +38,7 @@ __all__ = ["FlakyApi"]
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -130,10 +130,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"duplicate": duplicate}, drip=drip)
         return self._send(404, {"error": f"no route {route}"})
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._handle("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._handle("POST")
 
 
@@ -141,7 +141,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, api: "FlakyApi") -> None:
+    def __init__(self, api: FlakyApi) -> None:
         self.api = api
         super().__init__(("127.0.0.1", 0), _Handler)
 
@@ -181,7 +181,7 @@ class FlakyApi:
                 "maxReceives": max(self.receives.values(), default=0),
             }
 
-    def __enter__(self) -> "FlakyApi":
+    def __enter__(self) -> FlakyApi:
         self._thread.start()
         return self
 

@@ -16,8 +16,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 FAR_FUTURE = "0 0 0 1 1 *"  # once a year on Jan 1: only the start tick fires
@@ -113,7 +114,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: floa
 class Runtime:
     """A ``python -m datasync run [--once]`` subprocess with its output in files."""
 
-    def __init__(self, project: "Project", args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, project: Project, args: list[str], env: dict[str, str]) -> None:
         n = len(project.runtimes)
         self.out_path = project.logs / f"runtime-{n}.out"
         self.err_path = project.logs / f"runtime-{n}.err"

@@ -34,9 +34,10 @@ class Tiny:
 
 
 def _kb(pid: int, field: str) -> int:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
     raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 

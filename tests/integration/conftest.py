@@ -17,8 +17,8 @@ import socket
 import subprocess
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

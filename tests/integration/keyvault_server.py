@@ -24,7 +24,7 @@ from pathlib import Path
 
 from azure.core.credentials import AccessToken
 
-__all__ = ["KeyVaultTestServer", "FakeCredential", "TOKEN"]
+__all__ = ["TOKEN", "FakeCredential", "KeyVaultTestServer"]
 
 TOKEN = "kv-test-token"
 CHALLENGE = (
@@ -48,15 +48,16 @@ class FakeCredential:
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -87,7 +88,7 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     def setup(self) -> None:
         super().setup()
@@ -147,7 +148,9 @@ class _Handler(BaseHTTPRequestHandler):
                 {
                     "error": {
                         "code": "SecretNotFound",
-                        "message": f"A secret with (name/id) {name} was not found in this key vault.",
+                        "message": (
+                            f"A secret with (name/id) {name} was not found in this key vault."
+                        ),
                     }
                 },
             )
@@ -205,7 +208,7 @@ class KeyVaultTestServer:
     def requests(self) -> list[tuple[str, str]]:
         return self.httpd.requests
 
-    def start(self) -> "KeyVaultTestServer":
+    def start(self) -> KeyVaultTestServer:
         self._thread.start()
         return self
 
@@ -214,7 +217,7 @@ class KeyVaultTestServer:
         self.httpd.server_close()
         self._dir.cleanup()
 
-    def __enter__(self) -> "KeyVaultTestServer":
+    def __enter__(self) -> KeyVaultTestServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -5,7 +5,7 @@ tests/contract."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,7 +16,7 @@ from datasync.models import parse_tenant
 
 pytestmark = pytest.mark.emulator
 
-NOW = datetime(2026, 11, 23, 14, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 14, 0, 0, tzinfo=UTC)
 PAST = "2026-11-23T13:00:00Z"
 FUTURE = "2026-11-23T15:00:00Z"
 

@@ -232,10 +232,11 @@ def test_the_app_puts_runs_and_pages_on_azure_and_nothing_on_disk(tmp_path):
 
 
 def test_identity_based_storage_setting_reaches_both_storage_adapters():
+    from keyvault_server import FakeCredential
+
     from datasync.adapters.azure.pages import BlobPageStore
     from datasync.adapters.azure.storage_queue import StorageQueueBackend
     from datasync.config import Settings
-    from keyvault_server import FakeCredential
 
     settings = Settings.from_env({"AzureWebJobsStorage__accountName": "stdatasync"})
     assert settings.uses_azure_queue

@@ -4,20 +4,20 @@ queue (base64, as the Functions host reads them), next runs written back."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from datasync.adapters.azure.cosmos import CosmosTenantStore
 from datasync.adapters.azure.storage_queue import StorageQueueBackend
+from datasync.app import App
 from datasync.config import Settings
 from datasync.models import Job, parse_tenant
 from datasync.scanner import scan_and_enqueue
-from datasync.app import App
 
 pytestmark = pytest.mark.emulator
 
-NOW = datetime(2026, 11, 23, 14, 0, 5, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 14, 0, 5, tzinfo=UTC)
 
 
 def test_scan_enqueues_due_jobs_and_moves_next_runs_on(unique_name, cosmos_store, queues):
@@ -97,12 +97,12 @@ def test_scan_enqueues_due_jobs_and_moves_next_runs_on(unique_name, cosmos_store
 
     acme = {f.name: f.next_run_utc for f in cosmos_store.get("acme").flows}
     assert acme == {
-        "contacts": datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc),
-        "orders": datetime(2026, 11, 23, 14, 30, tzinfo=timezone.utc),
-        "invoices": datetime(2026, 11, 24, 5, 0, tzinfo=timezone.utc),
+        "contacts": datetime(2026, 11, 23, 15, 0, tzinfo=UTC),
+        "orders": datetime(2026, 11, 23, 14, 30, tzinfo=UTC),
+        "invoices": datetime(2026, 11, 24, 5, 0, tzinfo=UTC),
     }  # 06:00 CET
     assert cosmos_store.get("beta").flows[0].next_run_utc == datetime(
-        2026, 11, 23, 14, 15, tzinfo=timezone.utc
+        2026, 11, 23, 14, 15, tzinfo=UTC
     )  # missed runs coalesced
 
     again = scan_and_enqueue(

@@ -18,12 +18,12 @@ from datasync.adapters.azure.cosmos import CosmosTenantStore
 from datasync.adapters.azure.pages import BlobPageStore
 from datasync.adapters.azure.runs import CosmosRunStore
 from datasync.adapters.azure.storage_queue import StorageMessageQueue, StorageQueueBackend
+from datasync.app import App
 from datasync.config import Settings
 from datasync.demo_apis import DemoApis
 from datasync.names import utcnow
 from datasync.ports import FLOW_JOBS, FLOW_JOBS_POISON
 from datasync.runtime.host import LocalHost
-from datasync.app import App
 
 pytestmark = pytest.mark.emulator
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from datasync.config import Settings
 from datasync.models import Job, parse_tenant
 
 pytestmark = pytest.mark.emulator
-JOB = Job("acme", "contacts-to-erp", datetime(2026, 11, 23, 14, 0, tzinfo=timezone.utc))
+JOB = Job("acme", "contacts-to-erp", datetime(2026, 11, 23, 14, 0, tzinfo=UTC))
 STARTERS = 6
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from datasync.app import App
 from datasync.config import Settings
 from datasync.models import Job, RunRecord, parse_tenant
 
-WHEN = datetime(2026, 11, 23, 14, 0, tzinfo=timezone.utc)
+WHEN = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 JOB = Job("acme", "contacts", WHEN)
 
 
@@ -201,7 +201,7 @@ def test_deferred_jobs_go_back_on_the_queue_with_a_delay(app: App) -> None:
     waiting = app.queues.queue("flow-jobs").peek_all()
     assert [Job.from_message(m.body) for m in waiting] == [JOB]
     assert waiting[0].next_visible_at is not None
-    assert waiting[0].next_visible_at - datetime.now(timezone.utc) > timedelta(seconds=20)
+    assert waiting[0].next_visible_at - datetime.now(UTC) > timedelta(seconds=20)
 
 
 def test_admission_never_blocks_the_event_loop(app: App, monkeypatch: Any) -> None:

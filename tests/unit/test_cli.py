@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
 
-from datasync.cli import cli
 from datasync.app import App
+from datasync.cli import cli
 
 FLOW = """
 from datasync import Page, flow
@@ -85,7 +85,7 @@ def listed(*args: str):
 
 def utc(text: str) -> datetime:
     assert TIME.match(text), text
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 # -- tenants ----------------------------------------------------------------------------------
@@ -97,7 +97,7 @@ def test_help_does_not_touch_storage(root):
 
 
 def test_apply_fills_next_run_and_list_shows_it(root):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     apply(root, tenant_doc())
     docs = listed("tenants", "list")
     assert [d["tenantId"] for d in docs] == ["acme"]
@@ -176,7 +176,7 @@ def test_trigger_makes_the_flow_due_now_and_says_when_paused(root):
     assert result.exit_code == 0, result.output
     assert "tenant acme is paused" in result.output
     flow = listed("tenants", "list")[0]["flows"][0]
-    assert abs(utc(flow["nextRunUtc"]) - datetime.now(timezone.utc)) < timedelta(seconds=5)
+    assert abs(utc(flow["nextRunUtc"]) - datetime.now(UTC)) < timedelta(seconds=5)
 
     assert run("resume", "acme").exit_code == 0
     again = run("trigger", "acme", "contacts-to-erp")
@@ -192,7 +192,7 @@ def test_pause_and_resume_a_flow(root):
     flow = listed("tenants", "list")[0]["flows"][0]
     assert flow["enabled"] is False
 
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     assert run("resume", "acme", "contacts-to-erp").exit_code == 0
     flow = listed("tenants", "list")[0]["flows"][0]
     assert flow["enabled"] is True
@@ -206,7 +206,7 @@ def test_pause_and_resume_a_tenant(root):
     doc = listed("tenants", "list")[0]
     assert doc["paused"] is True and doc["flows"][0]["enabled"] is True
 
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     assert run("resume", "acme").exit_code == 0
     doc = listed("tenants", "list")[0]
     assert doc["paused"] is False

@@ -8,11 +8,11 @@ import threading
 import pytest
 
 from datasync.context import FlowContext, SecretCache
+from datasync.exceptions import SecretNotFound
 from datasync.http import HttpClients, RetryPolicy
+from datasync.registry import call_step
 
 HTTP = HttpClients(RetryPolicy())
-from datasync.exceptions import SecretNotFound
-from datasync.registry import call_step
 
 
 class CountingSecrets:
@@ -42,17 +42,17 @@ class Clock:
 
 
 def make_ctx(secrets, cache=None, **kw) -> FlowContext:
-    args = dict(
-        tenant_id="acme",
-        flow_name="contacts-to-erp",
-        run_id="Workflow-acme--contacts-to-erp-20261123T140000Z",
-        page_key="Workflow-acme--contacts-to-erp-20261123T140000Z/p1",
-        config={"source_url": "http://x", "api_key": "cfg-secret-value"},
-        state={},
-        secrets=secrets,
-        cache=cache,
-        http=HTTP,
-    )
+    args = {
+        "tenant_id": "acme",
+        "flow_name": "contacts-to-erp",
+        "run_id": "Workflow-acme--contacts-to-erp-20261123T140000Z",
+        "page_key": "Workflow-acme--contacts-to-erp-20261123T140000Z/p1",
+        "config": {"source_url": "http://x", "api_key": "cfg-secret-value"},
+        "state": {},
+        "secrets": secrets,
+        "cache": cache,
+        "http": HTTP,
+    }
     args.update(kw)
     return FlowContext(**args)
 

@@ -185,8 +185,8 @@ class FakeSecrets:
 
 def test_example_flow_moves_every_record_once(apis, monkeypatch):
     from datasync.context import FlowContext, SecretCache
-    from datasync.registry import FlowRegistry, call_step
     from datasync.http import HttpClients, RetryPolicy
+    from datasync.registry import FlowRegistry, call_step
 
     http = HttpClients(RetryPolicy(backoff_base=0.01))
     spec = FlowRegistry.discover(ROOT / "flows", ROOT).get("contacts-to-erp")

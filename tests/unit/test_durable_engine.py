@@ -159,7 +159,7 @@ def test_start_on_an_active_instance_fails_with_the_extensions_message(tmp_path)
     engine.run_orchestration_once()  # first episode: now Running
     with pytest.raises(
         InstanceExistsError,
-        match="^An Orchestration instance with the status Running already exists.$",
+        match=r"^An Orchestration instance with the status Running already exists.$",
     ):
         engine.start_new("sequence", "dup", json.dumps(2))
     _drain(engine)

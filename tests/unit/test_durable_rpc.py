@@ -105,7 +105,7 @@ def test_an_unknown_orchestrator_raises_the_extensions_message(served):
 def test_status_and_terminate_answer_as_the_extension(served):
     engine, rpc = served
     assert not _client_call(rpc, lambda c: c.get_status("nobody"))
-    with pytest.raises(Exception, match="No instance with ID 'nobody' found."):
+    with pytest.raises(Exception, match=r"No instance with ID 'nobody' found."):
         _client_call(rpc, lambda c: c.terminate("nobody", "why"))
     _client_call(rpc, lambda c: c.start_new("once", "t-1", 1))
     _client_call(rpc, lambda c: c.terminate("t-1", "enough"))

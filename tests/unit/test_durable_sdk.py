@@ -32,8 +32,10 @@ def test_the_installed_sdk_is_the_version_the_module_was_checked_against():
 
 
 def test_replay_schema_values_match_the_sdk():
-    assert [sdk.ReplaySchema.V1, sdk.ReplaySchema.V2, sdk.ReplaySchema.V3] == [
-        s.value for s in SdkReplaySchema
+    assert [s.value for s in SdkReplaySchema] == [
+        sdk.ReplaySchema.V1,
+        sdk.ReplaySchema.V2,
+        sdk.ReplaySchema.V3,
     ]
 
 
@@ -66,7 +68,7 @@ def test_fast_timestamps_parse_as_dateutil_does():
     sdk.install_fast_timestamps()  # idempotent
     import sys
 
-    from azure.durable_functions.models.history import HistoryEvent as module
+    from azure.durable_functions.models.history import HistoryEvent
 
     parse = sys.modules["azure.durable_functions.models.history.HistoryEvent"].dt_parse
     assert getattr(parse, "_datasync_fast", False)
@@ -74,7 +76,7 @@ def test_fast_timestamps_parse_as_dateutil_does():
         assert parse(text) == dateutil_parser.parse(text)
         assert parse(text).tzinfo is not None
     assert parse("2026-01-01T00:00:00+02:00") == dateutil_parser.parse("2026-01-01T00:00:00+02:00")
-    assert module is not None
+    assert HistoryEvent is not None
 
 
 def _probe(context):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -80,7 +80,7 @@ def ok(body=b"ok"):
 
 
 def test_parse_retry_after_seconds_dates_and_garbage():
-    now = datetime(2026, 11, 23, 14, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 23, 14, 0, 0, tzinfo=UTC)
     assert parse_retry_after("7", now) == 7.0
     assert parse_retry_after(" 0 ", now) == 0.0
     assert parse_retry_after(format_datetime(now + timedelta(seconds=42), usegmt=True), now) == 42.0
@@ -102,7 +102,7 @@ def test_429_with_retry_after_seconds_waits_that_long():
 
 
 def test_429_with_retry_after_http_date_waits_until_then():
-    when = datetime.now(timezone.utc) + timedelta(seconds=20)
+    when = datetime.now(UTC) + timedelta(seconds=20)
     script = Script(httpx.Response(429, headers={"Retry-After": format_datetime(when, True)}), ok())
     clock = FakeClock()
     assert client(script, clock).get(URL).status_code == 200

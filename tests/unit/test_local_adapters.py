@@ -11,7 +11,7 @@ import stat
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -114,9 +114,9 @@ def test_two_processes_racing_on_one_home_create_and_take_over_each_run_once(tmp
 
     # every claim (made at or before `created`) is older than `stale`, and a claim made
     # from `stale` on is not: wait for that second, then both processes take over
-    created = datetime.now(timezone.utc).replace(microsecond=0)
+    created = datetime.now(UTC).replace(microsecond=0)
     stale = created + timedelta(seconds=1)
-    time.sleep(max(0.0, (stale - datetime.now(timezone.utc)).total_seconds()))
+    time.sleep(max(0.0, (stale - datetime.now(UTC)).total_seconds()))
     older_than = stale.timestamp()
     a, b = _race_processes(home, str(older_than), ids)
     assert sorted(a + b) == sorted(ids) and a and b
@@ -155,7 +155,7 @@ def test_a_database_from_before_claims_is_migrated(tmp_path):
             )
             is False
         )
-        later = datetime(2026, 11, 23, 14, 5, tzinfo=timezone.utc)
+        later = datetime(2026, 11, 23, 14, 5, tzinfo=UTC)
         assert backend.runs.take_over_pending(old, older_than=later) is True  # by createdAt
         assert backend.runs.take_over_pending(old, older_than=later) is False
     finally:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -18,7 +18,7 @@ from datasync.models import (
     parse_tenants,
 )
 
-UTC = timezone.utc
+UTC = UTC
 
 DOC = {
     "id": "acme",

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -19,7 +19,7 @@ from datasync.names import (
     validate_tenant_id,
 )
 
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.mark.parametrize("name", ["acme", "Acme-Ltd", "a", "A1-b2-C3", "x" * 40, "0"])
@@ -70,9 +70,9 @@ def test_invalid_flow_names(name):
 
 
 def test_secret_part_message_names_the_part():
-    with pytest.raises(ValidationError, match="^secret key 'to ken'"):
+    with pytest.raises(ValidationError, match=r"^secret key 'to ken'"):
         validate_secret_part("to ken", "key")
-    with pytest.raises(ValidationError, match="^secret system 'c--rm'"):
+    with pytest.raises(ValidationError, match=r"^secret system 'c--rm'"):
         validate_secret_part("c--rm")
 
 

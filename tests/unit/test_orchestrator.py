@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
 from datasync.functions import bindings as names
 from datasync.functions.orchestrator import blueprint
 from datasync.runtime.durable import DurableEngine

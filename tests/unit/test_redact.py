@@ -130,9 +130,9 @@ def test_adapter_redacts_without_filter_and_prefixes_tenant_flow():
     out = stream.getvalue()
     assert value not in out
     first = out.splitlines()[0]
-    assert (
-        first
-        == "[acme/contacts] calling with ***|r1|test_adapter_redacts_without_filter_and_prefixes_tenant_flow"
+    assert first == (
+        "[acme/contacts] calling with ***|r1|"
+        "test_adapter_redacts_without_filter_and_prefixes_tenant_flow"
     )
     assert "ValueError: bad ***" in out
 

@@ -169,7 +169,7 @@ def test_two_flows_with_one_name_register_neither(project):
     dups = [e for e in reg.errors if isinstance(e, DuplicateFlow)]
     assert len(dups) == 1 and dups[0].name == "same-name"
     assert dups[0].files == ["flows/one.py", "flows/two.py"]
-    with pytest.raises(FlowNotFound, match="ambiguous.*flows/one.py, flows/two.py"):
+    with pytest.raises(FlowNotFound, match=r"ambiguous.*flows/one.py, flows/two.py"):
         reg.get("same-name")
 
 

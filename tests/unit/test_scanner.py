@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from datasync.adapters.local import LocalBackend
 from datasync.models import Job, parse_tenant
 from datasync.scanner import scan_and_enqueue
 
-NOW = datetime(2026, 11, 23, 14, 0, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 14, 0, 30, tzinfo=UTC)
 
 
 def tenant(
@@ -101,7 +101,7 @@ def test_write_back_loses_cleanly_to_a_concurrent_edit(tmp_path):
     b.tenants.upsert_many([tenant("acme", "2026-11-23T14:00:00Z")])
     [page] = list(b.tenants.due_flows(NOW))
     edited, etag = b.tenants.get_with_etag("acme")  # someone triggers meanwhile
-    edited.flows[0].next_run_utc = datetime(2026, 11, 23, 14, 0, 20, tzinfo=timezone.utc)
+    edited.flows[0].next_run_utc = datetime(2026, 11, 23, 14, 0, 20, tzinfo=UTC)
     assert b.tenants.replace_if_match(edited, etag)
     lost = b.tenants.advance([(page[0], "2026-11-23T15:00:00Z")])
     assert lost == [page[0]]

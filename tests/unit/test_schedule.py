@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+import itertools
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from datasync.exceptions import ValidationError
 from datasync.schedule import due_at, next_occurrence, plan, validate_cron
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def utc(text: str) -> datetime:
@@ -67,7 +68,7 @@ def test_daily_runs_exactly_once_per_day(cron, tz, day, expected):
 def test_hourly_follows_real_time_across_dst(cron, tz, day, count):
     got = occurrences_on(cron, tz, day)
     assert len(got) == count
-    gaps = {b - a for a, b in zip(got, got[1:])}
+    gaps = {b - a for a, b in itertools.pairwise(got)}
     step = timedelta(minutes=30) if "*/30" in cron else timedelta(hours=1)
     if "*/2" not in cron:
         assert gaps == {step}  # evenly spaced in real time: nothing doubled or lost

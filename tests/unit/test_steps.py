@@ -10,7 +10,7 @@ import pytest
 from datasync.app import App
 from datasync.config import Settings
 from datasync.contracts import BeginInput, FinishInput, PullInput, PushInput, TransformInput
-from datasync.exceptions import PermanentError
+from datasync.exceptions import NotFound, PermanentError
 from datasync.models import RunRecord, parse_tenant
 
 RUN = "Workflow-acme--contacts-20261123T140000Z"
@@ -107,7 +107,7 @@ def test_one_page_through_every_step(app: App) -> None:
     assert (cp.cursor, cp.state) == (2, {"pulls": 1})
     run = app.runs.get(RUN)
     assert (run.pages, run.records_in, run.records_out) == (1, 2, 2)
-    with pytest.raises(Exception):  # staged pages are gone after the push
+    with pytest.raises(NotFound):  # staged pages are gone after the push
         app.pages.get(key + "/pulled")
     app.steps.finish(FinishInput(**REF, status="Completed"))
     assert app.runs.get(RUN).status == "Completed"

@@ -19,16 +19,16 @@ if TYPE_CHECKING:
     from .storage_queue import StorageQueueBackend
 
 __all__ = [
-    "cosmos_database",
-    "cosmos_tenant_store",
-    "cosmos_run_store",
-    "storage_queue_backend",
     "blob_page_store",
+    "cosmos_database",
+    "cosmos_run_store",
+    "cosmos_tenant_store",
     "keyvault_secret_store",
+    "storage_queue_backend",
 ]
 
 
-def cosmos_database(settings: Settings) -> "CosmosDatabase":
+def cosmos_database(settings: Settings) -> CosmosDatabase:
     """The process's one Cosmos client and database (``COSMOS_ENDPOINT``; ``COSMOS_KEY``
     or managed identity), shared by the tenant and run stores."""
     if not settings.cosmos_endpoint:
@@ -39,8 +39,8 @@ def cosmos_database(settings: Settings) -> "CosmosDatabase":
 
 
 def cosmos_tenant_store(
-    settings: Settings, database: "CosmosDatabase | None" = None
-) -> "CosmosTenantStore":
+    settings: Settings, database: CosmosDatabase | None = None
+) -> CosmosTenantStore:
     """Tenants on Cosmos: container ``COSMOS_CONTAINER`` (default ``tenants``)."""
     if not settings.cosmos_endpoint:
         raise ConfigError("COSMOS_ENDPOINT is not set")
@@ -49,9 +49,7 @@ def cosmos_tenant_store(
     return CosmosTenantStore(settings, database=database)
 
 
-def cosmos_run_store(
-    settings: Settings, database: "CosmosDatabase | None" = None
-) -> "CosmosRunStore":
+def cosmos_run_store(settings: Settings, database: CosmosDatabase | None = None) -> CosmosRunStore:
     """Run history and checkpoints on Cosmos: containers ``runs`` and ``checkpoints``."""
     if not settings.cosmos_endpoint:
         raise ConfigError("COSMOS_ENDPOINT is not set")
@@ -60,7 +58,7 @@ def cosmos_run_store(
     return CosmosRunStore(settings, database=database)
 
 
-def storage_queue_backend(settings: Settings) -> "StorageQueueBackend":
+def storage_queue_backend(settings: Settings) -> StorageQueueBackend:
     """Job queues on the ``AzureWebJobsStorage`` account (Azurite for
     ``UseDevelopmentStorage=true``)."""
     if not settings.storage_connection:
@@ -70,7 +68,7 @@ def storage_queue_backend(settings: Settings) -> "StorageQueueBackend":
     return StorageQueueBackend(settings.storage_connection)
 
 
-def blob_page_store(settings: Settings) -> "BlobPageStore":
+def blob_page_store(settings: Settings) -> BlobPageStore:
     """Staged pages in the blob container ``datasync-pages`` of ``AzureWebJobsStorage``."""
     if not settings.storage_connection:
         raise ConfigError("AzureWebJobsStorage is not set")
@@ -79,7 +77,7 @@ def blob_page_store(settings: Settings) -> "BlobPageStore":
     return BlobPageStore(settings.storage_connection)
 
 
-def keyvault_secret_store(settings: Settings) -> "KeyVaultSecretStore":
+def keyvault_secret_store(settings: Settings) -> KeyVaultSecretStore:
     """Secrets in the vault at ``KEYVAULT_URL`` (``DefaultAzureCredential``)."""
     if not settings.keyvault_url:
         raise ConfigError("KEYVAULT_URL is not set")

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Iterator, cast
+from typing import Any, cast
 
 from ...config import Settings
 from ...exceptions import ConfigError, InvalidDocument, NotFound
@@ -29,7 +30,7 @@ from ...names import format_utc
 from ...ports import DueFlow
 from .cosmos_db import CosmosDatabase
 
-__all__ = ["CosmosTenantStore", "DUE_QUERY", "SYSTEM_KEYS"]
+__all__ = ["DUE_QUERY", "SYSTEM_KEYS", "CosmosTenantStore"]
 
 log = logging.getLogger("datasync.cosmos")
 

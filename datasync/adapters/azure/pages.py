@@ -8,6 +8,7 @@ the infrastructure template adds a lifecycle rule that deletes blobs here after 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from ...exceptions import ConfigError, NotFound
 from .storage import storage_client
 
-__all__ = ["BlobPageStore", "PAGES_CONTAINER"]
+__all__ = ["PAGES_CONTAINER", "BlobPageStore"]
 
 PAGES_CONTAINER = "datasync-pages"
 
@@ -52,10 +53,8 @@ class BlobPageStore:
                 if not self._ready:
                     from azure.core.exceptions import ResourceExistsError
 
-                    try:
+                    with contextlib.suppress(ResourceExistsError):
                         self.container.create_container()
-                    except ResourceExistsError:
-                        pass
                     self._ready = True
         return self.container
 
@@ -88,10 +87,8 @@ class BlobPageStore:
 
         container = self._ensure()
         for name in [b.name for b in container.list_blobs(name_starts_with=prefix)]:
-            try:
+            with contextlib.suppress(ResourceNotFoundError):
                 container.delete_blob(name)
-            except ResourceNotFoundError:
-                pass
 
     def close(self) -> None:
         self.service.close()

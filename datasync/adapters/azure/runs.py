@@ -31,11 +31,13 @@ cross-partition query on ``id``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from ...config import Settings
 from ...exceptions import ConfigError, NotFound, TransientError
@@ -45,7 +47,7 @@ from ...ports import Checkpoint, Clock
 from .cosmos import SYSTEM_KEYS
 from .cosmos_db import CosmosDatabase
 
-__all__ = ["CosmosRunStore", "RUNS_CONTAINER", "CHECKPOINTS_CONTAINER"]
+__all__ = ["CHECKPOINTS_CONTAINER", "RUNS_CONTAINER", "CosmosRunStore"]
 
 log = logging.getLogger("datasync.cosmos")
 
@@ -240,7 +242,8 @@ class CosmosRunStore:
                 "updatedAt": self._now(),
             }
         )
-        try:
+        # no run record: nothing to count (as SQLite)
+        with contextlib.suppress(CosmosResourceNotFoundError):
             self.runs.patch_item(
                 instance_id,
                 partition_key=tenant,
@@ -249,8 +252,6 @@ class CosmosRunStore:
                     for key, value in counters.items()
                 ],
             )
-        except CosmosResourceNotFoundError:  # no run record: nothing to count (as SQLite)
-            pass
 
     # -- the run lifecycle ---------------------------------------------------------------
     def create(self, run: RunRecord) -> bool:

@@ -18,21 +18,23 @@ Differences from the embedded queue, all service limits:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, Iterable
+from typing import Any
 
 from ...exceptions import ConfigError, NotFound
 from ...ports import QueueItem
 from .storage import DEV_STORAGE_CONNECTION, expand_connection_string, storage_client
 
 __all__ = [
-    "StorageQueueBackend",
-    "StorageMessageQueue",
     "DEV_STORAGE_CONNECTION",
+    "StorageMessageQueue",
+    "StorageQueueBackend",
     "expand_connection_string",
 ]
 
@@ -64,10 +66,8 @@ class StorageMessageQueue:
                 if not self._ready:
                     from azure.core.exceptions import ResourceExistsError
 
-                    try:
+                    with contextlib.suppress(ResourceExistsError):
                         self.client.create_queue()
-                    except ResourceExistsError:
-                        pass
                     self._ready = True
         return self.client
 

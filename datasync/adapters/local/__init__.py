@@ -12,14 +12,14 @@ from .secrets import FileSecretStore
 from .tenants import TENANT_SCHEMA, SqliteTenantStore
 
 __all__ = [
-    "LocalBackend",
     "Database",
-    "SqliteTenantStore",
-    "SqliteQueueBackend",
-    "SqliteMessageQueue",
-    "SqliteRunStore",
-    "SqlitePageStore",
     "FileSecretStore",
+    "LocalBackend",
+    "SqliteMessageQueue",
+    "SqlitePageStore",
+    "SqliteQueueBackend",
+    "SqliteRunStore",
+    "SqliteTenantStore",
 ]
 
 

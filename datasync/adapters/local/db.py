@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 __all__ = ["Database"]
 
@@ -73,9 +74,8 @@ class Database:
     def close(self) -> None:
         with self._lock:
             for con in self._all:
-                try:
+                # a connection made on another thread may refuse to close here
+                with contextlib.suppress(sqlite3.Error):
                     con.close()
-                except sqlite3.Error:  # pragma: no cover - closing from another thread
-                    pass
             self._all.clear()
         self._local = threading.local()

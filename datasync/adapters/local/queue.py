@@ -5,14 +5,14 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from ...exceptions import NotFound
 from ...ports import Clock, MessageQueue, QueueItem
 from .db import Database
 
-__all__ = ["SqliteQueueBackend", "SqliteMessageQueue", "QUEUE_SCHEMA"]
+__all__ = ["QUEUE_SCHEMA", "SqliteMessageQueue", "SqliteQueueBackend"]
 
 QUEUE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue_messages (
@@ -24,7 +24,7 @@ CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (queue, visi
 
 
 def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
 def _item(row: sqlite3.Row) -> QueueItem:

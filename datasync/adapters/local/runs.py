@@ -20,7 +20,7 @@ from ...names import format_utc, utcnow
 from ...ports import Checkpoint, Clock
 from .db import Database
 
-__all__ = ["SqliteRunStore", "SqlitePageStore", "RUN_SCHEMA"]
+__all__ = ["RUN_SCHEMA", "SqlitePageStore", "SqliteRunStore"]
 
 RUN_SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -188,7 +188,8 @@ class SqliteRunStore:
         with self.db.write() as con:
             con.execute(
                 "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
-                "cursor = excluded.cursor, state = excluded.state, updated_at = excluded.updated_at",
+                "cursor = excluded.cursor, state = excluded.state, "
+                "updated_at = excluded.updated_at",
                 (tenant, flow, json.dumps(cp.cursor), json.dumps(cp.state), now),
             )
             con.execute(

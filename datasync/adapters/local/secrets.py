@@ -9,9 +9,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from ...exceptions import ConfigError, SecretNotFound
 from ...names import secret_name

@@ -12,8 +12,9 @@ import json
 import logging
 import sqlite3
 import zlib
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 from ...exceptions import InvalidDocument, NotFound
 from ...models import Tenant, parse_tenant
@@ -21,7 +22,7 @@ from ...names import format_utc
 from ...ports import DueFlow
 from .db import Database
 
-__all__ = ["SqliteTenantStore", "TENANT_SCHEMA"]
+__all__ = ["TENANT_SCHEMA", "SqliteTenantStore"]
 
 log = logging.getLogger("datasync.tenants")
 

@@ -12,15 +12,15 @@ from .secrets import MemorySecretStore
 from .tenants import MemoryTenantStore
 
 __all__ = [
-    "MemoryBackend",
     "ManualClock",
-    "system_clock",
-    "MemoryTenantStore",
-    "MemoryQueueBackend",
+    "MemoryBackend",
     "MemoryMessageQueue",
-    "MemoryRunStore",
     "MemoryPageStore",
+    "MemoryQueueBackend",
+    "MemoryRunStore",
     "MemorySecretStore",
+    "MemoryTenantStore",
+    "system_clock",
 ]
 
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 __all__ = ["ManualClock", "system_clock"]
 
-START = datetime(2026, 11, 23, 14, 0, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 23, 14, 0, 0, tzinfo=UTC)
 
 
 def system_clock() -> datetime:
     """Now, aware UTC, with microseconds (visibility timeouts need sub-second times)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class ManualClock:
@@ -23,7 +23,7 @@ class ManualClock:
     def __init__(self, start: datetime = START) -> None:
         if start.utcoffset() is None:
             raise ValueError("ManualClock needs an aware datetime")
-        self._now = start.astimezone(timezone.utc)
+        self._now = start.astimezone(UTC)
         self._lock = threading.Lock()
 
     def __call__(self) -> datetime:
@@ -46,4 +46,4 @@ class ManualClock:
         if when.utcoffset() is None:
             raise ValueError("ManualClock needs an aware datetime")
         with self._lock:
-            self._now = when.astimezone(timezone.utc)
+            self._now = when.astimezone(UTC)

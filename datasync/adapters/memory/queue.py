@@ -6,15 +6,15 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Iterable
 
 from ...exceptions import NotFound
 from ...ports import Clock, MessageQueue, QueueItem
 from .clock import system_clock
 
-__all__ = ["MemoryQueueBackend", "MemoryMessageQueue"]
+__all__ = ["MemoryMessageQueue", "MemoryQueueBackend"]
 
 
 @dataclass(slots=True)

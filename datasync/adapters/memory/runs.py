@@ -17,7 +17,7 @@ from ...names import format_utc
 from ...ports import Checkpoint, Clock
 from .clock import system_clock
 
-__all__ = ["MemoryRunStore", "MemoryPageStore"]
+__all__ = ["MemoryPageStore", "MemoryRunStore"]
 
 ACTIVE = ("Pending", "Running")
 

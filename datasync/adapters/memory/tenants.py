@@ -8,8 +8,9 @@ import copy
 import itertools
 import logging
 import threading
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 from ...exceptions import InvalidDocument, NotFound
 from ...models import Tenant, parse_tenant
