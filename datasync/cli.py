@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,10 @@ from .exceptions import (
     SecretNotFound,
     ValidationError,
 )
+
+if TYPE_CHECKING:
+    from .models import Tenant
+    from .ports import QueueItem
 
 __all__ = ["cli", "main"]
 
@@ -144,7 +148,7 @@ def tenants_apply(file: str) -> None:
 
     try:
         if file == "-":
-            text = click.get_text_stream("stdin").read()
+            text = click.open_file("-").read()  # stdin as click.get_text_stream gave it
         else:
             text = Path(file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -158,8 +162,8 @@ def tenants_apply(file: str) -> None:
     _tenant_rows(applied)
 
 
-def _tenant_rows(items: list) -> None:
-    rows = []
+def _tenant_rows(items: list[Tenant]) -> None:
+    rows: list[list[str]] = []
     for t in items:
         head = [t.tenant_id, t.name or "", t.timezone, _yes(t.paused)]
         if not t.flows:
@@ -258,7 +262,7 @@ def secrets_set(tenant: str, system: str, key: str) -> None:
     """Store a secret; the value is read from stdin (never from the command line)."""
     from . import operations
 
-    stream = click.get_text_stream("stdin")
+    stream = click.open_file("-")  # stdin as click.get_text_stream gave it (deprecated 8.5)
     if stream.isatty():
         value = click.prompt("value", hide_input=True, default="", show_default=False, err=True)
     else:
@@ -394,8 +398,8 @@ def poison() -> None:
     """The poison queue (flow-jobs-poison)."""
 
 
-def _poison_json(item) -> dict[str, Any]:
-    data = {
+def _poison_json(item: QueueItem) -> dict[str, Any]:
+    data: dict[str, Any] = {
         "id": item.id,
         "body": item.body,
         "dequeueCount": item.dequeue_count,

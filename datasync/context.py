@@ -124,7 +124,7 @@ class FlowContext:
         self._secrets = secrets
         self._cache = cache if cache is not None else SecretCache()
         self._http = http
-        self._log: logging.LoggerAdapter | None = None
+        self._log: logging.LoggerAdapter[logging.Logger] | None = None
 
     def secret(self, system: str, key: str) -> str:
         """The tenant's secret ``system``/``key`` (``SecretNotFound`` when missing)."""
@@ -146,7 +146,7 @@ class FlowContext:
         return self._http.for_loop()
 
     @property
-    def log(self) -> logging.LoggerAdapter:
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
         """``datasync.flow.<name>`` with tenant/flow/run in ``extra``; secrets are masked."""
         if self._log is None:
             from .redact import RedactingLoggerAdapter

@@ -53,10 +53,10 @@ def _camel(name: str) -> str:
 
 
 @cache
-def _keys(cls: type) -> tuple[tuple[str, str, bool, type | None], ...]:
+def _keys(cls: type) -> tuple[tuple[str, str, bool, type[Contract] | None], ...]:
     """(field, json key, required, nested contract class) per field of ``cls``."""
     hints = {f.name: f for f in dataclasses.fields(cls)}
-    nested: dict[str, type | None] = getattr(cls, "_nested", {})
+    nested: dict[str, type[Contract]] = getattr(cls, "_nested", {})
     return tuple(
         (
             name,
@@ -71,11 +71,12 @@ def _keys(cls: type) -> tuple[tuple[str, str, bool, type | None], ...]:
 class Contract:
     """Mixin for the message dataclasses: camelCase JSON in and out."""
 
-    _nested: ClassVar[dict[str, type]] = {}
+    _nested: ClassVar[dict[str, type[Contract]]] = {}
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, key, _, nested in _keys(type(self)):
+        klass: type = type(self)  # a plain type: mypy does not see type[C] as Hashable
+        for name, key, _, nested in _keys(klass):
             value = getattr(self, name)
             out[key] = value.to_json() if nested is not None and value is not None else value
         return out
@@ -86,7 +87,8 @@ class Contract:
             raise ValidationError(
                 f"{cls.__name__}: expected a JSON object, got {type(data).__name__}"
             )
-        keys = _keys(cls)
+        klass: type = cls  # a plain type: mypy does not see type[C] as Hashable
+        keys = _keys(klass)
         unknown = set(data) - {key for _, key, _, _ in keys}
         if unknown:
             raise ValidationError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
@@ -99,7 +101,7 @@ class Contract:
             value = data[key]
             kwargs[name] = (
                 nested.from_json(value) if nested is not None and value is not None else value
-            )  # type: ignore[attr-defined]
+            )
         return cls(**kwargs)
 
 
@@ -128,7 +130,7 @@ class RunInput(Contract):
     """The ``sync_flow`` orchestration's input: the job, and after ``continue_as_new``
     the carried position."""
 
-    _nested: ClassVar[dict[str, type]] = {"carry": Carry}
+    _nested: ClassVar[dict[str, type[Contract]]] = {"carry": Carry}
 
     tenant_id: str
     flow_name: str

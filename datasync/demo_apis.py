@@ -334,7 +334,9 @@ class DemoApis:
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("DemoApis is not started")
-        host = self._server.server_address[0]
+        host = self._server.server_address[0]  # str for AF_INET; typeshed allows bytes
+        if isinstance(host, bytes):
+            host = host.decode()
         return f"http://{host}:{self.port}"
 
     def tenant_url(self, tenant: str) -> str:

@@ -125,7 +125,7 @@ _previous_factory: Any = None
 
 
 def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-    record = _previous_factory(*args, **kwargs)
+    record: logging.LogRecord = _previous_factory(*args, **kwargs)
     _filter.filter(record)
     return record
 
@@ -186,7 +186,7 @@ def _short(filename: str) -> str:
     return "/".join(filename.replace("\\", "/").rsplit("/", 2)[-2:])
 
 
-class RedactingLoggerAdapter(logging.LoggerAdapter):
+class RedactingLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
     """``ctx.log``: messages prefixed ``[tenant/flow]``, masked before reaching handlers.
 
     ``extra`` of the adapter (``tenant_id``, ``flow_name``, ``run_id``) is merged with a
@@ -221,6 +221,6 @@ class RedactingLoggerAdapter(logging.LoggerAdapter):
                 exc_info = sys.exc_info()
             if exc_info[0] is not None:
                 text += "\n" + _formatter.formatException(exc_info)
-        text, kwargs = self.process(text, kwargs)
-        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1  # report the caller's line
-        self.logger.log(level, redact(text), **kwargs)
+        text, options = self.process(text, kwargs)
+        options["stacklevel"] = options.get("stacklevel", 1) + 1  # report the caller's line
+        self.logger.log(level, redact(text), **options)

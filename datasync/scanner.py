@@ -41,7 +41,7 @@ def _check(cron: object, timezone: object) -> str | None:
         ("timezone", validate_timezone, timezone),
     ):
         try:
-            check(value)  # type: ignore[operator]
+            check(value)
         except ValidationError as exc:
             return f"{what}: {exc}"
     return None

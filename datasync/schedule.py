@@ -47,7 +47,7 @@ def _cron_problem(expr: str) -> str | None:
     return None
 
 
-def validate_cron(expr: str) -> None:
+def validate_cron(expr: object) -> None:
     """Raise :class:`ValidationError` unless ``expr`` is a valid six-field cron."""
     if not isinstance(expr, str):
         raise ValidationError(f"cron must be a string, got {type(expr).__name__}")
@@ -61,7 +61,7 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def validate_timezone(name: str) -> ZoneInfo:
+def validate_timezone(name: object) -> ZoneInfo:
     """The :class:`ZoneInfo` for an IANA name, else :class:`ValidationError`."""
     if not isinstance(name, str):
         raise ValidationError(f"timezone must be a string, got {type(name).__name__}")

@@ -86,7 +86,7 @@ def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, An
                         )
                     )
                 )
-            counters = {
+            counters: dict[str, Any] = {
                 "pages": page_no,
                 "records_in": carry.records_in + pulled.count,
                 "records_out": carry.records_out + out.count,

@@ -359,6 +359,11 @@ class LocalHost:
         poison = self.app.queues.queue(trigger.queue_name + "-poison")  # host's rule
         user = fn.get_user_function()
         limit = threading.Semaphore(self.config.batch_size)
+
+        def finished(_fut: Future[Any]) -> None:
+            limit.release()
+            self._done()
+
         while not self.stopping.is_set():
             try:
                 items = queue.receive(self.config.batch_size, self.config.message_lease)
@@ -379,7 +384,7 @@ class LocalHost:
                 fut = asyncio.run_coroutine_threadsafe(
                     self._deliver(user, trigger, client_param, queue, poison, item), self.loop
                 )
-                fut.add_done_callback(lambda _f: (limit.release(), self._done()))
+                fut.add_done_callback(finished)
                 futures.append(fut)
             for fut in futures:
                 try:
@@ -421,7 +426,7 @@ class LocalHost:
                 self._settle, item, lambda it: self._poison(queue, poison, it, reason)
             )
             return
-        message = QueueMessage(
+        message = QueueMessage(  # type: ignore[no-untyped-call]  # azure.functions: no annotations
             id=item.id,
             body=item.body.encode(),
             dequeue_count=item.dequeue_count,

@@ -50,7 +50,7 @@ class _LoadError(Exception):
 def is_typing_generic(tp: Any) -> bool:
     """True for ``Generic`` subclasses and ``typing`` aliases such as ``List[int]`` or
     ``Dict`` — but not ``Union``, ``Tuple``, ``ClassVar`` or ``Callable`` forms."""
-    if isinstance(tp, type) and issubclass(tp, typing.Generic):  # type: ignore[arg-type]
+    if isinstance(tp, type) and issubclass(tp, typing.Generic):
         return True
     return isinstance(tp, _TYPING_ALIASES) and tp.__origin__ not in _NOT_GENERIC_ORIGINS
 
@@ -63,7 +63,8 @@ def _origin(tp: Any) -> Any:
 
 def _args(tp: Any) -> tuple[Any, ...]:
     if isinstance(tp, typing._GenericAlias):  # type: ignore[attr-defined]
-        return tp.__args__
+        args: tuple[Any, ...] = tp.__args__
+        return args
     return ()
 
 
@@ -103,7 +104,8 @@ def _converter(binding_type: str, deferred: bool = False) -> Any:
     if not deferred:
         import azure.functions as func
 
-        found = func.get_binding_registry().get(binding_type)
+        # azure.functions leaves get_binding_registry unannotated
+        found = func.get_binding_registry().get(binding_type)  # type: ignore[no-untyped-call]
     else:
         registry = _deferred_registry()
         found = registry.get(binding_type) if registry is not None else None
@@ -210,7 +212,7 @@ def _check_param(name: str, param: str, binding: Any, hints: dict[str, Any]) -> 
         is_out = _named(annotation, "Out")
     binding_out = binding.direction == OUT
 
-    pytype = annotation
+    pytype: Any = annotation
     if is_out:
         args = _args(annotation)
         if len(args) != 1:
@@ -301,7 +303,8 @@ def _functions(app: Any) -> Iterable[Any]:
     builders = getattr(app, "_function_builders", None)
     if builders is not None:  # without get_functions()'s side effects
         return [builder._function for builder in builders]
-    return app.get_functions()
+    functions: Iterable[Any] = app.get_functions()
+    return functions
 
 
 def validate_app(app: Any) -> list[str]:

@@ -172,8 +172,8 @@ def install_fast_timestamps() -> None:
     import azure.durable_functions.models.history.HistoryEvent  # noqa: F401
     from dateutil.tz import tzutc
 
-    module = sys.modules["azure.durable_functions.models.history.HistoryEvent"]
-    original = module.dt_parse
+    module: Any = sys.modules["azure.durable_functions.models.history.HistoryEvent"]
+    original: Callable[..., datetime] = module.dt_parse
     if getattr(original, "_datasync_fast", False):
         return
     utc = tzutc()

@@ -108,11 +108,12 @@ class DurableStore:
             self._post(con, instance_id, execution, started, now)
 
     def instance(self, instance_id: str) -> sqlite3.Row | None:
-        return (
+        row: sqlite3.Row | None = (
             self.db.read()
             .execute("SELECT * FROM instances WHERE instance_id = ?", (instance_id,))
             .fetchone()
         )
+        return row
 
     def terminate(self, instance_id: str, output_json: str, now: float) -> bool:
         with self.db.write() as con:
@@ -129,11 +130,12 @@ class DurableStore:
 
     # -- queries -----------------------------------------------------------------------
     def active_count(self) -> int:
-        return (
+        count: int = (
             self.db.read()
             .execute(f"SELECT count(*) FROM instances WHERE status IN {_ACTIVE_SQL}")
             .fetchone()[0]
         )
+        return count
 
     def history_size(self, instance_id: str) -> tuple[int, int]:
         row = (
@@ -156,7 +158,8 @@ class DurableStore:
         ]
 
     def next_visible_at(self) -> float | None:
-        return self.db.read().execute("SELECT min(visible_at) FROM inbox").fetchone()[0]
+        at: float | None = self.db.read().execute("SELECT min(visible_at) FROM inbox").fetchone()[0]
+        return at
 
     def ended_badly_since(self, since: float) -> list[str]:
         return [
