@@ -9,12 +9,20 @@ conditional insert before ``start_new``; whoever creates it starts the run, ever
 skips — on every host, whatever the Durable backend does with an existing instance id.
 A starter that died between the insert and ``start_new`` leaves a Pending record without
 an instance: a redelivery of the job takes it over once it is older than
-``Settings.start_claim_seconds`` (an atomic compare-and-set, so one redelivery wins).
+``Settings.start_claim_seconds`` (an atomic compare-and-set, so one redelivery wins); a
+redelivery that comes sooner is deferred until then, so the job is never dropped.
+
+Run records are reconciled with their Durable instances (:func:`settle` is the pure rule,
+:meth:`Admission.reconcile` applies it): when the overlap or concurrency check would hold a
+job back, each active record it counts is checked against ``get_status``; one whose instance
+has ended (terminated through the Durable API, or its history lost) is ended first, as its
+instance ended, with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,13 +31,24 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .contracts import RunInput
 from .exceptions import NotFound
 from .models import FlowEntry, Job, RunRecord, Tenant
-from .names import format_utc, utcnow
+from .names import format_utc, parse_utc, utcnow
 from .ports import FLOW_JOBS
 
 if TYPE_CHECKING:
     from .app import App
 
-__all__ = ["Admission", "Decision", "Defer", "DurableStarter", "Skip", "Start", "decide"]
+__all__ = [
+    "Admission",
+    "Decision",
+    "Defer",
+    "DurableStarter",
+    "Ending",
+    "Skip",
+    "Start",
+    "decide",
+    "runtime_status",
+    "settle",
+]
 
 log = logging.getLogger("datasync.starter")
 
@@ -86,6 +105,62 @@ def decide(
     return Start()
 
 
+ENDED_INSTANCE = ("Completed", "Failed", "Terminated")
+"""Durable runtime statuses of an instance that will not run again."""
+_RUN_ACTIVE = ("Pending", "Running")
+_MAX_REASON = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How to end a run record whose orchestration is no longer running."""
+
+    status: str  # Completed | Failed | Terminated
+    error: str | None
+
+
+def runtime_status(status: Any) -> str | None:
+    """The runtime status (``"Running"``, ``"Terminated"`` …) of what ``get_status``
+    returned: a ``DurableOrchestrationStatus`` (its enum or a plain string). None when the
+    instance does not exist (the SDK's status is falsy then); ``"Unknown"`` when it exists
+    but shows no status."""
+    if not status:
+        return None
+    value = getattr(status, "runtime_status", None)
+    value = getattr(value, "value", value)
+    return value if isinstance(value, str) and value else "Unknown"
+
+
+def _output(output: Any) -> str:
+    if output is None:
+        return ""
+    text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+    return " ".join(text.split())[:_MAX_REASON]
+
+
+def settle(record: RunRecord, instance: str | None, output: Any, *, stale: bool) -> Ending | None:
+    """The rule that keeps an active run record true to its Durable instance.
+
+    ``instance`` is the instance's runtime status (None: it does not exist), ``output``
+    its output (a terminated instance's reason, a failed one's error); ``stale``: the
+    record is older than the start claim, so a missing instance is not merely about to be
+    started. Returns how to end the record, or None while it may still be running."""
+    text = _output(output)
+    if instance == "Terminated":
+        return Ending("Terminated", f"terminated: {text}" if text else "terminated")
+    if instance == "Failed":
+        return Ending("Failed", text or "its orchestration failed without an error text")
+    if instance == "Completed":
+        return Ending("Completed", None)
+    if instance is None and stale:
+        if record.status == "Pending":
+            return Ending(
+                "Failed", "its orchestration was never started (the starter stopped before it)"
+            )
+        return Ending("Failed", "its orchestration instance no longer exists (history lost)")
+    return None
+
+
 class DurableStarter(Protocol):
     """The part of ``DurableOrchestrationClient`` the starter uses."""
 
@@ -102,6 +177,13 @@ class DurableStarter(Protocol):
 _ORCHESTRATOR = "sync_flow"
 
 
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    tenant: Tenant
+    entry: FlowEntry
+    active: list[RunRecord]
+
+
 class Admission:
     """Applies :func:`decide` to a job and starts its orchestration through a durable client.
 
@@ -116,8 +198,10 @@ class Admission:
 
         Raises for a job that can never run (unknown tenant or flow, broken flow file), so
         the host retries it and finally moves it to the poison queue with the reason."""
-        decision = await asyncio.to_thread(self._decide, job)
         instance_id = job.instance_id
+        decision = await self._policy(job, client)
+        if isinstance(decision, Start):
+            decision = await self._claim(job, client)
         if isinstance(decision, Skip):
             log.info("skipping %s: %s", instance_id, decision.reason)
             return "skipped"
@@ -129,10 +213,6 @@ class Admission:
                 visibility_delay=decision.delay,
             )
             return "deferred"
-        claimed = await asyncio.to_thread(self._claim, job)
-        if claimed is not True and (claimed is not None or not await self._take_over(job, client)):
-            log.info("skipping %s: %s", instance_id, claimed or "it is being started")
-            return "skipped"
         run_input = RunInput(
             tenant_id=job.tenant_id,
             flow_name=job.flow_name,
@@ -149,36 +229,140 @@ class Admission:
         log.info("started %s", instance_id)
         return "started"
 
-    def _decide(self, job: Job) -> Decision:
+    # -- the policy, over reconciled run records ---------------------------------------
+    async def _policy(self, job: Job, client: DurableStarter) -> Decision:
+        facts = await asyncio.to_thread(self._facts, job)
+        decision = self._decide(job, facts, facts.active)
+        others = [r for r in facts.active if r.instance_id != job.instance_id]
+        held_back = isinstance(decision, Defer) or (isinstance(decision, Skip) and decision.record)
+        if held_back and others:  # only then do the active records matter: check them
+            still = await self.reconcile(others, client)
+            if len(still) < len(others):
+                decision = self._decide(job, facts, still)
+        if isinstance(decision, Skip) and decision.record:
+            await asyncio.to_thread(self._record_skip, job, decision)
+        return decision
+
+    def _facts(self, job: Job) -> _Facts:
         app = self.app
         tenant = app.tenants.get(job.tenant_id)
         entry = tenant.flow(job.flow_name)
         app.registry.get(job.flow_name)  # unknown or broken flow: raise → poison
-        decision = decide(
-            job,
-            tenant,
-            entry,
-            app.runs.active(job.tenant_id),
-            requeue_delay=app.settings.requeue_delay,
-        )
-        if isinstance(decision, Skip) and decision.record:
-            # a conditional insert: a redelivered job never overwrites its run's record
-            app.runs.create(
-                RunRecord(
-                    instance_id=job.instance_id,
-                    tenant_id=job.tenant_id,
-                    flow_name=job.flow_name,
-                    scheduled_for=format_utc(job.scheduled_for),
-                    status="Skipped",
-                    finished_at=format_utc(utcnow()),
-                    error=decision.reason,
-                )
-            )
-        return decision
+        return _Facts(tenant, entry, app.runs.active(job.tenant_id))
 
-    def _claim(self, job: Job) -> bool | str | None:
-        """True: this starter created the run record and starts the run. A reason text:
-        the run exists (skip). None: a Pending record nobody has started yet."""
+    def _decide(self, job: Job, facts: _Facts, active: list[RunRecord]) -> Decision:
+        return decide(
+            job, facts.tenant, facts.entry, active, requeue_delay=self.app.settings.requeue_delay
+        )
+
+    def _record_skip(self, job: Job, decision: Skip) -> None:
+        # a conditional insert: a redelivered job never overwrites its run's record
+        self.app.runs.create(
+            RunRecord(
+                instance_id=job.instance_id,
+                tenant_id=job.tenant_id,
+                flow_name=job.flow_name,
+                scheduled_for=format_utc(job.scheduled_for),
+                status="Skipped",
+                finished_at=format_utc(utcnow()),
+                error=decision.reason,
+            )
+        )
+
+    # -- keeping run records true -------------------------------------------------------
+    async def reconcile(self, records: list[RunRecord], client: DurableStarter) -> list[RunRecord]:
+        """Check each active record against its Durable instance; end those whose instance
+        has ended (or is missing past the start claim). Returns the records still active.
+
+        A record whose instance cannot be checked (the client failed) counts as active."""
+        statuses = await asyncio.gather(
+            *(client.get_status(r.instance_id) for r in records), return_exceptions=True
+        )
+        still: list[RunRecord] = []
+        for record, status in zip(records, statuses, strict=True):
+            if isinstance(status, Exception):
+                log.warning(
+                    "could not check the instance of run %s: %s", record.instance_id, status
+                )
+                still.append(record)
+            elif isinstance(status, BaseException):
+                raise status
+            elif not await self.reconcile_one(record, status, client):
+                still.append(record)
+        return still
+
+    async def reconcile_one(self, record: RunRecord, status: Any, client: DurableStarter) -> bool:
+        """End ``record`` if ``status`` (its instance's ``get_status``) says it has ended;
+        True when the record is no longer active."""
+        name = runtime_status(status)
+        if name is not None and name not in ENDED_INSTANCE:
+            return False
+        stale = False
+        if name is None:
+            stale = await asyncio.to_thread(self._stale, record)
+            # a starter may have started it meanwhile: look once more before ending it
+            if stale and await client.get_status(record.instance_id):
+                return False
+        ending = settle(record, name, getattr(status, "output", None), stale=stale)
+        if ending is None:
+            return False
+        return await asyncio.to_thread(self.end, record.instance_id, ending)
+
+    def _stale(self, record: RunRecord) -> bool:
+        """A missing instance is not about to be started: a Pending record's claim is past
+        the start claim (re-claimed atomically, so a redelivery of its job cannot take it
+        over too), a Running record was started that long ago."""
+        older_than = utcnow() - timedelta(seconds=self.app.settings.start_claim_seconds)
+        if record.status == "Pending":
+            return self.app.runs.take_over_pending(record.instance_id, older_than=older_than)
+        try:
+            started = parse_utc(record.started_at) if record.started_at else None
+        except ValueError:
+            started = None
+        return started is None or started < older_than
+
+    def end(self, instance_id: str, ending: Ending) -> bool:
+        """End an active run record as ``ending`` says; True when it is no longer active
+        (ended here, ended meanwhile by its run, or gone)."""
+        try:
+            current = self.app.runs.get(instance_id)
+        except NotFound:
+            return True
+        if current.status not in _RUN_ACTIVE:
+            return True  # its own run ended it meanwhile: that record is the true one
+        self.app.runs.finish(instance_id, ending.status, ending.error)
+        log.warning(
+            "run %s: its orchestration is no longer running; recorded %s%s",
+            instance_id,
+            ending.status,
+            f" ({ending.error})" if ending.error else "",
+        )
+        return True
+
+    # -- the dedupe ----------------------------------------------------------------------
+    async def _claim(self, job: Job, client: DurableStarter) -> Decision:
+        """Start: this starter created the run record (or took over a stranded claim) and
+        starts the run. Skip: the run exists. Defer: a Pending claim too young to tell a
+        starter that died from one about to call ``start_new``."""
+        claimed = await asyncio.to_thread(self._create, job)
+        if claimed is not None:
+            return claimed
+        if await client.get_status(job.instance_id):  # the instance exists: it was started
+            return Skip("it was started by another starter")
+        claim = self.app.settings.start_claim_seconds
+        older_than = utcnow() - timedelta(seconds=claim)
+        if await asyncio.to_thread(
+            self.app.runs.take_over_pending, job.instance_id, older_than=older_than
+        ):
+            return Start()
+        return Defer(
+            max(claim, 1.0),
+            "another starter claimed it and has not started it yet (checking again)",
+        )
+
+    def _create(self, job: Job) -> Decision | None:
+        """Start if this starter created the run record; Skip when the run exists; None for
+        a Pending record nobody has started yet."""
         run = RunRecord(
             instance_id=job.instance_id,
             tenant_id=job.tenant_id,
@@ -187,22 +371,11 @@ class Admission:
             status="Pending",
         )
         if self.app.runs.create(run):
-            return True
+            return Start()
         try:
             existing = self.app.runs.get(job.instance_id)
         except NotFound:  # deleted meanwhile: a later delivery retries
-            return "its run record vanished while starting; retrying later"
+            return Skip("its run record vanished while starting; retrying later")
         if existing.status != "Pending":
-            return f"already {existing.status}"
+            return Skip(f"already {existing.status}")
         return None
-
-    async def _take_over(self, job: Job, client: DurableStarter) -> bool:
-        """A Pending record: take it over iff its instance does not exist and the claim is
-        stale (the starter that made it died before ``start_new``)."""
-        status = await client.get_status(job.instance_id)
-        if status:  # the instance exists: it was started
-            return False
-        older_than = utcnow() - timedelta(seconds=self.app.settings.start_claim_seconds)
-        return await asyncio.to_thread(
-            self.app.runs.take_over_pending, job.instance_id, older_than=older_than
-        )
