@@ -330,7 +330,9 @@ class Admission:
             return True
         if current.status not in _RUN_ACTIVE:
             return True  # its own run ended it meanwhile: that record is the true one
-        self.app.runs.finish(instance_id, ending.status, ending.error)
+        written = self.app.runs.finish(instance_id, ending.status, ending.error)
+        if getattr(written, "stale", False):  # fenced: it ended meanwhile
+            return True
         log.warning(
             "run %s: its orchestration is no longer running; recorded %s%s",
             instance_id,

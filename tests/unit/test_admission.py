@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -215,7 +216,8 @@ def test_an_overlap_skip_is_recorded_but_never_overwrites_a_run(app: App) -> Non
     assert asyncio.run(app.admission.admit(JOB, durable)) == "skipped"
     skipped = app.runs.get(JOB.instance_id)
     assert skipped.status == "Skipped" and other.instance_id in (skipped.error or "")
-    app.runs.finish(JOB.instance_id, "Completed")
+    done = app.runs.get(JOB.instance_id)
+    app.runs.record(replace(done, status="Completed"))
     asyncio.run(app.admission.admit(JOB, durable))  # redelivered: still overlapping
     assert app.runs.get(JOB.instance_id).status == "Completed"
 
