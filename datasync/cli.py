@@ -26,6 +26,8 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
+    from . import operations
+    from .config import Settings
     from .models import Tenant
     from .ports import QueueItem
 
@@ -142,8 +144,15 @@ def tenants() -> None:
 
 @tenants.command("apply")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-def tenants_apply(file: str) -> None:
-    """Validate and upsert tenant documents from FILE (a JSON object or list; - = stdin)."""
+@click.option(
+    "--json", "as_json", is_flag=True, help="The documents as stored, as JSON (changes on stderr)."
+)
+def tenants_apply(file: str, as_json: bool) -> None:
+    """Validate and upsert tenant documents from FILE (a JSON object or list; - = stdin).
+
+    What the file leaves out and the CLI manages is kept: the tenant's paused, a flow's
+    enabled, and a stored nextRunUtc that is pending or whose cron and timezone did not
+    change. Prints what changed per tenant."""
     from . import operations
 
     try:
@@ -157,9 +166,23 @@ def tenants_apply(file: str) -> None:
         obj = json.loads(text)
     except json.JSONDecodeError as err:
         _fail(f"{file}: invalid JSON: line {err.lineno} column {err.colno}: {err.msg}")
-    applied = operations.apply_tenants(_app(), obj, _now())
-    click.echo(f"applied {len(applied)} tenant{'' if len(applied) == 1 else 's'}")
-    _tenant_rows(applied)
+    applied = operations.apply(_app(), obj, _now())
+    click.echo(f"applied {len(applied)} tenant{'' if len(applied) == 1 else 's'}", err=as_json)
+    for item in applied:
+        click.echo(_applied_line(item), err=as_json)
+    if as_json:
+        _json([a.tenant.to_doc() for a in applied])
+    else:
+        _tenant_rows([a.tenant for a in applied])
+
+
+def _applied_line(item: operations.Applied) -> str:
+    line = f"{item.tenant.tenant_id}: {item.change}"
+    if item.fields:
+        line += " " + ", ".join(item.fields)
+    if item.kept:
+        line += "; kept " + ", ".join(item.kept) + " (not in the file)"
+    return line
 
 
 def _tenant_rows(items: list[Tenant]) -> None:
@@ -376,6 +399,74 @@ def runs(
                 for r in items
             ],
         )
+
+
+# -- terminate -----------------------------------------------------------------------------
+_TERMINATE_REASON = "stopped with datasync terminate"
+
+
+@cli.command()
+@click.argument("tenant")
+@click.argument("target", metavar="FLOW|INSTANCE")
+@click.option("--reason", default=_TERMINATE_REASON, show_default=True, help="Why (recorded).")
+@click.option("--json", "as_json", is_flag=True, help="The run records afterwards, as JSON.")
+def terminate(tenant: str, target: str, reason: str, as_json: bool) -> None:
+    """Stop a running run: FLOW's Pending/Running runs, or the run INSTANCE (Workflow-…).
+
+    Terminates the orchestration through the Durable client and records the run
+    Terminated. Embedded runtime (DATASYNC_HOME/durable.db) only; see README."""
+    import asyncio
+
+    from . import operations
+
+    app = _app()
+    runs = operations.terminable(app, tenant, target)
+    reason = " ".join(reason.split()) or _TERMINATE_REASON
+    done = asyncio.run(_terminate(app, runs, reason))
+    if as_json:
+        _json([t.run.to_json() for t in done])
+        return
+    for t in done:
+        what = {
+            "terminated": "terminated",
+            "ended": "had already ended",
+            "not-started": "had no orchestration instance",
+        }[t.outcome]
+        click.echo(f"{t.run.instance_id}: {what}; recorded {t.run.status}")
+
+
+async def _terminate(app: Any, runs: list[Any], reason: str) -> list[operations.Termination]:
+    """Run :func:`operations.terminate` with the real ``DurableOrchestrationClient`` against
+    the extension's HTTP API served over the embedded engine's ``durable.db`` (the CLI is
+    not the runtime: a running ``datasync run`` on the same home sees the termination)."""
+    from azure.durable_functions import DurableOrchestrationClient
+
+    from . import operations
+    from .runtime.durable import (
+        DurableEngine,
+        close_durable_client_session,
+        fresh_durable_client_session,
+    )
+    from .runtime.rpc import DurableRpcServer
+
+    settings: Settings = app.settings
+    path = settings.home / "durable.db"
+    if not path.exists() and settings.uses_cosmos:
+        _fail(
+            f"no embedded Durable engine under {settings.home}: on Azure, terminate the "
+            "instance through the Durable Functions HTTP API or the portal; its run record is "
+            "ended at the next admission of that flow"
+        )
+    engine = DurableEngine(path, orchestrators={}, activities={})
+    rpc = DurableRpcServer(engine).start()
+    fresh_durable_client_session()
+    try:
+        client = DurableOrchestrationClient(rpc.binding_json())
+        return await operations.terminate(app, runs, client, reason=reason)
+    finally:
+        await close_durable_client_session()
+        rpc.stop()
+        engine.close()
 
 
 # -- queues --------------------------------------------------------------------------------

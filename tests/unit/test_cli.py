@@ -307,3 +307,189 @@ def test_home_option_sets_the_data_dir(root):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == []
     assert (other / "datasync.db").exists()
+
+
+# -- apply keeps what the CLI manages ------------------------------------------------------
+def bare_doc(**flow) -> dict:
+    """A tenant document that leaves out what the CLI manages (paused, enabled, nextRunUtc)."""
+    doc = tenant_doc(**flow)
+    doc.pop("paused")
+    doc["flows"][0].pop("enabled")
+    return doc
+
+
+def apply_out(root, docs, *args: str):
+    path = root / "tenants.json"
+    path.write_text(json.dumps(docs))
+    result = run("tenants", "apply", str(path), *args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_apply_keeps_a_paused_tenant_and_a_disabled_flow(root):
+    assert "acme: added" in apply_out(root, bare_doc()).stdout
+    assert run("pause", "acme").exit_code == 0
+    assert run("pause", "acme", "contacts-to-erp").exit_code == 0
+    out = apply_out(root, bare_doc()).stdout
+    assert "acme: unchanged; kept paused, flows[contacts-to-erp].enabled (not in the file)" in out
+    doc = listed("tenants", "list")[0]
+    assert doc["paused"] is True and doc["flows"][0]["enabled"] is False
+
+    apply_out(root, tenant_doc())  # says paused: false, enabled: true
+    doc = listed("tenants", "list")[0]
+    assert doc["paused"] is False and doc["flows"][0]["enabled"] is True
+
+
+def test_apply_keeps_a_pending_trigger_even_when_the_cron_changes(root):
+    apply_out(root, bare_doc(cron="0 0 0 1 1 *"))
+    assert run("trigger", "acme", "contacts-to-erp").exit_code == 0
+    due = listed("tenants", "list")[0]["flows"][0]["nextRunUtc"]
+    out = apply_out(root, bare_doc(cron="0 30 0 1 1 *")).stdout
+    assert "acme: updated flows[contacts-to-erp].cron" in out
+    assert "kept flows[contacts-to-erp].nextRunUtc" in out
+    assert listed("tenants", "list")[0]["flows"][0]["nextRunUtc"] == due
+
+
+def test_apply_keeps_a_stored_next_run_while_cron_and_timezone_stay(root):
+    apply_out(root, tenant_doc(nextRunUtc="2030-01-01T05:00:00Z"))
+    out = apply_out(root, bare_doc()).stdout
+    assert "acme: unchanged" in out
+    assert listed("tenants", "list")[0]["flows"][0]["nextRunUtc"] == "2030-01-01T05:00:00Z"
+
+    before = datetime.now(UTC)
+    out = apply_out(root, bare_doc(cron="0 15 * * * *")).stdout
+    assert "flows[contacts-to-erp].cron, flows[contacts-to-erp].nextRunUtc" in out
+    nxt = utc(listed("tenants", "list")[0]["flows"][0]["nextRunUtc"])
+    assert before < nxt <= before + timedelta(hours=1, seconds=1) and nxt.minute == 15
+
+    apply_out(root, tenant_doc(cron="0 15 * * * *", nextRunUtc="2030-01-01T05:15:00Z"))
+    doc = bare_doc(cron="0 15 * * * *")
+    doc["timezone"] = "Asia/Kolkata"  # a half-hour zone: the next :15 moves
+    out = apply_out(root, doc).stdout
+    assert "acme: updated timezone, flows[contacts-to-erp].nextRunUtc" in out
+    assert listed("tenants", "list")[0]["flows"][0]["nextRunUtc"] != "2030-01-01T05:15:00Z"
+
+
+def test_apply_says_what_changed_and_json_is_the_stored_documents(root):
+    globex = tenant_doc("globex", "UTC")
+    apply_out(root, [tenant_doc(), globex])
+    changed = tenant_doc()
+    changed["name"] = "Acme B.V."
+    result = apply_out(root, [changed, globex], "--json")
+    assert json.loads(result.stdout) == listed("tenants", "list")
+    assert "acme: updated name" in result.stderr and "globex: unchanged" in result.stderr
+    assert "applied 2 tenants" in result.stderr
+
+
+# -- terminate -----------------------------------------------------------------------------
+@pytest.fixture
+def engine(root):
+    """The embedded Durable engine on the CLI's home, with an orchestration that waits."""
+    import azure.durable_functions as df
+
+    from datasync.runtime.durable import DurableEngine
+
+    bp = df.Blueprint()
+
+    @bp.orchestration_trigger(context_name="context", orchestration="sync_flow")
+    def waits(context):
+        return (yield context.wait_for_external_event("go"))
+
+    fn = next(b._function for b in bp._function_builders)
+    (root / "home").mkdir(exist_ok=True)
+    durable = DurableEngine(
+        root / "home" / "durable.db",
+        orchestrators={"sync_flow": fn.get_user_function()},
+        activities={},
+    )
+    yield durable
+    durable.close()
+
+
+def running_run(engine, when: str = "20260101T000000Z", *, start: bool = True):
+    from datasync.models import RunRecord
+
+    record = RunRecord(
+        instance_id=f"Workflow-acme--contacts-to-erp-{when}",
+        tenant_id="acme",
+        flow_name="contacts-to-erp",
+        scheduled_for="2026-01-01T00:00:00Z",
+        status="Running" if start else "Pending",
+        started_at="2026-01-01T00:00:01Z" if start else None,
+    )
+    with store() as app:
+        app.runs.record(record)
+    if start:
+        engine.start_new("sync_flow", record.instance_id, None)
+        while engine.run_orchestration_once():
+            pass
+        assert engine.get_status(record.instance_id).runtime_status == "Running"
+    return record.instance_id
+
+
+def test_terminate_a_flows_running_run(root, engine):
+    apply(root, tenant_doc())
+    instance = running_run(engine)
+    result = run("terminate", "acme", "contacts-to-erp", "--reason", "stuck on page 3")
+    assert result.exit_code == 0, result.output
+    assert f"{instance}: terminated; recorded Terminated" in result.stdout
+    assert engine.get_status(instance).runtime_status == "Terminated"
+    [rec] = listed("runs")
+    assert rec["status"] == "Terminated" and rec["error"] == "terminated: stuck on page 3"
+    assert TIME.match(rec["finishedAt"])
+    again = run("terminate", "acme", "contacts-to-erp")
+    assert again.exit_code == 2 and "no Pending or Running run" in again.stderr
+
+
+def test_terminate_an_instance_with_json(root, engine):
+    apply(root, tenant_doc())
+    first = running_run(engine)
+    second = running_run(engine, "20260101T010000Z")
+    result = run("terminate", "acme", second, "--json")
+    assert result.exit_code == 0, result.output
+    [rec] = json.loads(result.stdout)
+    assert rec["instanceId"] == second and rec["status"] == "Terminated"
+    assert rec["error"] == "terminated: stopped with datasync terminate"
+    assert engine.get_status(first).runtime_status == "Running"  # only that one
+    assert {r["instanceId"]: r["status"] for r in listed("runs")} == {
+        first: "Running",
+        second: "Terminated",
+    }
+
+
+def test_terminate_a_run_that_never_started_or_had_ended(root, engine):
+    apply(root, tenant_doc())
+    pending = running_run(engine, start=False)
+    result = run("terminate", "acme", pending)
+    assert result.exit_code == 0, result.output
+    assert "had no orchestration instance; recorded Terminated" in result.stdout
+
+    ended = running_run(engine, "20260101T010000Z")
+    engine.terminate(ended, "by the Durable API")  # behind the app's back
+    result = run("terminate", "acme", "contacts-to-erp")
+    assert result.exit_code == 0, result.output
+    assert "had already ended; recorded Terminated" in result.stdout
+    assert store().runs.get(ended).error == "terminated: by the Durable API"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("nobody", "contacts-to-erp"), "nobody"),
+        (("acme", "no-such-flow"), "no-such-flow"),
+        (("acme", "Workflow-acme--contacts-to-erp-20990101T000000Z"), "has no run"),
+        (("globex", "Workflow-acme--contacts-to-erp-20260101T000000Z"), "has no run"),
+        (("acme", "Workflow-acme--contacts-to-erp-20260101T000000Z"), "is Completed"),
+        (("bad--id", "contacts-to-erp"), "bad--id"),
+    ],
+)
+def test_terminate_rejects_unknown_and_finished_runs(root, engine, args, words):
+    apply(root, [tenant_doc(), tenant_doc("globex", "UTC")])
+    instance = running_run(engine)
+    with store() as app:
+        app.runs.finish(instance, "Completed")
+    result = run("terminate", *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and words in result.stderr
+    assert "Traceback" not in result.output
+    assert store().runs.get(instance).status == "Completed"
