@@ -287,6 +287,8 @@ class LocalHost:
             log.debug("closing the durable client session failed", exc_info=True)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._loop_thread.join(2)
+        if not self._loop_thread.is_alive():
+            self.loop.close()  # its selector and self-pipe sockets, not left to the GC
         self.engine.close()
         if self._owns_app:
             self.app.close()

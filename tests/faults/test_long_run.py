@@ -41,6 +41,7 @@ def _kb(pid: int, field: str) -> int:
     raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
+@pytest.mark.timeout(300)  # 2000 pages through the runtime
 def test_history_stays_bounded_and_memory_flat_over_2000_pages(project):
     out = project.tmp / "pushed.txt"
     project.write_flow("tiny.py", TINY_FLOW)

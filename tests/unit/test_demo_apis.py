@@ -197,27 +197,30 @@ def test_example_flow_moves_every_record_once(apis, monkeypatch):
         "target_url": apis.target_url("acme"),
         "page_size": 200,
     }
-    while True:
-        pages += 1
-        ctx = FlowContext(
-            tenant_id="acme",
-            flow_name=spec.name,
-            run_id="Workflow-acme-x",
-            page_key=f"Workflow-acme-x/p{pages:06d}",
-            config=config,
-            state=state,
-            secrets=secrets,
-            cache=cache,
-            http=http,
-        )
-        flow_obj = spec.create()
-        got = call_step(flow_obj.pull, ctx, cursor)
-        records = call_step(flow_obj.transform, ctx, got.records)
-        if records:
-            call_step(flow_obj.push, ctx, records)
-        cursor = got.cursor if got.cursor is not None else cursor
-        if not got.has_more:
-            break
+    try:
+        while True:
+            pages += 1
+            ctx = FlowContext(
+                tenant_id="acme",
+                flow_name=spec.name,
+                run_id="Workflow-acme-x",
+                page_key=f"Workflow-acme-x/p{pages:06d}",
+                config=config,
+                state=state,
+                secrets=secrets,
+                cache=cache,
+                http=http,
+            )
+            flow_obj = spec.create()
+            got = call_step(flow_obj.pull, ctx, cursor)
+            records = call_step(flow_obj.transform, ctx, got.records)
+            if records:
+                call_step(flow_obj.push, ctx, records)
+            cursor = got.cursor if got.cursor is not None else cursor
+            if not got.has_more:
+                break
+    finally:
+        http.close()
     stats = apis.stats("acme")
     assert stats["count"] == 1234 and stats["maxReceives"] == 1
     assert state["pushed_pages"] == 7 and cursor == "001234"
