@@ -36,6 +36,7 @@ from .registry import FlowRegistry, Page, flow
 __version__ = "0.1.0"
 
 __all__ = [
+    "App",
     "ConfigError",
     "DataSyncError",
     "DuplicateFlow",
