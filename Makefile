@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast setup run bench clean
+.PHONY: demo test test-fast lint typecheck format setup run bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,9 +25,24 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-## every test suite: unit, end-to-end on the local runtime, integration on the emulators
-test: $(STAMP) $(NODE_STAMP)
+## the gates, then every test suite: unit, end-to-end on the local runtime, integration on
+## the emulators, faults, conformance (pytest turns every warning into an error)
+test: lint typecheck $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
+
+## ruff: lint rules and formatting (what to check is configured in pyproject.toml)
+lint: $(STAMP)
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
+
+## mypy --strict on datasync/ (pyproject.toml)
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## rewrite the tree as `make lint` wants it (safe fixes only)
+format: $(STAMP)
+	$(BIN)/ruff check --fix
+	$(BIN)/ruff format
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not e2e and not emulator and not faults"
