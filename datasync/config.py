@@ -113,6 +113,9 @@ class Settings:
     """Embedded runtime: seconds before a failed message is retried (host.json's
     ``visibilityTimeout`` when unset)."""
     on_azure: bool = False
+    flow_import_timeout: float = 10.0
+    """Seconds one flow file may take to import; one that takes longer is reported as broken
+    (by name) and the other flows load."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -158,6 +161,9 @@ class Settings:
                 else None
             ),
             on_azure=_on_azure(env),
+            flow_import_timeout=_number(
+                env, "DATASYNC_FLOW_IMPORT_TIMEOUT", float, 10.0, 0.1, 3600.0
+            ),
         )
 
     def check_cloud(self) -> None:

@@ -7,8 +7,9 @@ keep state in ``ctx.state``, not on ``self``.
 
 :meth:`FlowRegistry.discover` imports every ``*.py`` in the flows directory (files starting
 with ``_`` are skipped), in name order, each as a fresh module ``datasync_flows.<stem>``
-(re-discovering re-executes the files: new and changed files are picked up). A file that
-fails to import, or declares an invalid flow, is reported as a
+(re-discovering re-executes the files: new and changed files are picked up), each on its
+own thread with a time limit (``import_timeout``). A file that fails to import, does not
+finish importing in time, or declares an invalid flow, is reported as a
 :class:`~datasync.exceptions.FlowLoadError` naming the file; two flows with one name are a
 :class:`~datasync.exceptions.DuplicateFlow` and neither is registered. The others load.
 Flow files are self-contained: ``flows/`` is not put on ``sys.path``, so shared code belongs
@@ -17,6 +18,10 @@ in an installed package.
 :func:`call_step` runs a sync or async step. Async steps run on an event loop kept for the
 calling thread's lifetime (``httpx.AsyncClient`` is bound to its loop, so ``ctx.ahttp`` is
 one client per loop — see :mod:`datasync.context`).
+
+What flow code prints — at import or in a step — goes to ``stderr``, never to ``stdout``
+(which carries the CLI's ``--json`` output): :func:`flow_code` marks the threads running
+it and ``sys.stdout`` routes their writes (:class:`FlowStdout`).
 """
 
 from __future__ import annotations
@@ -40,20 +45,25 @@ from .exceptions import DuplicateFlow, FlowError, FlowLoadError, FlowNotFound
 from .names import validate_flow_name
 
 __all__ = [
+    "DEFAULT_IMPORT_TIMEOUT",
     "MODULE_PREFIX",
     "FlowRegistry",
     "FlowSpec",
+    "FlowStdout",
     "Page",
     "UnknownFlow",
     "call_step",
     "close_thread_loop",
     "default_registry",
     "flow",
+    "flow_code",
     "on_loop_close",
     "thread_loop",
 ]
 
 MODULE_PREFIX = "datasync_flows"
+DEFAULT_IMPORT_TIMEOUT = 10.0
+"""Seconds one flow file may take to import (``DATASYNC_FLOW_IMPORT_TIMEOUT``)."""
 T = TypeVar("T", bound=type)
 
 
@@ -94,6 +104,53 @@ class UnknownFlow(FlowNotFound):
     def __str__(self) -> str:
         base = f"unknown flow {self.name!r}"
         return f"{base} ({self.hint})" if self.hint else base
+
+
+# -- flow output -----------------------------------------------------------------------
+
+_flow_threads = threading.local()  # .depth: > 0 while this thread runs flow code
+
+
+class FlowStdout:
+    """``sys.stdout`` once flow code has run: writes from a thread inside :func:`flow_code`
+    go to ``sys.stderr``, every other write to the stream it replaced."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def _target(self) -> Any:
+        if getattr(_flow_threads, "depth", 0) > 0:
+            return sys.stderr
+        return self.stream
+
+    def write(self, text: str) -> int:
+        written: int = self._target().write(text)
+        return written
+
+    def writelines(self, lines: Any) -> None:
+        self._target().writelines(lines)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, isatty, buffer, fileno, ...
+        return getattr(self._target(), name)
+
+
+def _route_stdout() -> None:
+    if not isinstance(sys.stdout, FlowStdout):
+        sys.stdout = FlowStdout(sys.stdout)
+
+
+@contextlib.contextmanager
+def flow_code() -> Iterator[None]:
+    """Mark this thread as running flow code: its ``print()`` goes to stderr meanwhile."""
+    _route_stdout()
+    _flow_threads.depth = getattr(_flow_threads, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _flow_threads.depth -= 1
 
 
 # -- the decorator ---------------------------------------------------------------------
@@ -210,8 +267,16 @@ class FlowRegistry:
                 self.errors.append(DuplicateFlow(name, files))
 
     @classmethod
-    def discover(cls, flows_dir: Path | str, project_root: Path | None = None) -> FlowRegistry:
-        """Import every ``*.py`` in ``flows_dir`` (not ``_*``), in name order, as fresh modules."""
+    def discover(
+        cls,
+        flows_dir: Path | str,
+        project_root: Path | None = None,
+        *,
+        import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
+    ) -> FlowRegistry:
+        """Import every ``*.py`` in ``flows_dir`` (not ``_*``), in name order, as fresh modules,
+        each within ``import_timeout`` seconds (a file still importing then is abandoned on
+        its thread and reported as broken)."""
         flows_dir = Path(flows_dir)
         if not flows_dir.is_dir():
             return cls(
@@ -231,8 +296,15 @@ class FlowRegistry:
             for path in files:
                 rel = _rel(path, project_root, flows_dir)
                 try:
-                    found = _load(path)
-                except (Exception, SystemExit) as exc:  # noqa: BLE001 — reported, not raised
+                    found = _load_within(path, import_timeout)
+                except _ImportTimedOut:
+                    errors.append(
+                        FlowLoadError(
+                            rel, f"import did not finish within {import_timeout:g} s (abandoned)"
+                        )
+                    )
+                    continue
+                except BaseException as exc:  # noqa: BLE001 — reported, not raised
                     errors.append(FlowLoadError(rel, _reason(exc, path)))
                     continue
                 for spec in found:
@@ -275,6 +347,31 @@ class FlowRegistry:
 def _module_name(path: Path) -> str:
     stem = re.sub(r"\W", "_", path.stem)
     return f"{MODULE_PREFIX}.{stem}"
+
+
+class _ImportTimedOut(Exception):
+    """A flow file did not finish importing within its time limit."""
+
+
+def _load_within(path: Path, timeout: float) -> list[FlowSpec]:
+    """:func:`_load` on a thread of its own, waiting at most ``timeout`` seconds; raises
+    what the import raised (any ``BaseException``) or :class:`_ImportTimedOut`. Python cannot
+    stop a thread: one that times out is left to finish (or not) on its own."""
+    done: Future[list[FlowSpec]] = Future()
+
+    def run() -> None:
+        with flow_code():
+            try:
+                done.set_result(_load(path))
+            except BaseException as exc:  # noqa: BLE001 — handed to discover() as is
+                done.set_exception(exc)
+
+    thread = threading.Thread(target=run, name=f"flow-import-{path.stem}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not done.done():
+        raise _ImportTimedOut(path.name)
+    return done.result()
 
 
 def _load(path: Path) -> list[FlowSpec]:
@@ -372,7 +469,8 @@ def _helper() -> asyncio.AbstractEventLoop:
             def run() -> None:
                 loop = thread_loop()
                 ready.set_result(loop)
-                loop.run_forever()
+                with flow_code():  # this loop only runs steps
+                    loop.run_forever()
 
             threading.Thread(target=run, name="datasync-async-steps", daemon=True).start()
             _helper_loop = ready.result()
@@ -383,18 +481,20 @@ def call_step(fn: Callable[..., Any], *args: Any) -> Any:
     """Call a flow step (``def`` or ``async def``) and return its result.
 
     An awaitable result is run to completion on this thread's loop (:func:`thread_loop`);
-    if a loop is already running on this thread, on a background loop instead.
+    if a loop is already running on this thread, on a background loop instead. What the
+    step prints goes to stderr (:func:`flow_code`).
     """
-    result = fn(*args)
-    if not inspect.isawaitable(result):
-        return result
-    try:
-        asyncio.get_running_loop()
-        running = True
-    except RuntimeError:
-        running = False
-    if not running:  # outside the except block: the step's own error gets no __context__
-        return thread_loop().run_until_complete(_await(result))
+    with flow_code():
+        result = fn(*args)
+        if not inspect.isawaitable(result):
+            return result
+        try:
+            asyncio.get_running_loop()
+            running = True
+        except RuntimeError:
+            running = False
+        if not running:  # outside the except block: the step's own error gets no __context__
+            return thread_loop().run_until_complete(_await(result))
     return asyncio.run_coroutine_threadsafe(_await(result), _helper()).result()
 
 

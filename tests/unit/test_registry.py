@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,55 @@ def test_the_shipped_example_flow_is_discovered():
     reg = FlowRegistry.discover(root / "flows", root)
     assert reg.errors == []
     assert reg.get("contacts-to-erp").file == "flows/contacts_to_erp.py"
+
+
+HANGS = """
+import threading
+import time
+threading.Event().wait()  # never returns
+"""
+
+PRINTS = """
+from datasync import Page, flow
+print("hello from the import")
+
+
+@flow("chatty")
+class Chatty:
+    def pull(self, ctx, cursor):
+        print("hello from pull")
+        return Page(records=[], cursor=None, has_more=False)
+
+    async def push(self, ctx, records):
+        print("hello from an async push")
+"""
+
+
+def test_a_file_whose_import_never_returns_is_reported_and_the_others_load(project):
+    root, flows = project
+    write(flows, "a_hangs.py", HANGS)
+    write(flows, "good.py", GOOD)
+    started = time.monotonic()
+    reg = FlowRegistry.discover(flows, root, import_timeout=0.5)
+    assert time.monotonic() - started < 3
+    assert reg.names() == ["good-flow"]
+    assert errors_by_file(reg) == {
+        "flows/a_hangs.py": "import did not finish within 0.5 s (abandoned)"
+    }
+
+
+def test_what_flow_code_prints_goes_to_stderr_not_stdout(project, capsys):
+    root, flows = project
+    write(flows, "chatty.py", PRINTS)
+    reg = FlowRegistry.discover(flows, root)
+    spec = reg.get("chatty")
+    call_step(spec.create().pull, None, None)
+    call_step(spec.create().push, None, [])
+    print("the CLI's own output")
+    out, err = capsys.readouterr()
+    assert out == "the CLI's own output\n"
+    assert err.splitlines() == [
+        "hello from the import",
+        "hello from pull",
+        "hello from an async push",
+    ]
