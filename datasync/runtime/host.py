@@ -28,6 +28,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -55,6 +56,9 @@ __all__ = ["HostConfig", "LocalHost", "configure_logging", "run_local"]
 
 log = logging.getLogger("datasync.runtime")
 
+DEFAULT_FUNCTION_TIMEOUT = 1800.0
+"""host.json ``functionTimeout`` when absent: the Flex Consumption plan's default (30 min)."""
+
 
 @dataclass(frozen=True)
 class HostConfig:
@@ -67,6 +71,8 @@ class HostConfig:
     # renewed while handled: a dead runtime's
     # messages come back within it
     task_hub: str = "DataSyncHub"
+    function_timeout: float | None = DEFAULT_FUNCTION_TIMEOUT
+    """``functionTimeout`` in seconds; None when it is ``-1`` (unlimited)."""
 
     @classmethod
     def load(cls, root: Path, settings: Settings) -> HostConfig:
@@ -90,12 +96,35 @@ class HostConfig:
             max_dequeue_count=int(queues.get("maxDequeueCount", 5)),
             visibility_timeout=_timespan(queues.get("visibilityTimeout", "00:00:00")),
             task_hub=durable.get("hubName", "DataSyncHub").replace("%", "") or "DataSyncHub",
+            function_timeout=function_timeout(data.get("functionTimeout")),
         )
 
 
 def _timespan(value: str) -> float:
-    h, m, s = value.split(":")
-    return int(h) * 3600 + int(m) * 60 + float(s)
+    """A .NET TimeSpan as host.json writes it, ``[d.]hh:mm:ss[.fffffff]``, in seconds."""
+    match = re.fullmatch(r"(?:(\d+)\.)?(\d+):(\d+):(\d+(?:\.\d+)?)", value.strip())
+    if match is None:
+        raise ValueError(f"not a TimeSpan: {value!r}")
+    days, hours, minutes, seconds = match.groups()
+    return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def function_timeout(value: object) -> float | None:
+    """host.json ``functionTimeout``: seconds; None for ``-1`` (no limit); the default
+    (Flex Consumption's, 30 minutes) when absent. A bad value is a :class:`ConfigError`."""
+    if value is None:
+        return DEFAULT_FUNCTION_TIMEOUT
+    if value == "-1" or value == -1:
+        return None
+    try:
+        seconds = _timespan(str(value))
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise ConfigError(
+            f"host.json functionTimeout must be a TimeSpan like '00:10:00' or '-1', got {value!r}"
+        )
+    return seconds
 
 
 @dataclass
@@ -221,6 +250,7 @@ class LocalHost:
             activities=self.functions.activities,
             on_resume=self.app.runs.mark_resumed,
             activity_runner=self._call,
+            activity_timeout=self.config.function_timeout,
         )
         self.rpc = DurableRpcServer(self.engine, self.config.task_hub)
         self.stopping = threading.Event()

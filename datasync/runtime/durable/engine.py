@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .deadline import CallTimedOut, DeadlineRunner
 from .events import TASK_COMPLETED, TASK_FAILED, event, iso
 from .planner import InstanceBook, opening_events, plan_episode, start_decision
 from .sdk import (
@@ -32,7 +33,9 @@ from .store import Claim, DurableStore, Loaded
 from .wording import (
     UnknownOrchestratorError,
     activity_failure,
+    died_failure,
     missing_activity_failure,
+    timeout_failure,
 )
 
 __all__ = ["DurableEngine", "Episode", "InstanceStatus"]
@@ -40,6 +43,9 @@ __all__ = ["DurableEngine", "Episode", "InstanceStatus"]
 log = logging.getLogger("datasync.durable")
 
 HISTORY_CACHE = 128  # instances whose history this runtime keeps in memory
+MAX_DEATHS = 3
+"""Times a work item may be taken over from a runtime that died running it before it is
+failed instead of run again (a step that kills its process would loop forever)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,10 @@ class DurableEngine:
     :param on_resume: called once per instance this runtime takes over from a dead one.
     :param activity_runner: calls an activity (``fn, kwargs``); the host awaits coroutines.
     :param replay_schema: what the engine asks the SDK for (the extension's V3 by default).
+    :param activity_timeout: ``functionTimeout`` in seconds (None: unlimited). An activity
+        still running then fails with the host's timeout text; its thread is abandoned.
+    :param max_deaths: take-overs of one work item from a runtime that died running it
+        before the item fails (:func:`~.wording.died_failure`) instead of running again.
     """
 
     def __init__(
@@ -107,6 +117,8 @@ class DurableEngine:
         on_resume: Callable[[str], None] | None = None,
         activity_runner: Callable[[Callable[..., Any], dict[str, Any]], Any] | None = None,
         replay_schema: int = ReplaySchema.V3,
+        activity_timeout: float | None = None,
+        max_deaths: int = MAX_DEATHS,
         **removed: Any,
     ) -> None:
         if "error_text" in removed:  # activity errors are the worker's text now
@@ -124,6 +136,9 @@ class DurableEngine:
         self.on_resume = on_resume
         self.activity_runner = activity_runner or (lambda fn, kwargs: fn(**kwargs))
         self.replay_schema = replay_schema
+        self.activity_timeout = activity_timeout
+        self.max_deaths = max_deaths
+        self._deadlines = DeadlineRunner()
         self.wakeup = threading.Condition()  # orchestration workers wait here
         # Work posted per kind, and where each kind waits: a new activity wakes one
         # activity worker, not every thread of the runtime.
@@ -356,7 +371,18 @@ class DurableEngine:
 
     def _run_activity(self, row: Any) -> None:
         name = row["name"]
-        result = self._call_activity(name, row["input"], row["task_id"])
+        if row["deaths"] >= self.max_deaths:
+            reason, details = died_failure(name, row["deaths"])
+            log.error("activity %s of %s: %s", name, row["instance_id"], reason)
+            result = event(
+                TASK_FAILED,
+                time.time(),
+                TaskScheduledId=row["task_id"],
+                Reason=reason,
+                Details=details,
+            )
+        else:
+            result = self._call_activity(name, row["input"], row["task_id"])
         if result["EventType"] == TASK_FAILED:
             log.info("activity %s of %s failed: %s", name, row["instance_id"], result["Reason"])
         if not self.store.complete_activity(row, self.owner, result, time.time()):
@@ -379,13 +405,29 @@ class DurableEngine:
         fn, param = self.activities[name]
         try:
             value = json.loads(input_json) if input_json is not None else None
-            output = json.dumps(self.activity_runner(fn, {param: value}))
+            output = json.dumps(self._invoke(fn, {param: value}))
+        except CallTimedOut as timed_out:
+            reason, details = timeout_failure(name, timed_out.seconds)
+            log.error(
+                "%s; the call is abandoned (%d so far) and the runtime goes on",
+                reason,
+                self._deadlines.abandoned,
+            )
+            return event(
+                TASK_FAILED, now(), TaskScheduledId=task_id, Reason=reason, Details=details
+            )
         except BaseException as exc:  # noqa: BLE001 - the activity fails, the worker lives
             reason, details = activity_failure(name, exc)
             return event(
                 TASK_FAILED, now(), TaskScheduledId=task_id, Reason=reason, Details=details
             )
         return event(TASK_COMPLETED, now(), TaskScheduledId=task_id, Result=output)
+
+    def _invoke(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        """The activity runner's call, within ``activity_timeout`` when there is one."""
+        if self.activity_timeout is None:
+            return self.activity_runner(fn, kwargs)
+        return self._deadlines.call(lambda: self.activity_runner(fn, kwargs), self.activity_timeout)
 
     # -- introspection -----------------------------------------------------------------
     def next_wakeup(self) -> float | None:
@@ -404,4 +446,5 @@ class DurableEngine:
         return self.store.instance_ids()
 
     def close(self) -> None:
+        self._deadlines.close()
         self.store.close()

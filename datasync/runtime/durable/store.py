@@ -42,7 +42,8 @@ CREATE INDEX IF NOT EXISTS inbox_instance ON inbox (instance_id, id);
 CREATE TABLE IF NOT EXISTS activities (
     id INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT NOT NULL,
     execution_id TEXT NOT NULL, task_id INTEGER NOT NULL, name TEXT NOT NULL,
-    input TEXT, lease_owner TEXT, lease_until REAL NOT NULL DEFAULT 0);
+    input TEXT, lease_owner TEXT, lease_until REAL NOT NULL DEFAULT 0,
+    deaths INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS activities_lease ON activities (lease_until);
 """
 
@@ -77,6 +78,15 @@ class DurableStore:
 
     def __init__(self, path: Path) -> None:
         self.db = Database(path, SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added since a ``durable.db`` was created (``CREATE TABLE IF NOT EXISTS``
+        leaves an existing table as it is)."""
+        with self.db.write() as con:
+            columns = {r["name"] for r in con.execute("PRAGMA table_info(activities)")}
+            if "deaths" not in columns:
+                con.execute("ALTER TABLE activities ADD COLUMN deaths INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         self.db.close()
@@ -424,21 +434,29 @@ class DurableStore:
     def claim_activity(
         self, owner: str, now: float, until: float
     ) -> tuple[sqlite3.Row, Claim] | None:
-        """Lease the oldest unleased work item: ``(row, claim)``, None if none."""
+        """Lease the oldest unleased work item: ``(row, claim)``, None if none.
+
+        A work item whose lease expired while still owned (not handed back: its runtime
+        died, or stalled past the lease, while running it) counts one more death; the
+        returned row's ``deaths`` includes it."""
         with self.db.write() as con:
-            row = con.execute(
-                "SELECT * FROM activities WHERE lease_until < ? ORDER BY id LIMIT 1", (now,)
+            found = con.execute(
+                "SELECT id, lease_owner FROM activities WHERE lease_until < ? ORDER BY id LIMIT 1",
+                (now,),
             ).fetchone()
-            if row is None:
+            if found is None:
                 return None
+            previous = found["lease_owner"]
             con.execute(
-                "UPDATE activities SET lease_owner = ?, lease_until = ? WHERE id = ?",
-                (owner, until, row["id"]),
+                "UPDATE activities SET lease_owner = ?, lease_until = ?, "
+                "deaths = deaths + (lease_owner IS NOT NULL) WHERE id = ?",
+                (owner, until, found["id"]),
             )
+            row = con.execute("SELECT * FROM activities WHERE id = ?", (found["id"],)).fetchone()
             return row, Claim(
                 row["instance_id"],
-                self._take_over(con, row["instance_id"], row["lease_owner"], owner),
-                row["lease_owner"],
+                self._take_over(con, row["instance_id"], previous, owner),
+                previous,
             )
 
     def complete_activity(

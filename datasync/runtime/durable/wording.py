@@ -11,14 +11,22 @@ import json
 
 __all__ = [
     "DEDUPE_STATUSES",
+    "PROCESS_DIED",
     "InstanceExistsError",
     "UnknownOrchestratorError",
     "activity_failure",
+    "died_failure",
     "missing_activity_failure",
     "orchestrator_failure",
+    "timeout_failure",
+    "timespan",
     "unknown_orchestrator_message",
     "worker_exception_text",
 ]
+
+PROCESS_DIED = "ActivityProcessDied"
+"""Type name of the embedded runtime's own failure for a work item whose process kept dying
+(:func:`died_failure`); the orchestrator does not retry it."""
 
 DEDUPE_STATUSES = ("Running", "ContinuedAsNew", "Pending", "Suspended")
 """Statuses a start may not replace: ``overridableExistingInstanceStates`` defaults to
@@ -127,3 +135,49 @@ def orchestrator_failure(orchestrator: str, error: str) -> str:
     with the SDK's ``error`` (``str(exc)``), and DTFx stores the exception's message as the
     result (TaskOrchestrationContext.cs ``FailOrchestration``)."""
     return f"Orchestrator function '{orchestrator}' failed: {error}"
+
+
+def timespan(seconds: float) -> str:
+    """``seconds`` as .NET prints a ``TimeSpan`` (``[d.]hh:mm:ss[.fffffff]``): ``00:10:00``."""
+    ticks = round(seconds * 10_000_000)
+    whole, fraction = divmod(ticks, 10_000_000)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    if days:
+        text = f"{days}.{text}"
+    if fraction:
+        text += f".{fraction:07d}"
+    return text
+
+
+def timeout_failure(activity: str, seconds: float) -> tuple[str, str]:
+    """TaskFailed for an activity that ran past ``functionTimeout``.
+
+    The WebJobs SDK's FunctionExecutor raises ``FunctionTimeoutException("Timeout value of
+    {0} was exceeded by function: {1}")`` with the TimeSpan and the short name
+    ``Functions.<name>``; TaskActivityShim.cs (``FunctionTimeoutError``) words it as any
+    failure, and no out-of-proc text is cut out of it (so one space after ``failed:``)."""
+    message = f"Timeout value of {timespan(seconds)} was exceeded by function: Functions.{activity}"
+    return (
+        f"Activity function '{activity}' failed: {message}",
+        _cause(
+            "Microsoft.Azure.WebJobs.Host.FunctionTimeoutException, Microsoft.Azure.WebJobs.Host",
+            message,
+        ),
+    )
+
+
+def died_failure(activity: str, deaths: int) -> tuple[str, str]:
+    """TaskFailed the embedded runtime delivers for a work item whose process died ``deaths``
+    times while running it (``os._exit``, an OOM kill, a segfault: each time another runtime
+    took it over). Its own text, in the worker's ``Type: message`` form: on Azure the host
+    restarts the worker instead and the Durable extension re-delivers the work item."""
+    friendly = _friendly(
+        f"{PROCESS_DIED}: the process running {activity} died {deaths} times (exit without result)"
+    )
+    return (
+        f"Activity function '{activity}' failed: {friendly}",
+        _cause("System.Exception, System.Private.CoreLib", friendly),
+    )
