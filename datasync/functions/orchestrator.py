@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Generator
+from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -27,12 +28,43 @@ from ..contracts import (
 from ..names import page_key
 from .bindings import BEGIN_RUN, FINISH_RUN, ORCHESTRATOR, PULL_PAGE, PUSH_PAGE, TRANSFORM_PAGE
 
-__all__ = ["STEP_RETRY", "blueprint", "sync_flow"]
+__all__ = [
+    "PERMANENT_ERRORS",
+    "STALLED_PAGES",
+    "STEP_ATTEMPTS",
+    "STEP_RETRY_SECONDS",
+    "blueprint",
+    "is_permanent",
+    "sync_flow",
+]
 
-STEP_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_number_of_attempts=3)
-"""Activity-level retries (on top of ``ctx.http``'s own per-request retries)."""
+STEP_ATTEMPTS = 3
+"""Tries of one step (on top of ``ctx.http``'s own per-request retries)."""
+STEP_RETRY_SECONDS = 2.0
+"""Wait between two tries of a step (a durable timer)."""
+STALLED_PAGES = 3
+"""Pages in a row whose cursor did not advance while ``has_more`` stayed true after which
+the run fails (the third is not pushed)."""
+PERMANENT_ERRORS = frozenset(
+    {
+        "PermanentError",
+        "SecretNotFound",
+        "ConfigError",
+        "MissingConfigKey",
+        "ValidationError",
+        "InvalidDocument",
+        "FlowNotFound",
+        "UnknownFlow",
+        "FlowLoadError",
+        "DuplicateFlow",
+        "ActivityProcessDied",  # the embedded runtime: the process died N times in the step
+    }
+)
+"""Failures a retry will not fix, by the type name the failure reason keeps (activities
+raise redacted errors with the original type name: :mod:`.guard`): the run fails at once."""
 
 MAX_ERROR = 2000
+_FAILED_TYPE = re.compile(r"Activity function '[^']*' failed:\s+([A-Za-z_]\w*): ")
 
 
 def _error_text(exc: Exception) -> str:
@@ -42,9 +74,34 @@ def _error_text(exc: Exception) -> str:
     return re.sub(r"^(Activity function '[^']*' failed:)\s+", r"\1 ", reason)[:MAX_ERROR]
 
 
+def is_permanent(exc: Exception) -> bool:
+    """A failed activity whose error type is one of :data:`PERMANENT_ERRORS`."""
+    match = _FAILED_TYPE.match(str(exc))
+    return match is not None and match.group(1) in PERMANENT_ERRORS
+
+
+def _step(
+    context: df.DurableOrchestrationContext, name: str, payload: Any
+) -> Generator[Any, Any, Any]:
+    """``call_activity`` tried up to :data:`STEP_ATTEMPTS` times, :data:`STEP_RETRY_SECONDS`
+    apart (a durable timer: deterministic on replay), unless the failure is permanent."""
+    attempt = 1
+    while True:
+        try:
+            return (yield context.call_activity(name, payload))
+        except Exception as exc:
+            if attempt >= STEP_ATTEMPTS or is_permanent(exc):
+                raise
+        attempt += 1
+        yield context.create_timer(
+            context.current_utc_datetime + timedelta(seconds=STEP_RETRY_SECONDS)
+        )
+
+
 def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     """Pull → transform → push page by page, checkpointing after each push;
-    ``continue_as_new`` every ``pagesPerGeneration`` pages keeps the history short."""
+    ``continue_as_new`` every ``pagesPerGeneration`` pages keeps the history short (a
+    generation runs on while the cursor is stalled, so the stall count needs no carry)."""
     job = RunInput.from_json(context.get_input())
     ref = {"tenant_id": job.tenant_id, "flow_name": job.flow_name, "run_id": context.instance_id}
     carry = job.carry
@@ -52,34 +109,44 @@ def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, An
         if carry is None:
             carry = Carry.from_json(
                 (
-                    yield context.call_activity_with_retry(
+                    yield from _step(
+                        context,
                         BEGIN_RUN,
-                        STEP_RETRY,
                         BeginInput(**ref, scheduled_for=job.scheduled_for).to_json(),
                     )
                 )
             )
-        for _ in range(job.pages_per_generation):
+        generation_pages = 0
+        stalled = 0
+        while generation_pages < job.pages_per_generation or stalled:
+            generation_pages += 1
             page_no = carry.pages + 1
             key = page_key(context.instance_id, page_no)
             pulled = PullOutput.from_json(
                 (
-                    yield context.call_activity_with_retry(
+                    yield from _step(
+                        context,
                         PULL_PAGE,
-                        STEP_RETRY,
                         PullInput(
                             **ref, page_key=key, cursor=carry.cursor, state=carry.state
                         ).to_json(),
                     )
                 )
             )
+            stalled = stalled + 1 if pulled.has_more and pulled.cursor == carry.cursor else 0
+            if stalled >= STALLED_PAGES:
+                raise ValueError(
+                    f"flow {job.flow_name!r}: the cursor did not advance for {stalled} pages "
+                    "in a row while has_more=True; stopping instead of pulling the same page "
+                    "forever (pull must return the next cursor with every page that has more)"
+                )
             out = TransformOutput(key=None, count=0, state=pulled.state)
             if pulled.count and pulled.key is not None:
                 out = TransformOutput.from_json(
                     (
-                        yield context.call_activity_with_retry(
+                        yield from _step(
+                            context,
                             TRANSFORM_PAGE,
-                            STEP_RETRY,
                             TransformInput(
                                 **ref, page_key=key, key=pulled.key, state=pulled.state
                             ).to_json(),
@@ -93,9 +160,9 @@ def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, An
             }
             pushed = PushOutput.from_json(
                 (
-                    yield context.call_activity_with_retry(
+                    yield from _step(
+                        context,
                         PUSH_PAGE,
-                        STEP_RETRY,
                         PushInput(
                             **ref,
                             **counters,
@@ -108,13 +175,7 @@ def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, An
                     )
                 )
             )
-            stuck = not pulled.count and pulled.has_more and pulled.cursor == carry.cursor
             carry = Carry(**counters, cursor=pulled.cursor, state=pushed.state)
-            if stuck:
-                raise ValueError(
-                    "flow returned an empty page with has_more=True and an "
-                    "unchanged cursor; stopping instead of looping forever"
-                )
             if not pulled.has_more:
                 yield context.call_activity(
                     FINISH_RUN, FinishInput(**ref, status="Completed").to_json()

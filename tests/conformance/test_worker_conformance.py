@@ -427,7 +427,7 @@ class History:
         return self
 
     def retry_timer(self, timer_id: int) -> History:
-        """DTFx's RetryInterceptor: a timer between attempts (notes §18)."""
+        """The orchestrator's wait between two tries of a step: a durable timer."""
         self._add(10, timer_id, FireAt=_ts(self.clock + 2))
         self.episode()
         self._add(11, TimerId=timer_id, FireAt=_ts(self.clock + 1))
@@ -473,26 +473,24 @@ def _actions(state: dict[str, Any]) -> list[dict[str, Any]]:
     return flat
 
 
-RETRY = {"firstRetryIntervalInMilliseconds": 2000, "maxNumberOfAttempts": 3}
 BEGUN = {"cursor": None, "state": {}, "pages": 0, "recordsIn": 0, "recordsOut": 0}
 BASE = {"tenantId": TENANT, "flowName": OK_FLOW, "runId": INSTANCE}
 
 
-def _with_retry(action: dict[str, Any], name: str) -> dict[str, Any]:
-    """A with-retry call in V3: a compound action (12) wrapping CallActivityWithRetry (1)."""
-    assert action["actionType"] == 12
-    (inner,) = action["compoundActions"]
-    assert inner["actionType"] == 1 and inner["functionName"] == name
-    assert inner["retryOptions"] == RETRY
-    return json.loads(inner["input"])
+def _call(action: dict[str, Any], name: str) -> dict[str, Any]:
+    """A plain CallActivity (0): the orchestrator retries steps itself (call, timer, call),
+    so that a permanent failure is not retried."""
+    assert action["actionType"] == 0 and action["functionName"] == name
+    assert "retryOptions" not in action
+    return json.loads(action["input"])
 
 
 @pytest.mark.parametrize("kind", ["string", "json"])
-def test_first_episode_schedules_begin_run_with_retry(indexed, worker, kind):
+def test_first_episode_schedules_begin_run(indexed, worker, kind):
     state = _state(_orchestrate(worker, History(json.dumps(JOB)), kind))
     assert state["isDone"] is False
     (action,) = _actions(state)
-    assert _with_retry(action, "begin_run") == {**BASE, "scheduledFor": SCHEDULED_FOR}
+    assert _call(action, "begin_run") == {**BASE, "scheduledFor": SCHEDULED_FOR}
 
 
 def test_after_begin_run_the_first_page_is_pulled(indexed, worker):
@@ -500,8 +498,8 @@ def test_after_begin_run_the_first_page_is_pulled(indexed, worker):
     state = _state(_orchestrate(worker, history))
     assert state["isDone"] is False
     first, second = _actions(state)
-    _with_retry(first, "begin_run")
-    assert _with_retry(second, "pull_page") == {
+    _call(first, "begin_run")
+    assert _call(second, "pull_page") == {
         **BASE,
         "pageKey": INSTANCE + "/p1",
         "cursor": None,
@@ -513,14 +511,32 @@ REASON = "Activity function 'pull_page' failed: RuntimeError: boom"
 
 
 def _failed_pull() -> History:
-    """begin_run done; pull_page fails on all 3 attempts, retry timers in between, and the
-    timer after the last attempt fires (ids: pull 1, timer 2, pull 3, timer 4, pull 5,
-    timer 6)."""
+    """begin_run done; pull_page fails on all 3 attempts with a timer in between (ids:
+    pull 1, timer 2, pull 3, timer 4, pull 5)."""
     history = History(json.dumps(JOB)).scheduled(0, "begin_run").completed(0, BEGUN)
     history.scheduled(1, "pull_page").failed(1, REASON).retry_timer(2)
     history.scheduled(3, "pull_page").failed(3, REASON).retry_timer(4)
-    history.scheduled(5, "pull_page").failed(5, REASON).retry_timer(6)
+    history.scheduled(5, "pull_page").failed(5, REASON)
     return history
+
+
+def test_a_failed_step_is_tried_again_after_a_timer(indexed, worker):
+    history = History(json.dumps(JOB)).scheduled(0, "begin_run").completed(0, BEGUN)
+    history.scheduled(1, "pull_page").failed(1, REASON)
+    state = _state(_orchestrate(worker, history))
+    *_, timer = _actions(state)
+    assert timer["actionType"] == 5 and "fireAt" in timer  # CreateTimer, 2 s on
+    history.retry_timer(2)
+    *_, again = _actions(_state(_orchestrate(worker, history)))
+    assert _call(again, "pull_page")["pageKey"] == INSTANCE + "/p1"
+
+
+def test_a_permanent_failure_is_not_tried_again(indexed, worker):
+    permanent = "Activity function 'pull_page' failed:  SecretNotFound: secret not found: …"
+    history = History(json.dumps(JOB)).scheduled(0, "begin_run").completed(0, BEGUN)
+    history.scheduled(1, "pull_page").failed(1, permanent)
+    *_, last = _actions(_state(_orchestrate(worker, history)))
+    assert _call(last, "finish_run")["status"] == "Failed"
 
 
 def test_a_failed_activity_takes_the_error_path(indexed, worker):
@@ -535,7 +551,7 @@ def test_the_orchestration_then_fails_with_the_activitys_reason(indexed, worker)
     """After finish_run the orchestrator raises: the host gets a Failure whose message
     carries the final OrchestratorState (``$OutOfProcData$``) with the error (its ``isDone``
     is not set on this path; the extension fails the instance on the Failure status)."""
-    history = _failed_pull().scheduled(7, "finish_run").completed(7, {"status": "Failed"})
+    history = _failed_pull().scheduled(6, "finish_run").completed(6, {"status": "Failed"})
     reply = _orchestrate(worker, history)
     assert reply["status"] == "Failure"
     message = reply["exception"]["message"]
