@@ -12,17 +12,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from .models import RunRecord, Tenant
 
 __all__ = [
+    "DONE",
     "FLOW_JOBS",
     "FLOW_JOBS_POISON",
+    "TERMINAL",
     "Checkpoint",
     "Clock",
     "DueFlow",
+    "FencedWrite",
     "MessageQueue",
     "PageStore",
     "QueueBackend",
@@ -30,6 +33,9 @@ __all__ = [
     "RunStore",
     "SecretStore",
     "TenantStore",
+    "claims_checkpoint",
+    "fence_checkpoint",
+    "fence_finish",
 ]
 
 FLOW_JOBS = "flow-jobs"
@@ -69,6 +75,74 @@ class Checkpoint:
 
     cursor: str | int | None = None
     state: dict[str, Any] = field(default_factory=dict)
+
+
+TERMINAL = frozenset({"Completed", "Failed", "Terminated", "Skipped", "Superseded"})
+"""Run statuses a stale ``finish`` never overwrites (only a resume's ``begin`` reopens
+``Failed`` and ``Terminated``)."""
+
+DONE = frozenset({"Completed", "Skipped", "Superseded"})
+"""Run statuses ``begin`` refuses: such a run never runs (again)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FencedWrite:
+    """The outcome of a fenced write (:meth:`RunStore.checkpoint`, :meth:`RunStore.finish`).
+
+    ``applied``: the store changed. ``repeat``: the same write was applied before (a retry
+    after a crash or a take-over) — nothing to do, and not an error. ``stale``: a writer
+    that is no longer the holder of the work, or that would move the run backwards; the
+    store is unchanged and ``reason`` says why (no secret can be in it: ids and numbers)."""
+
+    outcome: Literal["applied", "repeat", "stale"]
+    reason: str = ""
+
+    @property
+    def stale(self) -> bool:
+        return self.outcome == "stale"
+
+
+APPLIED = FencedWrite("applied")
+REPEAT = FencedWrite("repeat")
+
+
+def fence_checkpoint(
+    owner: str | None, stored_page: int | None, instance_id: str, page: int
+) -> FencedWrite:
+    """The checkpoint rule every adapter applies, atomically with the write it guards.
+
+    A tenant+flow checkpoint belongs to one run (``owner``, claimed by that run's
+    :meth:`RunStore.begin`) and is at ``stored_page``. A write from ``instance_id`` for
+    ``page`` is applied iff the checkpoint is that run's (or has no owner: none saved yet,
+    or saved before owners existed) and ``page`` moves it forward; the same page again
+    from its owner is a repeat; anything else is stale."""
+    if owner is not None and owner != instance_id:
+        return FencedWrite("stale", f"the checkpoint belongs to run {owner}")
+    if stored_page is not None and page < stored_page:
+        return FencedWrite("stale", f"the checkpoint is at page {stored_page} already")
+    if owner is not None and page == stored_page:
+        return REPEAT
+    return APPLIED
+
+
+def claims_checkpoint(
+    owner: str | None, instance_id: str, *, resume: bool, owner_active: bool
+) -> bool:
+    """Whether :meth:`RunStore.begin` of ``instance_id`` takes the checkpoint: always,
+    except that a resume leaves it to another run that is still active."""
+    return owner is None or owner == instance_id or not resume or not owner_active
+
+
+def fence_finish(current: str | None, status: str) -> FencedWrite:
+    """The ``finish`` rule: a run record that is still active takes its final status; a
+    terminal one is never overwritten (the same status again is a repeat)."""
+    if current is None:
+        return FencedWrite("stale", "there is no run record")
+    if current in TERMINAL:
+        if current == status:
+            return REPEAT
+        return FencedWrite("stale", f"the run is {current} already")
+    return APPLIED
 
 
 class TenantStore(Protocol):
@@ -193,8 +267,14 @@ class RunStore(Protocol):
         ...
 
     def begin(self, run: RunRecord) -> RunRecord:
-        """Mark the run Running (creating it if missing); a run started before (failed,
-        resumed) is a resume: ``resumes`` += 1, counters kept. Returns the stored record."""
+        """Mark the run Running (creating it if missing) and claim the tenant+flow
+        checkpoint for it, in one atomic step. A run started before (Running: its begin
+        re-ran; Failed or Terminated: a resume) is a resume: ``resumes`` += 1, counters
+        kept. The claim makes this run the checkpoint's owner at its own page count
+        (``pages``); a resume does not take the checkpoint from another run that is still
+        active (that run's writes stand; this one's are then stale). A Completed, Skipped
+        or Superseded run never runs again: :class:`~datasync.exceptions.PermanentError`,
+        nothing changed. Returns the stored record."""
         ...
 
     def checkpoint(
@@ -207,13 +287,19 @@ class RunStore(Protocol):
         pages: int,
         records_in: int,
         records_out: int,
-    ) -> None:
-        """Save cursor+state and the run's counters (cumulative values, not increments);
-        with no run record the checkpoint is still saved."""
+    ) -> FencedWrite:
+        """Save cursor+state for page ``pages`` of the run, fenced by
+        :func:`fence_checkpoint` (the outcome is returned; a stale write changes nothing).
+
+        The run's counters (cumulative values, not increments) move with it on the run's
+        own record, forward only: applied iff ``pages`` is above the record's ``pages``
+        (whoever owns the checkpoint). With no run record the checkpoint is still saved
+        (if the fence allows)."""
         ...
 
-    def finish(self, instance_id: str, status: str, error: str | None = None) -> None:
-        """Set the final status, error and ``finishedAt``; an unknown run is a no-op."""
+    def finish(self, instance_id: str, status: str, error: str | None = None) -> FencedWrite:
+        """Set the final status, error and ``finishedAt``, fenced by :func:`fence_finish`:
+        a terminal record is never overwritten; an unknown run is a stale no-op."""
         ...
 
     def mark_resumed(self, instance_id: str) -> None:

@@ -15,14 +15,22 @@ partition (the tenant), so of racing starters exactly one succeeds and the other
 Where the SQLite store uses a transaction, this one does an etag-guarded read-modify-write
 (``IfNotModified`` replace, re-read on 412; ``create_item`` for a new run, re-read on 409).
 
+Fencing (:func:`~datasync.ports.fence_checkpoint`): the checkpoint item names the run
+that owns it (``runId``, claimed by ``begin``) and its page (``pages``). ``checkpoint`` is
+an etag-conditional write of that item (``create_item`` when there is none, else an
+``IfNotModified`` replace): on 412/409 it re-reads and decides again, so of two writers the
+fence sees each one's write in turn, never neither. ``finish`` is the same over the run
+item (:func:`~datasync.ports.fence_finish`).
+
 ``checkpoint`` writes two items. A transactional batch would make that one write, but the
-emulator has no batch, so: the checkpoint item first, then the run's counters (a ``patch``
-of ``set`` operations). That order is safe because the counters are cumulative values
-computed by the orchestrator, not increments: a retried ``push_page`` writes the same
-checkpoint and the same counters again, so nothing is counted twice; and the checkpoint
-item carries the counters too, so if a run fails for good between the two writes, the
-next ``begin`` of that run takes them from its checkpoint. The cursor — what decides that
-nothing is lost or pushed twice — is committed by the first write alone.
+emulator has no batch, so: the checkpoint item first, then the run's counters (an
+``patch`` with a filter predicate, so it only moves them forward). That order is safe because
+the counters are cumulative values computed by the orchestrator, not increments: a
+retried ``push_page`` writes the same checkpoint and the same counters again, so nothing
+is counted twice; and the checkpoint item carries the counters too, so if a run fails for
+good between the two writes, the next ``begin`` of that run takes them from its
+checkpoint. The cursor — what decides that nothing is lost or pushed twice — is committed
+by the first write alone.
 
 Operations that only know an instance id (``get``, ``finish``, ``mark_resumed``) find its
 partition from a per-process cache filled by every read and write, else by one
@@ -40,10 +48,18 @@ from datetime import datetime
 from typing import Any
 
 from ...config import Settings
-from ...exceptions import ConfigError, NotFound, TransientError
+from ...exceptions import ConfigError, NotFound, PermanentError, TransientError
 from ...models import RunRecord
 from ...names import format_utc, utcnow
-from ...ports import Checkpoint, Clock
+from ...ports import (
+    DONE,
+    Checkpoint,
+    Clock,
+    FencedWrite,
+    claims_checkpoint,
+    fence_checkpoint,
+    fence_finish,
+)
 from .cosmos import SYSTEM_KEYS
 from .cosmos_db import CosmosDatabase
 
@@ -215,6 +231,35 @@ class CosmosRunStore:
             return Checkpoint()
         return Checkpoint(cursor=doc.get("cursor"), state=dict(doc.get("state") or {}))
 
+    def _put_checkpoint(self, saved: Doc | None, item: Doc) -> bool:
+        """Create the checkpoint item, or replace it iff it is still ``saved``; False when
+        another writer came first (409 or 412: re-read and decide again)."""
+        from azure.core import MatchConditions
+        from azure.cosmos.exceptions import (
+            CosmosAccessConditionFailedError,
+            CosmosResourceExistsError,
+            CosmosResourceNotFoundError,
+        )
+
+        try:
+            if saved is None:
+                self.checkpoints.create_item(item)
+            else:
+                self.checkpoints.replace_item(
+                    item["id"],
+                    item,
+                    etag=saved["_etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (
+            CosmosAccessConditionFailedError,
+            CosmosResourceExistsError,
+            CosmosResourceNotFoundError,
+        ):
+            log.debug("checkpoint %s changed while writing it; re-reading", item["id"])
+            return False
+        return True
+
     def checkpoint(
         self,
         instance_id: str,
@@ -225,13 +270,25 @@ class CosmosRunStore:
         pages: int,
         records_in: int,
         records_out: int,
-    ) -> None:
-        """Checkpoint item first, then the run's counters (see the module note)."""
-        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+    ) -> FencedWrite:
+        """Checkpoint item first (fenced), then the run's counters (see the module note)."""
+        from azure.cosmos.exceptions import (
+            CosmosAccessConditionFailedError,
+            CosmosResourceNotFoundError,
+        )
 
         counters = {"pages": pages, "recordsIn": records_in, "recordsOut": records_out}
-        self.checkpoints.upsert_item(
-            {
+        for _ in range(_ATTEMPTS):
+            saved = self._checkpoint_item(tenant, flow)
+            result = fence_checkpoint(
+                saved.get("runId") if saved else None,
+                saved.get("pages") if saved else None,
+                instance_id,
+                pages,
+            )
+            if result.outcome != "applied":
+                break
+            item = {
                 "id": f"{tenant}--{flow}",
                 "tenantId": tenant,
                 "flowName": flow,
@@ -241,9 +298,16 @@ class CosmosRunStore:
                 **counters,
                 "updatedAt": self._now(),
             }
-        )
-        # no run record: nothing to count (as SQLite)
-        with contextlib.suppress(CosmosResourceNotFoundError):
+            if self._put_checkpoint(saved, item):
+                break
+        else:
+            raise TransientError(
+                f"checkpoint {tenant}--{flow} kept changing; gave up after {_ATTEMPTS} tries"
+            )
+
+        # the run's own counters, forward only: a conditional patch (412: not forward;
+        # 404: no run record, nothing to count, as SQLite)
+        with contextlib.suppress(CosmosAccessConditionFailedError, CosmosResourceNotFoundError):
             self.runs.patch_item(
                 instance_id,
                 partition_key=tenant,
@@ -251,7 +315,44 @@ class CosmosRunStore:
                     {"op": "set", "path": f"/{key}", "value": value}
                     for key, value in counters.items()
                 ],
+                filter_predicate=f"FROM c WHERE NOT IS_DEFINED(c.pages) OR c.pages < {pages:d}",
             )
+        return result
+
+    def _claim(self, run: RunRecord, resume: bool) -> None:
+        """Make ``run`` the owner of its tenant+flow checkpoint (see ``RunStore.begin``)."""
+        tenant, flow = run.tenant_id, run.flow_name
+        for _ in range(_ATTEMPTS):
+            saved = self._checkpoint_item(tenant, flow)
+            owner = saved.get("runId") if saved else None
+            if owner == run.instance_id:
+                return
+            active = False
+            if owner is not None and resume:
+                other = self._read(tenant, owner)
+                active = other is not None and other.get("status") in ACTIVE
+            if not claims_checkpoint(owner, run.instance_id, resume=resume, owner_active=active):
+                return
+            base = (
+                _strip(saved)
+                if saved
+                else {"id": f"{tenant}--{flow}", "tenantId": tenant, "flowName": flow}
+            )
+            item = {
+                "cursor": None,
+                "state": {},
+                **base,
+                "runId": run.instance_id,
+                "pages": run.pages,
+                "recordsIn": run.records_in,
+                "recordsOut": run.records_out,
+                "updatedAt": self._now(),
+            }
+            if self._put_checkpoint(saved, item):
+                return
+        raise TransientError(
+            f"checkpoint {tenant}--{flow} kept changing; gave up after {_ATTEMPTS} tries"
+        )
 
     # -- the run lifecycle ---------------------------------------------------------------
     def create(self, run: RunRecord) -> bool:
@@ -285,13 +386,12 @@ class CosmosRunStore:
     def begin(self, run: RunRecord) -> RunRecord:
         now = self._now()
         saved = self._checkpoint_item(run.tenant_id, run.flow_name)
-        counters: Doc = (
-            {k: saved[k] for k in ("pages", "recordsIn", "recordsOut") if k in saved}
-            if saved and saved.get("runId") == run.instance_id
-            else {}
-        )
+        ours = saved if saved and saved.get("runId") == run.instance_id else None
+        resumed = False
 
         def change(cur: Doc | None) -> Doc:
+            nonlocal resumed
+            resumed = False
             if cur is None:
                 return _item(
                     RunRecord(
@@ -304,9 +404,20 @@ class CosmosRunStore:
                     ),
                     now,
                 )
+            if cur.get("status") in DONE:
+                raise PermanentError(
+                    f"run {run.instance_id} is {cur.get('status')}; it does not run again"
+                )
             if cur.get("startedAt") is None:  # Pending → Running
                 return {**cur, "status": "Running", "startedAt": now}
-            # a failed run started again: a resume (counters as its last checkpoint saved)
+            # started before (its begin re-ran, or a failed run started again): a resume,
+            # counters as its last checkpoint saved them when the run item lags behind
+            resumed = True
+            counters: Doc = (
+                {k: ours[k] for k in ("pages", "recordsIn", "recordsOut") if k in ours}
+                if ours and int(ours.get("pages") or 0) > int(cur.get("pages") or 0)
+                else {}
+            )
             return {
                 **cur,
                 **counters,
@@ -318,23 +429,26 @@ class CosmosRunStore:
 
         _, doc = self._update(run.tenant_id, run.instance_id, change)
         assert doc is not None
-        return _record(doc)
+        stored = _record(doc)
+        self._claim(stored, resumed)
+        return stored
 
-    def finish(self, instance_id: str, status: str, error: str | None = None) -> None:
+    def finish(self, instance_id: str, status: str, error: str | None = None) -> FencedWrite:
         doc = self._locate(instance_id)
         if doc is None:
-            return
+            return fence_finish(None, status)
         now = self._now()
-        self._update(
-            doc["tenantId"],
-            instance_id,
-            lambda cur: (
-                None
-                if cur is None
-                else {**cur, "status": status, "error": error, "finishedAt": now}
-            ),
-            doc,
-        )
+        result = fence_finish(None, status)
+
+        def change(cur: Doc | None) -> Doc | None:
+            nonlocal result
+            result = fence_finish(cur.get("status") if cur else None, status)
+            if cur is None or result.outcome != "applied":
+                return None
+            return {**cur, "status": status, "error": error, "finishedAt": now}
+
+        self._update(doc["tenantId"], instance_id, change, doc)
+        return result
 
     def mark_resumed(self, instance_id: str) -> None:
         doc = self._locate(instance_id)

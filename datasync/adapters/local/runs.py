@@ -4,6 +4,12 @@ The starter's dedupe is :meth:`SqliteRunStore.create`: one ``INSERT … ON CONFL
 NOTHING`` on the instance id (the primary key), so of any number of threads or processes
 on one ``DATASYNC_HOME`` exactly one inserts. :meth:`~SqliteRunStore.take_over_pending` is
 one conditional ``UPDATE`` on the claim time, serialised by SQLite's write lock.
+
+Fencing (:func:`~datasync.ports.fence_checkpoint`, :func:`~datasync.ports.fence_finish`):
+each checkpoint row names the run that owns it (``run_id``) and its page (``page``);
+``begin``, ``checkpoint`` and ``finish`` read and decide inside one ``BEGIN IMMEDIATE``
+transaction, so no other writer (thread or process) can come between the check and the
+write.
 """
 
 from __future__ import annotations
@@ -14,10 +20,18 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from ...exceptions import NotFound
+from ...exceptions import NotFound, PermanentError
 from ...models import RunRecord
 from ...names import format_utc, utcnow
-from ...ports import Checkpoint, Clock
+from ...ports import (
+    DONE,
+    Checkpoint,
+    Clock,
+    FencedWrite,
+    claims_checkpoint,
+    fence_checkpoint,
+    fence_finish,
+)
 from .db import Database
 
 __all__ = ["RUN_SCHEMA", "SqlitePageStore", "SqliteRunStore"]
@@ -33,7 +47,7 @@ CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (tenant_id, flow_name, status);
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
 CREATE TABLE IF NOT EXISTS checkpoints (
     tenant_id TEXT NOT NULL, flow_name TEXT NOT NULL, cursor TEXT, state TEXT NOT NULL,
-    updated_at TEXT NOT NULL, PRIMARY KEY (tenant_id, flow_name));
+    updated_at TEXT NOT NULL, run_id TEXT, page INTEGER, PRIMARY KEY (tenant_id, flow_name));
 CREATE TABLE IF NOT EXISTS pages (key TEXT PRIMARY KEY, records TEXT NOT NULL);
 """
 
@@ -54,17 +68,27 @@ _COLUMNS = (
 ACTIVE = ("Pending", "Running")
 
 
+_ADDED = (
+    ("runs", "claimed_at", "TEXT"),
+    ("checkpoints", "run_id", "TEXT"),
+    ("checkpoints", "page", "INTEGER"),
+)
+
+
 def _migrate(db: Database) -> None:
-    """Add ``claimed_at`` to a ``runs`` table made before it existed (idempotent)."""
-    columns = {row[1] for row in db.read().execute("PRAGMA table_info(runs)")}
-    if "claimed_at" in columns:
-        return
-    try:
-        with db.write() as con:
-            con.execute("ALTER TABLE runs ADD COLUMN claimed_at TEXT")
-    except sqlite3.OperationalError as exc:  # another process added it first
-        if "duplicate column" not in str(exc):
-            raise
+    """Add the columns a database made before them lacks (idempotent): ``runs.claimed_at``,
+    ``checkpoints.run_id`` and ``checkpoints.page`` (an old checkpoint has no owner: the
+    next ``begin`` or checkpoint claims it)."""
+    for table, column, kind in _ADDED:
+        columns = {row[1] for row in db.read().execute(f"PRAGMA table_info({table})")}
+        if column in columns:
+            continue
+        try:
+            with db.write() as con:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        except sqlite3.OperationalError as exc:  # another process added it first
+            if "duplicate column" not in str(exc):
+                raise
 
 
 def _run(row: sqlite3.Row) -> RunRecord:
@@ -141,6 +165,11 @@ class SqliteRunStore:
             row = con.execute(
                 "SELECT * FROM runs WHERE instance_id = ?", (run.instance_id,)
             ).fetchone()
+            if row is not None and row["status"] in DONE:
+                raise PermanentError(
+                    f"run {run.instance_id} is {row['status']}; it does not run again"
+                )
+            resume = row is not None and row["started_at"] is not None
             if row is None:
                 self._insert(
                     con,
@@ -156,22 +185,56 @@ class SqliteRunStore:
                         error=None,
                     ),
                 )
-            elif row["started_at"] is None:  # Pending → Running
+            elif not resume:  # Pending → Running
                 con.execute(
                     "UPDATE runs SET status = 'Running', started_at = ? WHERE instance_id = ?",
                     (now, run.instance_id),
                 )
-            else:  # a failed run started again: a resume
+            else:  # started before (its begin re-ran, or a failed run started again)
                 con.execute(
                     "UPDATE runs SET status = 'Running', finished_at = NULL, "
                     "error = NULL, resumes = resumes + 1 WHERE instance_id = ?",
                     (run.instance_id,),
                 )
-            return _run(
+            stored = _run(
                 con.execute(
                     "SELECT * FROM runs WHERE instance_id = ?", (run.instance_id,)
                 ).fetchone()
             )
+            self._claim(con, stored, resume, now)
+            return stored
+
+    def _claim(self, con: sqlite3.Connection, run: RunRecord, resume: bool, now: str) -> None:
+        """Make ``run`` the owner of its tenant+flow checkpoint (see ``RunStore.begin``)."""
+        saved = con.execute(
+            "SELECT run_id FROM checkpoints WHERE tenant_id = ? AND flow_name = ?",
+            (run.tenant_id, run.flow_name),
+        ).fetchone()
+        if saved is None:
+            con.execute(
+                "INSERT INTO checkpoints (tenant_id, flow_name, cursor, state, updated_at, "
+                "run_id, page) VALUES (?, ?, 'null', '{}', ?, ?, ?)",
+                (run.tenant_id, run.flow_name, now, run.instance_id, run.pages),
+            )
+            return
+        owner: str | None = saved["run_id"]
+        active = (
+            owner is not None
+            and owner != run.instance_id
+            and con.execute(
+                "SELECT 1 FROM runs WHERE instance_id = ? AND status IN ('Pending', 'Running')",
+                (owner,),
+            ).fetchone()
+            is not None
+        )
+        if owner == run.instance_id or not claims_checkpoint(
+            owner, run.instance_id, resume=resume, owner_active=active
+        ):
+            return
+        con.execute(
+            "UPDATE checkpoints SET run_id = ?, page = ? WHERE tenant_id = ? AND flow_name = ?",
+            (run.instance_id, run.pages, run.tenant_id, run.flow_name),
+        )
 
     def checkpoint(
         self,
@@ -183,27 +246,56 @@ class SqliteRunStore:
         pages: int,
         records_in: int,
         records_out: int,
-    ) -> None:
+    ) -> FencedWrite:
         now = self._now()
         with self.db.write() as con:
-            con.execute(
-                "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
-                "cursor = excluded.cursor, state = excluded.state, "
-                "updated_at = excluded.updated_at",
-                (tenant, flow, json.dumps(cp.cursor), json.dumps(cp.state), now),
+            saved = con.execute(
+                "SELECT run_id, page FROM checkpoints WHERE tenant_id = ? AND flow_name = ?",
+                (tenant, flow),
+            ).fetchone()
+            result = fence_checkpoint(
+                saved["run_id"] if saved else None,
+                saved["page"] if saved else None,
+                instance_id,
+                pages,
             )
-            con.execute(
-                "UPDATE runs SET pages = ?, records_in = ?, records_out = ? WHERE instance_id = ?",
-                (pages, records_in, records_out, instance_id),
+            if result.outcome == "applied":
+                con.execute(
+                    "INSERT INTO checkpoints (tenant_id, flow_name, cursor, state, updated_at, "
+                    "run_id, page) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+                    "cursor = excluded.cursor, state = excluded.state, "
+                    "updated_at = excluded.updated_at, run_id = excluded.run_id, "
+                    "page = excluded.page",
+                    (
+                        tenant,
+                        flow,
+                        json.dumps(cp.cursor),
+                        json.dumps(cp.state),
+                        now,
+                        instance_id,
+                        pages,
+                    ),
+                )
+            con.execute(  # the run's own counters: forward only
+                "UPDATE runs SET pages = ?, records_in = ?, records_out = ? "
+                "WHERE instance_id = ? AND pages < ?",
+                (pages, records_in, records_out, instance_id, pages),
             )
+            return result
 
-    def finish(self, instance_id: str, status: str, error: str | None = None) -> None:
+    def finish(self, instance_id: str, status: str, error: str | None = None) -> FencedWrite:
         now = self._now()
         with self.db.write() as con:
-            con.execute(
-                "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE instance_id = ?",
-                (status, error, now, instance_id),
-            )
+            row = con.execute(
+                "SELECT status FROM runs WHERE instance_id = ?", (instance_id,)
+            ).fetchone()
+            result = fence_finish(row["status"] if row else None, status)
+            if result.outcome == "applied":
+                con.execute(
+                    "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE instance_id = ?",
+                    (status, error, now, instance_id),
+                )
+            return result
 
     def mark_resumed(self, instance_id: str) -> None:
         with self.db.write() as con:

@@ -11,10 +11,18 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from ...exceptions import NotFound
+from ...exceptions import NotFound, PermanentError
 from ...models import RunRecord
 from ...names import format_utc
-from ...ports import Checkpoint, Clock
+from ...ports import (
+    DONE,
+    Checkpoint,
+    Clock,
+    FencedWrite,
+    claims_checkpoint,
+    fence_checkpoint,
+    fence_finish,
+)
 from .clock import system_clock
 
 __all__ = ["MemoryPageStore", "MemoryRunStore"]
@@ -29,6 +37,13 @@ class _Row:
     claimed_at: str | None = None
 
 
+@dataclass(slots=True)
+class _Saved:
+    data: str  # JSON {"cursor", "state"}
+    owner: str | None = None
+    page: int | None = None
+
+
 class MemoryRunStore:
     """The in-memory :class:`~datasync.ports.RunStore` (thread-safe; ``clock`` stamps
     every time)."""
@@ -36,7 +51,7 @@ class MemoryRunStore:
     def __init__(self, *, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or system_clock
         self._runs: dict[str, _Row] = {}
-        self._checkpoints: dict[tuple[str, str], str] = {}
+        self._checkpoints: dict[tuple[str, str], _Saved] = {}
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -71,13 +86,18 @@ class MemoryRunStore:
             saved = self._checkpoints.get((tenant, flow))
         if saved is None:
             return Checkpoint()
-        data = json.loads(saved)
+        data = json.loads(saved.data)
         return Checkpoint(cursor=data["cursor"], state=data["state"])
 
     def begin(self, run: RunRecord) -> RunRecord:
         with self._lock:
             now = self._now()
             row = self._runs.get(run.instance_id)
+            resume = row is not None and row.run.started_at is not None
+            if row is not None and row.run.status in DONE:
+                raise PermanentError(
+                    f"run {run.instance_id} is {row.run.status}; it does not run again"
+                )
             if row is None:
                 row = self._runs[run.instance_id] = _Row(
                     replace(
@@ -95,10 +115,24 @@ class MemoryRunStore:
                 )
             elif row.run.started_at is None:  # Pending → Running
                 row.run.status, row.run.started_at = "Running", now
-            else:  # a failed run started again: a resume
+            else:  # started before (its begin re-ran, or a failed run started again)
                 row.run.status, row.run.finished_at, row.run.error = "Running", None, None
                 row.run.resumes += 1
+            self._claim(row.run, resume)
             return replace(row.run)
+
+    def _claim(self, run: RunRecord, resume: bool) -> None:
+        key = (run.tenant_id, run.flow_name)
+        saved = self._checkpoints.get(key)
+        if saved is None:
+            saved = self._checkpoints[key] = _Saved(json.dumps({"cursor": None, "state": {}}))
+        owner = self._runs.get(saved.owner) if saved.owner is not None else None
+        active = owner is not None and owner.run.status in ACTIVE
+        if not claims_checkpoint(saved.owner, run.instance_id, resume=resume, owner_active=active):
+            return
+        if saved.owner != run.instance_id:
+            saved.page = run.pages
+        saved.owner = run.instance_id
 
     def checkpoint(
         self,
@@ -110,23 +144,31 @@ class MemoryRunStore:
         pages: int,
         records_in: int,
         records_out: int,
-    ) -> None:
-        saved = json.dumps({"cursor": cp.cursor, "state": cp.state})
+    ) -> FencedWrite:
+        data = json.dumps({"cursor": cp.cursor, "state": cp.state})
         with self._lock:
-            self._checkpoints[(tenant, flow)] = saved
+            saved = self._checkpoints.get((tenant, flow))
+            result = fence_checkpoint(
+                saved.owner if saved else None, saved.page if saved else None, instance_id, pages
+            )
+            if result.outcome == "applied":
+                self._checkpoints[(tenant, flow)] = _Saved(data, instance_id, pages)
             row = self._runs.get(instance_id)
-            if row is not None:
+            if row is not None and pages > row.run.pages:
                 row.run.pages, row.run.records_in, row.run.records_out = (
                     pages,
                     records_in,
                     records_out,
                 )
+            return result
 
-    def finish(self, instance_id: str, status: str, error: str | None = None) -> None:
+    def finish(self, instance_id: str, status: str, error: str | None = None) -> FencedWrite:
         with self._lock:
             row = self._runs.get(instance_id)
-            if row is not None:
+            result = fence_finish(row.run.status if row else None, status)
+            if row is not None and result.outcome == "applied":
                 row.run.status, row.run.error, row.run.finished_at = status, error, self._now()
+            return result
 
     def mark_resumed(self, instance_id: str) -> None:
         with self._lock:
