@@ -5,10 +5,25 @@ Page records travel between activities through the :class:`~datasync.ports.PageS
 activity inputs and outputs (:mod:`datasync.contracts`). ``push`` pushes and then
 checkpoints cursor, state and run counters in one write, so a crash between the two
 re-pushes with the same ``page_key`` and an idempotent target ends with each record once.
+
+Fencing: a step can outlive its hold on the work (its runtime stalled past the lease and
+another took the activity over). Its writes cannot undo the newer work:
+
+- checkpoints and counters are fenced in the store (:func:`~datasync.ports.fence_checkpoint`):
+  only the run that owns the checkpoint, and only forward; a stale write is rejected and
+  logged here, and the step returns normally (the newer work stands);
+- ``finish`` never overwrites a terminal record (:func:`~datasync.ports.fence_finish`);
+- staged pages are written under a key of their own per attempt (``<page key>/pulled-<id>``,
+  ``…/out-<id>``), and the next step reads the key its orchestration recorded, so a stale
+  pull or transform never replaces what the current holder staged; what a stale writer
+  leaves behind is read by nobody and deleted with its page (``push``) or its run
+  (``finish``).
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -26,15 +41,26 @@ from .contracts import (
     TransformInput,
     TransformOutput,
 )
-from .exceptions import PermanentError
+from .exceptions import NotFound, PermanentError
 from .models import RunRecord, Tenant
-from .ports import Checkpoint
+from .ports import Checkpoint, FencedWrite
 from .registry import Page, call_step
 
 if TYPE_CHECKING:
     from .app import App
 
 __all__ = ["RunSteps", "TenantCache"]
+
+log = logging.getLogger("datasync.steps")
+
+
+def _staged_key(page_key: str, what: str) -> str:
+    """A key no other attempt at this step uses (see the module note on fencing)."""
+    return f"{page_key}/{what}-{secrets.token_hex(6)}"
+
+
+def _rejected(run_id: str, what: str, result: FencedWrite) -> None:
+    log.warning("stale write from %s %s rejected: %s", run_id, what, result.reason)
 
 
 class TenantCache:
@@ -128,7 +154,7 @@ class RunSteps:
         records = _records(page.records, "pull", spec.name)
         key = None
         if records:
-            key = f"{step.page_key}/pulled"
+            key = _staged_key(step.page_key, "pulled")
             self.app.pages.put(key, records)
         cursor = page.cursor if page.cursor is not None else step.cursor
         return PullOutput(
@@ -147,19 +173,32 @@ class RunSteps:
         transform = getattr(flow, "transform", None)
         if transform is not None:
             records = _records(call_step(transform, ctx, records), "transform", spec.name)
-        key = f"{step.page_key}/out"
+        key = _staged_key(step.page_key, "out")
         self.app.pages.put(key, records)
         return TransformOutput(key=key, count=len(records), state=ctx.state)
 
     def push(self, step: PushInput) -> PushOutput:
-        """Push (if the page has records), then checkpoint cursor, state and counters."""
+        """Push (if the page has records), then checkpoint cursor, state and counters.
+
+        A staged page that is gone because another holder of this step pushed and
+        checkpointed it already is done, not an error."""
         spec = self.app.registry.get(step.flow_name)
         ctx = self._context(step.tenant_id, step.flow_name, step.run_id, step.page_key, step.state)
         if step.count and step.key is not None:
-            records = self.app.pages.get(step.key)
+            try:
+                records = self.app.pages.get(step.key)
+            except NotFound:
+                if not self._checkpointed(step.run_id, step.pages):
+                    raise
+                log.info(
+                    "page %s of %s was pushed and checkpointed by another holder",
+                    step.pages,
+                    step.run_id,
+                )
+                return PushOutput(state=ctx.state)
             if records:
                 call_step(spec.create().push, ctx, records)
-        self.app.runs.checkpoint(
+        result = self.app.runs.checkpoint(
             step.run_id,
             step.tenant_id,
             step.flow_name,
@@ -168,9 +207,26 @@ class RunSteps:
             records_in=step.records_in,
             records_out=step.records_out,
         )
+        if result.stale:
+            # the page's staged records are left alone: a resume of this run may be
+            # staging this page again (``finish`` deletes what is left)
+            _rejected(step.run_id, f"page {step.pages}", result)
+            return PushOutput(state=ctx.state)
         self.app.pages.delete_prefix(step.page_key + "/")
         return PushOutput(state=ctx.state)
 
+    def _checkpointed(self, run_id: str, page: int) -> bool:
+        try:
+            return self.app.runs.get(run_id).pages >= page
+        except NotFound:
+            return False
+
     def finish(self, step: FinishInput) -> FinishOutput:
-        self.app.runs.finish(step.run_id, step.status, step.error)
+        """Record the final status (never over a terminal one) and drop the run's staged
+        pages, including any a stale step wrote after its page was pushed."""
+        result = self.app.runs.finish(step.run_id, step.status, step.error)
+        if result.stale:
+            _rejected(step.run_id, f"finish ({step.status})", result)
+            return FinishOutput(status=step.status)
+        self.app.pages.delete_prefix(step.run_id + "/")
         return FinishOutput(status=step.status)
