@@ -5,15 +5,19 @@ dates without an offset). :func:`parse_tenant` / :func:`parse_tenants` turn ever
 into short messages that name the tenant and the camelCase document path, e.g.
 ``tenant acme: flows[0].cron: cron '0 * * * *' has 5 fields; ...``.
 
-Documents keep unknown keys (``extra="allow"``) and write them back unchanged.
+Unknown keys are errors (``extra="forbid"``): the message names the key's path and
+suggests the closest known key (``tenant acme: flows[0].crон: unknown key; did you mean
+'cron'?``), so a typo such as ``"pasued": true`` is never silently ignored.
 ``Tenant.to_doc()`` omits ``nextRunUtc`` when it is unset (``None``), as "missing"
 already means "compute from now".
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+import unicodedata
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -42,7 +46,7 @@ RUN_STATUSES = ("Pending", "Running", "Completed", "Failed", "Skipped", "Termina
 
 _CONFIG = ConfigDict(
     strict=True,
-    extra="allow",
+    extra="forbid",
     alias_generator=to_camel,
     validate_by_name=True,
     validate_by_alias=True,
@@ -189,14 +193,67 @@ class Tenant(BaseModel):
 # -- turning pydantic errors into short messages ---------------------------------------------
 
 
+def _printable(key: str, limit: int = 60) -> str:
+    """A key as it can be shown on any terminal: unprintable characters (lone surrogates,
+    control characters) as ``\\uXXXX``, long keys shortened."""
+    text = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in key)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _path(loc: tuple[str | int, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{_printable(part)}" if out else _printable(part)
     return out
+
+
+# Latin look-alikes (Cyrillic and Greek letters that render like ASCII ones), so that a key
+# typed with a wrong keyboard layout still gets its suggestion.
+_LOOKALIKES = str.maketrans(
+    "асеорхуікмнтвзАВСЕНІКМОРТХУαεικνορτυχΑΒΕΗΙΚΜΝΟΡΤΥΧ",
+    "aceopxyikmhtbzABCEHIKMOPTXYaeiknoptuxABEHIKMNOPTYX",
+)
+
+
+def _fold(key: str) -> str:
+    """``key`` reduced for comparison: look-alikes to ASCII, accents dropped, no case."""
+    decomposed = unicodedata.normalize("NFKD", key.translate(_LOOKALIKES))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The document model that holds the last key of ``loc`` (``flows[0].x``: FlowEntry)."""
+    model: type[BaseModel] = Tenant
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = next(
+            (f for n, f in model.model_fields.items() if part in (n, f.alias)),
+            None,
+        )
+        inner = getattr(field.annotation, "__args__", (field.annotation,)) if field else ()
+        nested = [t for t in inner if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def _unknown_key(loc: tuple[str | int, ...]) -> str:
+    """``unknown key; did you mean 'cron'?`` (or the known keys when nothing is close)."""
+    model = _model_at(loc)
+    key = loc[-1] if loc else ""
+    if model is None or not isinstance(key, str):
+        return "unknown key"
+    known = [f.alias or n for n, f in model.model_fields.items()]
+    folded = {_fold(k): k for k in known}
+    close = difflib.get_close_matches(_fold(key), list(folded), n=1, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean {folded[close[0]]!r}?"
+    return f"unknown key (known keys: {', '.join(sorted(known))})"
 
 
 _EXPECTED = {
@@ -222,6 +279,8 @@ def _message(err: Any) -> tuple[tuple[str | int, ...], str]:
         return loc, f"expected {_EXPECTED[kind]}, got {got}"
     if kind == "missing":
         return loc, "required"
+    if kind == "extra_forbidden":
+        return loc, _unknown_key(loc)
     if kind == "literal_error":
         return loc, f"expected {ctx.get('expected')}, got {got}"
     if kind == "greater_than_equal":
@@ -265,6 +324,42 @@ def _flow_index(problem: tuple[str, str]) -> int:
     return int(match.group(1)) if match else -1
 
 
+MAX_DEPTH = 32  # nesting levels of a document, ``config`` objects included
+
+
+def _unusable_text(obj: Any) -> list[tuple[str, str]]:
+    """Problems no store could keep: a lone surrogate in a key or string (not valid
+    Unicode, so not writable as UTF-8) and nesting deeper than :data:`MAX_DEPTH`.
+    Walked without recursion, so any depth is reported rather than crashing."""
+    problems: list[tuple[str, str]] = []
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), obj)]
+    while stack and len(problems) < 10:
+        loc, node = stack.pop()
+        if len(loc) > MAX_DEPTH:
+            problems.append((_path(loc[:MAX_DEPTH]), f"nested more than {MAX_DEPTH} levels deep"))
+            continue
+        if isinstance(node, str):
+            if not _is_unicode(node):
+                problems.append((_path(loc), "text is not valid Unicode (a lone surrogate)"))
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(key, str) and not _is_unicode(key):
+                    problems.append((_path((*loc, key)), "key is not valid Unicode"))
+                else:
+                    stack.append(((*loc, key), value))
+        elif isinstance(node, list):
+            stack.extend(((*loc, i), value) for i, value in enumerate(node))
+    return sorted(problems)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_tenant(
     obj: Any, *, known_flows: Collection[str] | None = None, label: str | None = None
 ) -> Tenant:
@@ -274,7 +369,9 @@ def parse_tenant(
     by ``label`` (e.g. ``"#2"``); paths are camelCase document paths (``flows[0].cron``)."""
     if not isinstance(obj, dict):
         raise InvalidDocument(label or "?", [("", f"expected a JSON object, got {_show(obj)}")])
-    problems: list[tuple[str, str]] = []
+    problems = _unusable_text(obj)
+    if problems:  # before pydantic: it would fail on these without a path
+        raise InvalidDocument(_label(obj, label), problems)
     tenant: Tenant | None = None
     try:
         tenant = Tenant.model_validate(obj)

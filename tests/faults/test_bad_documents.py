@@ -52,6 +52,24 @@ INVALID = [  # (what is wrong, change to the acme document, field the message mu
     ("missing cron", _set("flows.0.cron", _DELETE), "flows[0].cron"),
     ("tenantId differs from id", _set("tenantId", "other"), "tenantId"),
     ("wrong type", _set("type", "Customer"), "type"),
+    # unknown keys are errors, with the closest known key, never silently dropped
+    ("typo in a tenant key", _set("pasued", True), "pasued: unknown key; did you mean 'paused'?"),
+    (
+        "look-alike letters in a flow key",
+        _set("flows.0.cr\u043e\u043d", "0 0 * * * *"),
+        "flows[0].cr\u043e\u043d: unknown key; did you mean 'cron'?",
+    ),
+    ("unknown flow option", _set("flows.0.retries", 3), "flows[0].retries: unknown key (known"),
+    (
+        "lone surrogate in a name",
+        _set("name", "Acme \ud800"),
+        "name: text is not valid Unicode",
+    ),
+    (
+        "config nested too deeply",
+        _set("flows.0.config", json.loads('{"a":' * 40 + "1" + "}" * 40)),
+        "flows[0].config.a.a.a",
+    ),
 ]
 
 
@@ -85,7 +103,7 @@ def test_every_invalid_document_is_rejected_and_nothing_is_overwritten(project, 
 
 def test_documents_broken_in_the_store_are_reported_and_the_others_run(project, apis):
     setup_gated(project, apis, "good", 25)
-    for tid in ("badcron", "badtz", "badfield"):
+    for tid in ("badcron", "badtz", "badfield", "badkey"):
         setup_gated(project, apis, tid, 5)
     # someone edits the store behind the CLI's back
     project.sql(
@@ -99,18 +117,26 @@ def test_documents_broken_in_the_store_are_reported_and_the_others_run(project, 
     doc = json.loads(raw)
     doc["flows"][0]["enabled"] = "yes"
     project.sql("datasync.db", "UPDATE tenants SET doc = ? WHERE id = 'badfield'", json.dumps(doc))
+    [(raw,)] = project.sql("datasync.db", "SELECT doc FROM tenants WHERE id = 'badkey'")
+    doc = json.loads(raw)
+    doc["pasued"] = True  # meant to pause it: it must not run
+    project.sql("datasync.db", "UPDATE tenants SET doc = ? WHERE id = 'badkey'", json.dumps(doc))
 
-    runtime = project.run_once(expect=1)  # 1: the badfield job ends in the poison queue
+    runtime = project.run_once(expect=1)  # 1: the badfield and badkey jobs end in poison
     log = runtime.stderr()
     assert "tenant badcron: flows[0].cron" in log
     assert "tenant badtz: timezone" in log
+    assert "Traceback" not in log
     runs = project.runs()
     assert [(r["tenantId"], r["status"]) for r in runs] == [("good", "Completed")]
     assert apis.stats("good")["count"] == 25
-    assert all(apis.stats(t)["count"] == 0 for t in ("badcron", "badtz", "badfield"))
-    [poisoned] = project.poison()
-    assert json.loads(poisoned["body"])["tenantId"] == "badfield"
-    assert "tenant badfield: flows[0].enabled" in poisoned["reason"]
+    assert all(apis.stats(t)["count"] == 0 for t in ("badcron", "badtz", "badfield", "badkey"))
+    poisoned = {json.loads(p["body"])["tenantId"]: p["reason"] for p in project.poison()}
+    assert sorted(poisoned) == ["badfield", "badkey"]
+    assert "tenant badfield: flows[0].enabled" in poisoned["badfield"]
+    assert "tenant badkey: pasued: unknown key; did you mean 'paused'?" in poisoned["badkey"]
+    listed = project.cli("tenants", "list", "--json", check=None)  # the others still list
+    assert "Traceback" not in listed.stderr
 
 
 BROKEN_FILES = {

@@ -76,18 +76,88 @@ def test_parse_design_example():
     assert entry.config == {"source_url": "http://x"}
 
 
-def test_to_doc_round_trips_and_keeps_unknown_keys():
-    d = doc(_etag="abc", owner={"team": "sync"})
-    d["flows"][0]["note"] = "keep me"
+def test_to_doc_round_trips():
+    d = doc()
     d["flows"].append({"name": "second", "cron": "0 30 2 * * *"})
     out = parse_tenant(d).to_doc()
-    assert out["_etag"] == "abc" and out["owner"] == {"team": "sync"}
-    assert out["flows"][0]["note"] == "keep me"
     assert out["flows"][0]["nextRunUtc"] == "2026-11-23T14:00:00Z"
     assert "nextRunUtc" not in out["flows"][1]  # unset: omitted, not null
     assert out["maxConcurrentRuns"] == 2 and out["flows"][1]["overlap"] == "skip"
     assert json.loads(json.dumps(out)) == out
     assert parse_tenant(out).to_doc() == out
+
+
+@pytest.mark.parametrize(
+    ("change", "line"),
+    [
+        ({"pasued": True}, "tenant acme: pasued: unknown key; did you mean 'paused'?"),
+        (
+            {"maxConcurrentRun": 3},
+            "tenant acme: maxConcurrentRun: unknown key; did you mean 'maxConcurrentRuns'?",
+        ),
+        ({"timeZone": "UTC"}, "tenant acme: timeZone: unknown key; did you mean 'timezone'?"),
+        (
+            {"owner": {"team": "sync"}},
+            (
+                "tenant acme: owner: unknown key (known keys: flows, id, maxConcurrentRuns, "
+                "name, paused, tenantId, timezone, type)"
+            ),
+        ),
+    ],
+)
+def test_unknown_tenant_keys_are_errors_with_a_suggestion(change, line):
+    assert problems(doc(**change)) == [line]
+
+
+@pytest.mark.parametrize(
+    ("key", "line"),
+    [
+        (
+            "cr\u043e\u043d",
+            "tenant acme: flows[0].cr\u043e\u043d: unknown key; did you mean 'cron'?",
+        ),
+        ("nextrunutc", "tenant acme: flows[0].nextrunutc: unknown key; did you mean 'nextRunUtc'?"),
+        ("enabeld", "tenant acme: flows[0].enabeld: unknown key; did you mean 'enabled'?"),
+        ("Config", "tenant acme: flows[0].Config: unknown key; did you mean 'config'?"),
+        ("n\u00e4me", "tenant acme: flows[0].n\u00e4me: unknown key; did you mean 'name'?"),
+    ],
+)
+def test_unknown_flow_keys_are_errors_with_a_suggestion(key, line):
+    assert problems(flow_doc(**{key: "x"})) == [line]
+
+
+def test_unknown_keys_are_reported_with_every_other_problem():
+    d = flow_doc(cron="0 * * * *", note="keep me")
+    d["flows"].append({"name": "second", "cron": "0 30 2 * * *", "overlapp": "queue"})
+    lines = problems(d)
+    assert lines[0].startswith("tenant acme: flows[0].cron: cron '0 * * * *' has 5 fields")
+    assert lines[1].startswith("tenant acme: flows[0].note: unknown key (known keys: config, ")
+    assert lines[2] == "tenant acme: flows[1].overlapp: unknown key; did you mean 'overlap'?"
+    assert len(lines) == 3
+
+
+def test_config_keeps_any_keys():
+    t = parse_tenant(flow_doc(config={"anything": {"nested": [1, 2]}, "Pasued": True}))
+    assert t.flows[0].config == {"anything": {"nested": [1, 2]}, "Pasued": True}
+
+
+def test_text_no_store_can_keep_is_reported_by_path():
+    lines = problems(doc(name="Acme \ud800"))
+    assert lines == ["tenant acme: name: text is not valid Unicode (a lone surrogate)"]
+    lines = problems(flow_doc(config={"bad\udcff\n": 1}))
+    assert lines == ["tenant acme: flows[0].config.bad\\udcff\\u000a: key is not valid Unicode"]
+
+
+def test_documents_nested_too_deeply_are_refused_without_recursion_errors():
+    deep: dict = {}
+    node = deep
+    for _ in range(100_000):
+        node["a"] = {}
+        node = node["a"]
+    [line] = problems(flow_doc(config=deep))
+    assert line.startswith("tenant acme: flows[0].config.a.a.")
+    assert line.endswith(": nested more than 32 levels deep")
+    assert parse_tenant(flow_doc(config={"a": {"b": {"c": [[{"d": 1}]]}}}))
 
 
 def test_next_run_is_normalised_to_utc_seconds():
