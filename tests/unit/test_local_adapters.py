@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from datasync.adapters.local import LocalBackend
+from datasync.adapters.local.db import Database, StorageError, StorageFull, _Connection
 from datasync.exceptions import ConfigError, SecretNotFound
 from datasync.models import RunRecord
 
@@ -43,6 +44,112 @@ def test_secrets_file_is_private_and_holds_values_by_key_vault_name(backend, tmp
     with pytest.raises(ConfigError, match="chmod 600"):
         backend.secrets.get("acme", "crm", "token")
     assert "s3cret-value" not in repr(backend.secrets)
+
+
+UNDERSTOOD_NOT = [  # (store file content, what the refusal says)
+    (b'{"secrets": {"tenants--acme--crm--token": "old-value"}', "is not valid JSON"),
+    (b"\xff\xfeold-value", "is not UTF-8 text"),
+    (b'["old-value"]', "expected a JSON object"),
+    (b'{"tenants--acme--crm--token": "old-value"}', "unknown top-level key"),
+    (b'{"token": "old-value"}', "unknown top-level key(s) 'token'"),
+    (b'{"version": 2, "secrets": {"tenants--acme--crm--token": "old-value"}}', "version 2"),
+    (b'{"version": "1", "secrets": {}, "x": 1}', "unknown top-level key(s) 'x'"),
+    (b'{"version": "1", "secrets": {}}', "version str is not supported"),
+    (b'{"version": 1}', 'has no "secrets" object'),
+    (b'{"secrets": ["old-value"]}', '"secrets" must be an object'),
+    (b'{"secrets": {"old-value": "x"}}', "entry #1 is not named tenants--TENANT--SYSTEM--KEY"),
+    (b'{"secrets": {"tenants--acme--crm--token": ["old-value"]}}', "must be a string"),
+    (b'{"secrets": {"tenants--acme--crm--token": 7}}', "must be a string, got int"),
+    (b'{"encrypted": true, "secrets": {}}', "unknown top-level key(s) 'encrypted'"),
+]
+
+
+@pytest.mark.parametrize(("content", "says"), UNDERSTOOD_NOT)
+def test_a_secret_store_not_understood_is_refused_and_left_byte_identical(
+    backend, tmp_path, content, says
+):
+    path = tmp_path / "secrets.json"
+    path.write_bytes(content)
+    path.chmod(0o600)
+    for call in (
+        lambda: backend.secrets.set("acme", "crm", "new", "new-value"),
+        lambda: backend.secrets.get("acme", "crm", "token"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            call()
+        assert says in str(err.value), str(err.value)
+        assert "refusing" in str(err.value) and "old-value" not in str(err.value)
+        assert "new-value" not in str(err.value)
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir() if "secrets" in p.name) == [
+        "secrets.json",
+        "secrets.lock",
+    ]
+
+
+def test_the_store_is_versioned_and_a_legacy_store_is_read_and_upgraded(backend, tmp_path):
+    path = tmp_path / "secrets.json"
+    path.write_text('{"secrets": {"tenants--acme--crm--token": "old-value"}}')
+    path.chmod(0o600)
+    assert backend.secrets.get("acme", "crm", "token") == "old-value"
+    backend.secrets.set("acme", "crm", "other", "new-value")
+    assert json.loads(path.read_text()) == {
+        "version": 1,
+        "secrets": {
+            "tenants--acme--crm--other": "new-value",
+            "tenants--acme--crm--token": "old-value",
+        },
+    }
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_temp_copy_left_by_a_killed_writer_is_removed_by_the_next_write(backend, tmp_path):
+    backend.secrets.set("acme", "crm", "token", "first-value")
+    for name in (".secrets-k1ll3d.tmp", "secrets.tmp"):  # ours, and the name 0.x used
+        (tmp_path / name).write_text('{"secrets": {"tenants--acme--crm--token": "first-value"}}')
+    backend.secrets.set("acme", "crm", "token", "second-value")
+    assert sorted(p.name for p in tmp_path.iterdir() if "secrets" in p.name) == [
+        "secrets.json",
+        "secrets.lock",
+    ]
+
+
+FAILING_WRITER = """
+import resource, sys
+from pathlib import Path
+from datasync.adapters.local.secrets import FileSecretStore
+from datasync.exceptions import ConfigError
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # Python ignores SIGXFSZ: EFBIG
+try:
+    FileSecretStore(Path(sys.argv[1])).set("acme", "crm", "big", "big-value-" + "x" * 8192)
+except ConfigError as err:
+    print(err)
+    sys.exit(2)
+"""
+
+
+def test_a_failed_write_leaves_the_store_unchanged_and_no_copy_of_the_values(backend, tmp_path):
+    backend.secrets.set("acme", "crm", "token", "first-value")
+    before = (tmp_path / "secrets.json").read_bytes()
+    proc = subprocess.run(
+        [sys.executable, "-c", FAILING_WRITER, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "could not write the secret store" in proc.stdout and "unchanged" in proc.stdout
+    assert "first-value" not in proc.stdout and "big-value" not in proc.stdout
+    assert (tmp_path / "secrets.json").read_bytes() == before
+    for path in tmp_path.iterdir():
+        if path.name != "secrets.json" and path.is_file():
+            assert b"first-value" not in path.read_bytes(), path.name
+    assert sorted(p.name for p in tmp_path.iterdir() if "secrets" in p.name) == [
+        "secrets.json",
+        "secrets.lock",
+    ]
+    assert backend.secrets.get("acme", "crm", "token") == "first-value"
 
 
 def test_poison_move_keeps_id_and_dequeue_count(backend):
@@ -160,3 +267,64 @@ def test_a_database_from_before_claims_is_migrated(tmp_path):
         assert backend.runs.take_over_pending(old, older_than=later) is False
     finally:
         backend.close()
+
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body TEXT NOT NULL);"
+
+
+def test_a_full_database_says_so_rolls_back_and_works_again_once_there_is_room(tmp_path):
+    db = Database(tmp_path / "x.db", SCHEMA)
+    try:
+        with db.write() as con:
+            con.execute("INSERT INTO t (body) VALUES ('kept')")
+        pages = db.connect().execute("PRAGMA page_count").fetchone()[0]
+        db.connect().execute(f"PRAGMA max_page_count = {pages + 1}")  # the disk is full
+        for big in (10, 2000):  # fails in a statement, or at COMMIT
+            with pytest.raises(StorageFull) as err, db.write() as con:
+                for _ in range(big):
+                    con.execute("INSERT INTO t (body) VALUES (?)", ("x" * 3000,))
+            assert isinstance(err.value, sqlite3.OperationalError)  # SQLite handlers still apply
+            assert str(err.value).startswith("x.db: database or disk is full; free space")
+            assert not db.connect().in_transaction
+        db.connect().execute("PRAGMA max_page_count = 1073741823")  # space returns
+        with db.write() as con:  # the same connection, not stuck in a transaction
+            con.execute("INSERT INTO t (body) VALUES ('after')")
+        rows = [r[0] for r in db.read().execute("SELECT body FROM t ORDER BY id")]
+        assert rows == ["kept", "after"]
+    finally:
+        db.close()
+
+
+def test_an_error_in_a_write_is_raised_as_it_was_not_hidden_by_the_rollback(tmp_path):
+    db = Database(tmp_path / "x.db", SCHEMA)
+    try:
+        with pytest.raises(sqlite3.IntegrityError), db.write() as con:
+            con.execute("INSERT INTO t (id, body) VALUES (1, 'a')")
+            con.execute("INSERT INTO t (id, body) VALUES (1, 'b')")
+        with pytest.raises(KeyError), db.write() as con:
+            con.execute("INSERT INTO t (id, body) VALUES (2, 'c')")
+            raise KeyError("boom")
+        assert db.read().execute("SELECT count(*) FROM t").fetchone()[0] == 0
+    finally:
+        db.close()
+
+
+def test_a_file_that_is_not_a_database_or_read_only_is_a_clear_error(tmp_path):
+    (tmp_path / "datasync.db").write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(StorageError) as err:
+        LocalBackend(tmp_path)
+    assert "datasync.db: not a DataSync database" in str(err.value)
+    assert isinstance(err.value, ConfigError)  # the CLI: `error: ...`, exit 2
+
+    db = Database(tmp_path / "ro.db", SCHEMA)
+    db.close()
+    (tmp_path / "ro.db").chmod(0o400)
+    if os.access(tmp_path / "ro.db", os.W_OK):  # root writes anyway: open it read-only
+        con = sqlite3.connect(f"file:{tmp_path / 'ro.db'}?mode=ro", uri=True, factory=_Connection)
+        con.db_path = tmp_path / "ro.db"
+        with pytest.raises(StorageError, match=r"ro\.db: cannot write: the file or DATASYNC_HOME"):
+            con.execute("INSERT INTO t (body) VALUES ('x')")
+        con.close()
+    else:
+        with pytest.raises(StorageError, match=r"ro\.db: cannot write"):
+            Database(tmp_path / "ro.db", SCHEMA)
