@@ -101,7 +101,11 @@ class App:
         key = _flows_signature(self.settings.flows_dir)
         with self._registry_lock:
             if self._registry is None or key != self._registry_key:
-                self._registry = FlowRegistry.discover(self.settings.flows_dir, project_root())
+                self._registry = FlowRegistry.discover(
+                    self.settings.flows_dir,
+                    project_root(),
+                    import_timeout=self.settings.flow_import_timeout,
+                )
                 self._registry_key = key
             return self._registry
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .http import HttpClients
     from .ports import SecretStore
 
-__all__ = ["FlowContext", "SecretCache"]
+__all__ = ["FlowConfig", "FlowContext", "SecretCache"]
 
 
 class SecretCache:
@@ -84,6 +84,17 @@ class SecretCache:
 
 
 # -- the context -----------------------------------------------------------------------
+
+
+class FlowConfig(dict[str, Any]):
+    """``ctx.config``: the flow entry's ``config``. A missing key raises
+    :class:`~datasync.exceptions.MissingConfigKey` (a ``KeyError`` and a
+    ``PermanentError``): the run fails at once with the key's name instead of retrying."""
+
+    def __missing__(self, key: str) -> Any:
+        from .exceptions import MissingConfigKey
+
+        raise MissingConfigKey(f"flow config has no key {key!r}")
 
 
 class FlowContext:

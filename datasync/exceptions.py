@@ -12,6 +12,7 @@ DataSyncError
  ├── NotFound               unknown tenant / instance / message
  ├── TransientError         worth retrying
  └── PermanentError         fail fast, do not retry
+      └── MissingConfigKey  ctx.config["x"] for a key the flow entry lacks (also a KeyError)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "FlowLoadError",
     "FlowNotFound",
     "InvalidDocument",
+    "MissingConfigKey",
     "NotFound",
     "PermanentError",
     "SecretNotFound",
@@ -109,3 +111,11 @@ class TransientError(DataSyncError):
 
 class PermanentError(DataSyncError):
     """A failure that retrying will not fix."""
+
+
+class MissingConfigKey(PermanentError, KeyError):
+    """A flow read a key its ``config`` does not have: fixing the document fixes it, a
+    retry does not (so the run fails at once)."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""

@@ -28,7 +28,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .context import FlowContext
+from .context import FlowConfig, FlowContext
 from .contracts import (
     BeginInput,
     Carry,
@@ -115,7 +115,7 @@ class RunSteps:
             flow_name=flow_name,
             run_id=run_id,
             page_key=page_key,
-            config=dict(entry.config or {}),
+            config=FlowConfig(entry.config or {}),
             state=dict(state),
             secrets=self.app.secrets,
             http=self.app.http,

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.faults
 
 # A flow without any API: pages of two records, cursor 1, 2, ... until config.pages;
 # config.do names what to do instead ("exit", "interrupt", "os_exit", "sleep", "repeat",
-# "none_cursor", "permanent", "no_secret") and where (config.at: the page, default 1).
+# "none_cursor", "permanent", "no_secret", "no_config") and where (config.at: the page, default 1).
 # Each pull and push appends a line to <config.dir>/<flow>.log.
 MISBEHAVING = """
 import os
@@ -51,6 +51,8 @@ class Misbehaving:
             raise PermanentError("the source says this account is closed")
         if do == "no_secret":
             ctx.secret("crm", "token")
+        if do == "no_config":
+            ctx.config["source_url"]
         if do == "repeat":
             return Page(records=[{{"id": 1}}, {{"id": 2}}], cursor=cursor, has_more=True)
         if do == "none_cursor":
@@ -193,6 +195,7 @@ def test_a_permanent_error_or_a_missing_secret_fails_the_run_without_retries(pro
             "acme",
             misbehaving(project, "closed", do="permanent"),
             misbehaving(project, "nosecret", do="no_secret"),
+            misbehaving(project, "noconfig", do="no_config"),
         )
     )
     started = time.time()
@@ -204,5 +207,7 @@ def test_a_permanent_error_or_a_missing_secret_fails_the_run_without_retries(pro
         "SecretNotFound: secret not found: tenant acme, system crm, key token"
         in (runs["nosecret"]["error"])
     )
+    assert "MissingConfigKey: flow config has no key 'source_url'" in runs["noconfig"]["error"]
     assert lines(project, "closed") == ["pull None"]  # tried once
     assert lines(project, "nosecret") == ["pull None"]
+    assert lines(project, "noconfig") == ["pull None"]

@@ -195,3 +195,15 @@ def test_async_step_makes_real_requests_with_ahttp():
         ctx = make_ctx(store, config={"source_url": apis.source_url("acme")})
         for _ in range(3):  # the loop and client survive between steps
             assert len(call_step(pull, ctx)) == 5
+
+
+def test_a_missing_config_key_is_a_permanent_error_naming_the_key():
+    from datasync.context import FlowConfig
+    from datasync.exceptions import MissingConfigKey, PermanentError
+
+    config = FlowConfig({"url": "http://x"})
+    assert config["url"] == "http://x" and config.get("other") is None
+    with pytest.raises(MissingConfigKey) as info:
+        config["source_url"]
+    assert isinstance(info.value, KeyError) and isinstance(info.value, PermanentError)
+    assert str(info.value) == "flow config has no key 'source_url'"

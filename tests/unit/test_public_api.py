@@ -26,6 +26,7 @@ EXPECTED = [
     "FlowRegistry",
     "InvalidDocument",
     "Job",
+    "MissingConfigKey",
     "NotFound",
     "Page",
     "PermanentError",
