@@ -537,6 +537,13 @@ class LocalHost:
             self.fire_timers()
             if once:
                 self.wait_idle()
+                interrupted = self.stopping.is_set() and not self.idle()
+                if interrupted:
+                    log.error(
+                        "stopped before the work was done: %d orchestration(s) still "
+                        "active; they resume on the next start",
+                        self.engine.active_count(),
+                    )
                 failed = self.failed_runs()
                 for instance_id in failed:
                     log.error("run failed: %s", instance_id)
@@ -544,7 +551,7 @@ class LocalHost:
                     log.error("%d job message(s) moved to %s", self.poisoned, FLOW_JOBS_POISON)
                 started = len(self.rpc.started)
                 log.info("done: %d run(s) started, %d failed", started, len(failed))
-                return 1 if failed or self.poisoned else 0
+                return 1 if failed or self.poisoned or interrupted else 0
             for fn, trigger in self.functions.timers:
                 self._spawn(f"timer-{fn.get_function_name()}", self._timer_loop, fn, trigger)
             while not self.stopping.wait(0.5):

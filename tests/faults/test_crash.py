@@ -4,6 +4,7 @@ nothing is pushed twice (re-pushes carry the same Idempotency-Key)."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 
 import pytest
@@ -105,3 +106,14 @@ def test_a_resumed_run_that_then_fails_makes_run_once_exit_1(project, apis):
     assert f"run failed: {RUN_ID}" in resumed.stderr()
     [run] = project.runs("--status", "Failed")
     assert run["resumes"] >= 1 and run["pages"] == 2 and "401" in run["error"], run
+
+
+def test_sigterm_to_run_once_with_work_unfinished_exits_1(project, apis):
+    setup_gated(project, apis, "acme", 55, gate=project.gate("g", "pull", 2))
+    runtime = project.start("--once")
+    wait_for(lambda: project.reached("g"), 30, "the pull of page 2")
+    runtime.proc.send_signal(signal.SIGTERM)
+    project.release("g")
+    assert runtime.wait(60) == 1, runtime.stderr()[-2000:]
+    assert "stopped before the work was done" in runtime.stderr()
+    _resume_and_check(project, apis, 55, resumed=False)  # nothing lost: the next run ends it

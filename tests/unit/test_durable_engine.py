@@ -346,3 +346,23 @@ def test_an_instance_whose_runtime_died_mid_episode_is_resumed_once(tmp_path):
     _drain(alive)
     assert _output(alive, "e") == ("Completed", 8)
     assert resumed == ["e"]
+
+
+def test_an_instance_terminated_while_its_episode_replays_stays_terminated(tmp_path):
+    orch, acts = _functions()
+    engine_ref: list[DurableEngine] = []
+    sdk_handle = orch["sequence"]
+
+    def terminating_handle(context: str) -> str:  # terminate between load and commit
+        engine_ref[0].terminate("t1", "stopped mid-episode")
+        return sdk_handle(context)
+
+    engine = DurableEngine(
+        tmp_path / "durable.db", orchestrators={"sequence": terminating_handle}, activities=acts
+    )
+    engine_ref.append(engine)
+    engine.start_new("sequence", "t1", json.dumps(5))
+    engine.run_orchestration_once()
+    assert engine.get_status("t1").runtime_status == "Terminated"
+    assert not engine.run_activity_once()  # nothing was scheduled by the dropped episode
+    assert engine.active_count() == 0

@@ -312,7 +312,9 @@ class DurableEngine:
         plan = plan_episode(book, delivered, outcome, time.time())
         rows = opening + [json.dumps(e) for e in plan.events]
         if not self.store.commit_episode(loaded, self.owner, plan, rows, len(history), time.time()):
-            log.warning("lost the lease on %s; another runtime continues it", instance_id)
+            log.warning(
+                "lost the lease on %s (or it was terminated): the episode is dropped", instance_id
+            )
             self._cache_history(instance_id, None)
             return
         if plan.status == "Running":

@@ -321,9 +321,17 @@ class DurableStore:
         execution = loaded.row["execution_id"]
         with self.db.write() as con:
             lease = con.execute(
-                "SELECT lease_owner FROM instances WHERE instance_id = ?", (instance_id,)
+                "SELECT lease_owner, status FROM instances WHERE instance_id = ?", (instance_id,)
             ).fetchone()
             if lease is None or lease[0] != owner:
+                return False
+            if lease[1] not in ACTIVE_STATUSES:  # terminated while the episode replayed:
+                con.execute("DELETE FROM inbox WHERE instance_id = ?", (instance_id,))
+                con.execute(  # it stays terminated, nothing is applied
+                    "UPDATE instances SET lease_owner = NULL, lease_until = 0 "
+                    "WHERE instance_id = ?",
+                    (instance_id,),
+                )
                 return False
             assert loaded.delivered is not None
             con.executemany(
