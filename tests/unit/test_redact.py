@@ -5,13 +5,18 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
 import threading
+import time
+import timeit
 import uuid
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
+import httpx
 import pytest
 
 from datasync.redact import (
+    MASK,
     RedactingLoggerAdapter,
     install_redaction,
     redact,
@@ -177,3 +182,165 @@ def test_register_and_redact_are_thread_safe():
     for t in threads:
         t.join()
     assert all(v not in redact(" ".join(values)) for v in values)
+
+
+# -- every form the standard library and httpx produce ---------------------------------
+
+# Characters that every encoder treats specially: URL delimiters, both quotes, the
+# backslash, '%' (with hex digits after it, as an already-encoded value has), '+', space,
+# controls, non-ASCII in the BMP and beyond, and a non-printable one repr() escapes.
+SPECIAL = " !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\t\n\x0b\x00\x7féß中😀\u200b\U000e0001"
+PLAIN = "abcdefXYZ0123456789"
+
+
+def random_secret(rng: random.Random, length: int | None = None) -> str:
+    length = length or rng.randint(8, 40)
+    chars = [rng.choice(SPECIAL if rng.random() < 0.5 else PLAIN) for _ in range(length)]
+    if rng.random() < 0.3:  # an already percent-encoded part, left alone by httpx
+        chars.insert(rng.randrange(len(chars)), "%" + rng.choice(["41", "2F", "c3", "25"]))
+    return "".join(chars)
+
+
+def random_safe(rng: random.Random) -> str:
+    printable = [chr(c) for c in range(0x21, 0x7F)]
+    return "".join(rng.sample(printable, rng.randint(0, len(printable))))
+
+
+def encodings(value: str, rng: random.Random) -> list[tuple[str, str, str]]:
+    """``(name, text, expected)``: the value written in one form inside other text, and
+    that text as it must read once masked."""
+    out: list[tuple[str, str, str]] = []
+
+    def inline(name: str, form: str, lead: int = 0, trail: int = 0) -> None:
+        masked = form[:lead] + MASK + form[len(form) - trail :]
+        out.append((name, f"<<{form}>>", f"<<{masked}>>"))
+
+    inline("raw", value)
+    for i in range(4):
+        safe = random_safe(rng)
+        inline(f"quote safe={safe!r}", quote(value, safe=safe))
+        inline(f"quote_plus safe={safe!r} #{i}", quote_plus(value, safe=safe))
+    inline("quote default", quote(value))
+    inline("json", json.dumps(value), 1, 1)
+    inline("json ensure_ascii=False", json.dumps(value, ensure_ascii=False), 1, 1)
+    inline("repr", repr(value), 1, 1)
+    inline("repr bytes", repr(value.encode()), 2, 1)
+    quoted = repr(value)  # '...' or "...", as the value's quotes decide
+    edge = len(json.dumps(quoted[0])) - 1
+    inline("json of repr", json.dumps(quoted), edge, edge)
+    inline("repr of quote", repr(quote(value, safe=random_safe(rng))), 1, 1)
+    inline("quote of json", quote(json.dumps(value), safe=""), 3, 3)
+
+    def url(name: str, build, expected: str) -> None:
+        try:  # httpx refuses ASCII controls in a URL; a value holding one never gets there
+            built = build()
+        except httpx.InvalidURL:
+            return
+        out.append((name, str(built), expected))
+
+    url(
+        "httpx userinfo",
+        lambda: httpx.URL("http://h.test/p", username="user", password=value),
+        "http://user:***@h.test/p",
+    )
+    url(
+        "httpx params",
+        lambda: httpx.URL("http://h.test/p", params={"token": value, "after": "1"}),
+        "http://h.test/p?token=***&after=1",
+    )
+    url(
+        "httpx path",
+        lambda: httpx.URL("http://h.test/").copy_with(path="/x/" + value + "/y"),
+        "http://h.test/x/***/y",
+    )
+    try:  # the password put into the URL text with an f-string, as a flow would
+        typed = httpx.URL(f"http://user:{value}@h.test/p")
+    except httpx.InvalidURL:
+        pass
+    else:
+        if typed.host == "h.test" and typed.path == "/p" and typed.username == "user":
+            out.append(("httpx userinfo f-string", str(typed), "http://user:***@h.test/p"))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_form_of_a_random_secret_is_masked_whole(seed):
+    rng = random.Random(seed)
+    value = random_secret(rng) + uuid.uuid4().hex[:6]
+    register_secret(value)
+    for name, text, expected in encodings(value, rng):
+        assert redact(text) == expected, (name, value, text)
+
+
+def test_a_password_in_url_userinfo_is_masked_in_the_httpx_error_and_log(logger):
+    log, stream = logger
+    value = f"pa ss[{uuid.uuid4().hex[:6]}]|^%41"
+    register_secret(value)
+    url = httpx.URL(f"http://user:{value}@127.0.0.1:9/x")
+    request = httpx.Request("GET", url)
+    response = httpx.Response(401, request=request)
+    with pytest.raises(httpx.HTTPStatusError) as caught:
+        response.raise_for_status()
+    log.error("request failed: %s", caught.value)
+    text = redact_exception(caught.value)
+    assert "user:***@127.0.0.1:9/x" in text and "user:***@127.0.0.1:9/x" in stream.getvalue()
+    assert str(url.raw_path) not in text  # not even the encoded form
+    encoded = str(url).split("user:", 1)[1].split("@", 1)[0]
+    assert encoded not in text and encoded not in stream.getvalue()
+
+
+def test_a_value_with_both_quote_characters_is_masked_in_its_repr():
+    value = f"""it's "{uuid.uuid4().hex[:8]}" """
+    register_secret(value)
+    try:
+        {}[value]
+    except KeyError as exc:
+        text = redact_exception(exc)
+    assert text.startswith("KeyError: '***'"), text
+    assert redact(repr({"password": value})) == "{'password': '***'}"
+
+
+def test_text_with_escapes_but_no_secret_is_left_exactly_as_it_is():
+    register_secret(new_secret())
+    for text in [
+        "100% sure: a+b=c, path C:\\new\\table, %41%42%zz %c3%a9 \\u00e9 \\x41 \\",
+        json.dumps({"k": 'é\n"q"'}) + " " + quote("a b/é", safe="") + " " + repr('it\'s "x"'),
+        "trailing %4 and %",
+    ]:
+        assert redact(text) == text
+
+
+def test_a_short_value_inside_a_long_one_is_masked_with_it():
+    long = f"outer-{uuid.uuid4().hex}-secret"
+    inner = long[6:14]
+    register_secret(inner)
+    register_secret(long)
+    assert redact(f"a {long} b {inner} c {quote(long, safe='')}") == "a *** b *** c ***"
+
+
+def best_time(fn, repeat: int = 7, number: int = 200) -> float:
+    return min(timeit.repeat(fn, repeat=repeat, number=number)) / number
+
+
+def test_masking_time_does_not_grow_with_the_number_of_secrets():
+    """Thousands of PEM-sized secrets cost a log line about what a hundred do."""
+    rng = random.Random(7)
+    line = "GET https://api.example.test/v2/contacts?after=12345&limit=100 -> 200 (a+b) \\n"
+
+    def pem() -> str:
+        body = "".join(rng.choice(PLAIN + "+/") for _ in range(2000))
+        return f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----"
+
+    for _ in range(100):
+        register_secret(pem())
+    few = best_time(lambda: redact(line))
+    started = time.perf_counter()
+    for _ in range(3000):
+        register_secret(pem())
+    per_register = (time.perf_counter() - started) / 3000
+    many = best_time(lambda: redact(line))
+    assert many < few * 3, (few, many)
+    assert per_register < 0.005, per_register  # time in the size of the value, not the count
+    value = pem()
+    register_secret(value)
+    assert redact(line + json.dumps(value)) == line + '"***"'
