@@ -51,12 +51,19 @@ def _emulators(quick: bool) -> list[Metric]:
     return run(quick)
 
 
+def _masking(quick: bool) -> list[Metric]:
+    from .masking import run
+
+    return run(quick)
+
+
 BENCHMARKS: dict[str, tuple[str, Callable[[bool], list[Metric]]]] = {
     "scheduler": ("1. scheduler tick on the embedded store", _scheduler),
     "orchestration": ("2. orchestration overhead on the local runtime", _orchestration),
     "sync": ("3. a real sync against loopback APIs vs plain httpx", _sync),
     "history": ("4. history stays bounded", _history),
     "emulators": ("5. on the emulators (Cosmos emulator server + Azurite)", _emulators),
+    "masking": ("6. secret masking with thousands of secrets", _masking),
 }
 
 
