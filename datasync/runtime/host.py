@@ -42,6 +42,7 @@ from typing import Any
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
+from ..adapters.local.db import StorageFull
 from ..app import App
 from ..config import Settings, project_root
 from ..exceptions import ConfigError
@@ -207,6 +208,10 @@ def _resolve(expr: str, settings: Settings) -> str:
     )
 
 
+DISK_FULL_GIVE_UP = 10
+"""Seconds ``run --once`` keeps trying while the disk under DATASYNC_HOME is full."""
+
+
 async def _contained(coro: Any) -> Any:
     """Await ``coro``; a ``SystemExit``/``KeyboardInterrupt`` from it fails the invocation
     instead of stopping the runtime's event loop (the app's functions already turn them
@@ -263,6 +268,10 @@ class LocalHost:
         self.started_at = time.time()
         self.poisoned = 0
         self.ticks = 0
+        self._once = False
+        self._full_since: float | None = None  # the disk under DATASYNC_HOME is full since
+        self._full_logged = 0.0
+        self.disk_full: str | None = None  # why run --once gave up (the disk stayed full)
 
     # -- invoking user functions ---------------------------------------------------------
     def _call(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
@@ -331,12 +340,31 @@ class LocalHost:
             seen = self.engine.posted(kind)
             try:
                 did = step()
+                if did:  # a step that wrote something: there is room again
+                    self._full_since = None
+            except StorageFull as exc:
+                did = False
+                self.stopping.wait(self._on_disk_full(exc))
             except Exception:
                 log.exception("runtime worker error (will retry)")
                 did = False
                 self.stopping.wait(0.5)
             if not did and not self.stopping.is_set():
                 self.engine.wait_for_work(kind, seen, 0.2)
+
+    def _on_disk_full(self, exc: StorageFull) -> float:
+        """A write failed for want of space: say so (one line, not a traceback per thread and
+        retry), wait longer each time, and under ``--once`` give up after
+        ``DISK_FULL_GIVE_UP`` seconds. Returns how long to wait before trying again."""
+        now = time.monotonic()
+        since = self._full_since = self._full_since or now
+        if now - self._full_logged >= 30:
+            self._full_logged = now
+            log.error("%s — retrying until there is room (nothing is lost)", exc)
+        if self._once and now - since >= DISK_FULL_GIVE_UP:
+            self.disk_full = str(exc)
+            self.stopping.set()
+        return min(10.0, 1.0 + (now - since) / 2)
 
     def _heartbeat(self) -> None:
         while not self.stopping.wait(self.engine.lease_seconds / 3):
@@ -399,6 +427,9 @@ class LocalHost:
         while not self.stopping.is_set():
             try:
                 items = queue.receive(self.config.batch_size, self.config.message_lease)
+            except StorageFull as exc:
+                self.stopping.wait(self._on_disk_full(exc))
+                continue
             except Exception:
                 log.exception("receiving from %s failed", trigger.queue_name)
                 self.stopping.wait(1.0)
@@ -532,11 +563,20 @@ class LocalHost:
 
     def run(self, *, once: bool) -> int:
         """``run``: serve until stopped. ``run --once``: one tick, drain, exit 0/1."""
+        self._once = once
         self.start()
         try:
             self.fire_timers()
             if once:
                 self.wait_idle()
+                if self.disk_full is not None:
+                    log.error(
+                        "stopped: the disk stayed full for %d s: %s; the unfinished "
+                        "runs resume on the next start",
+                        DISK_FULL_GIVE_UP,
+                        self.disk_full,
+                    )
+                    return 1
                 interrupted = self.stopping.is_set() and not self.idle()
                 if interrupted:
                     log.error(

@@ -202,10 +202,6 @@ def test_a_run_stopped_by_a_full_disk_resumes_from_its_checkpoint(full_project, 
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the host to stop retrying a StorageFull in a loop (datasync/runtime/host.py)",
-)
 def test_run_once_on_a_full_disk_fails_with_a_clear_error_not_an_endless_loop(
     full_project, disk, apis
 ):
