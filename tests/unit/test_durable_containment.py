@@ -18,6 +18,7 @@ from datasync.runtime.durable import DurableEngine
 from datasync.runtime.durable.deadline import CallTimedOut, DeadlineRunner
 from datasync.runtime.durable.wording import timespan
 from datasync.runtime.host import HostConfig, function_timeout
+from tests.unit.durable_support import drain, engine_for, output
 
 bp = df.Blueprint()
 release = threading.Event()
@@ -44,33 +45,7 @@ def calls_one(context):
 
 
 def _engine(tmp_path, **kw) -> DurableEngine:
-    fns = [b._function for b in bp._function_builders]
-    orch = {
-        f.get_trigger().orchestration: f.get_user_function()
-        for f in fns
-        if f.get_trigger().type == "orchestrationTrigger"
-    }
-    acts = {
-        f.get_trigger().activity: (f.get_user_function(), f.get_trigger().name)
-        for f in fns
-        if f.get_trigger().type == "activityTrigger"
-    }
-    return DurableEngine(tmp_path / "durable.db", orchestrators=orch, activities=acts, **kw)
-
-
-def _drain(engine: DurableEngine, timeout: float = 10.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if not (engine.run_orchestration_once() or engine.run_activity_once()):
-            if engine.active_count() == 0:
-                return
-            time.sleep(0.005)
-    raise AssertionError("engine did not drain")
-
-
-def _output(engine, instance_id):
-    status = engine.get_status(instance_id)
-    return status.runtime_status, json.loads(status.output)
+    return engine_for(bp, tmp_path / "durable.db", **kw)
 
 
 def _die_running_it(engine: DurableEngine, owner: str) -> None:
@@ -89,8 +64,8 @@ def test_a_work_item_whose_process_died_three_times_fails_instead_of_running(tmp
     assert engine.run_orchestration_once()
     for n in range(3):
         _die_running_it(engine, f"dead-{n}")
-    _drain(engine)
-    assert _output(engine, "d") == (
+    drain(engine)
+    assert output(engine, "d") == (
         "Completed",
         (
             "caught: Activity function 'double' failed:  ActivityProcessDied: the process "
@@ -105,8 +80,8 @@ def test_fewer_deaths_are_taken_over_and_run(tmp_path):
     assert engine.run_orchestration_once()
     for n in range(2):
         _die_running_it(engine, f"dead-{n}")
-    _drain(engine)
-    assert _output(engine, "d") == ("Completed", 42)
+    drain(engine)
+    assert output(engine, "d") == ("Completed", 42)
 
 
 def test_a_lease_handed_back_on_shutdown_is_not_a_death(tmp_path):
@@ -117,8 +92,8 @@ def test_a_lease_handed_back_on_shutdown_is_not_a_death(tmp_path):
         now = time.time()
         assert engine.store.claim_activity(f"stopping-{n}", now, now + 60) is not None
         engine.store.release_all(f"stopping-{n}")  # a clean stop hands it back
-    _drain(engine)
-    assert _output(engine, "d") == ("Completed", 42)
+    drain(engine)
+    assert output(engine, "d") == ("Completed", 42)
 
 
 def test_a_durable_db_from_before_the_deaths_column_is_migrated(tmp_path):
@@ -131,8 +106,8 @@ def test_a_durable_db_from_before_the_deaths_column_is_migrated(tmp_path):
     con.close()
     engine = _engine(tmp_path)
     engine.start_new("calls", "d", json.dumps(["double", 2]))
-    _drain(engine)
-    assert _output(engine, "d") == ("Completed", 4)
+    drain(engine)
+    assert output(engine, "d") == ("Completed", 4)
 
 
 # -- functionTimeout ---------------------------------------------------------------------
@@ -147,16 +122,16 @@ def test_an_activity_past_the_timeout_fails_with_the_hosts_text_and_the_worker_g
         engine.start_new("calls", "h", json.dumps(["hangs", None]))
         engine.start_new("calls", "ok", json.dumps(["double", 5]))
         started = time.time()
-        _drain(engine)
+        drain(engine)
         assert time.time() - started < 5
-        assert _output(engine, "h") == (
+        assert output(engine, "h") == (
             "Completed",
             (
                 "caught: Activity function 'hangs' failed: Timeout value of 00:00:00.3000000 "
                 "was exceeded by function: Functions.hangs"
             ),
         )
-        assert _output(engine, "ok") == ("Completed", 10)
+        assert output(engine, "ok") == ("Completed", 10)
     finally:
         release.set()
         engine.close()

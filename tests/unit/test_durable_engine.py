@@ -15,6 +15,8 @@ from datasync.runtime.durable import (
     ReplaySchema,
     UnknownOrchestratorError,
 )
+from datasync.runtime.host import index_functions
+from tests.unit.durable_support import drain, engine_for, output
 
 bp = df.Blueprint()
 calls: dict[str, int] = {}
@@ -108,46 +110,15 @@ def calls_one(context):
         return "caught: " + str(exc).split(" \n ")[0]
 
 
-def _functions():
-    fns = [b._function for b in bp._function_builders]
-    orch = {
-        f.get_trigger().orchestration: f.get_user_function()
-        for f in fns
-        if f.get_trigger().type == "orchestrationTrigger"
-    }
-    acts = {
-        f.get_trigger().activity: (f.get_user_function(), f.get_trigger().name)
-        for f in fns
-        if f.get_trigger().type == "activityTrigger"
-    }
-    return orch, acts
-
-
 def _engine(tmp_path, **kw) -> DurableEngine:
-    orch, acts = _functions()
-    return DurableEngine(tmp_path / "durable.db", orchestrators=orch, activities=acts, **kw)
-
-
-def _drain(engine: DurableEngine, timeout: float = 10.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if not (engine.run_orchestration_once() or engine.run_activity_once()):
-            if engine.active_count() == 0:
-                return
-            time.sleep(0.005)
-    raise AssertionError("engine did not drain")
-
-
-def _output(engine, instance_id):
-    status = engine.get_status(instance_id)
-    return status.runtime_status, json.loads(status.output)
+    return engine_for(bp, tmp_path / "durable.db", **kw)
 
 
 def test_sequence_completes_with_output(tmp_path):
     engine = _engine(tmp_path)
     engine.start_new("sequence", "i1", json.dumps(5))
-    _drain(engine)
-    assert _output(engine, "i1") == ("Completed", 20)
+    drain(engine)
+    assert output(engine, "i1") == ("Completed", 20)
 
 
 def test_start_on_an_active_instance_fails_with_the_extensions_message(tmp_path):
@@ -162,8 +133,8 @@ def test_start_on_an_active_instance_fails_with_the_extensions_message(tmp_path)
         match=r"^An Orchestration instance with the status Running already exists.$",
     ):
         engine.start_new("sequence", "dup", json.dumps(2))
-    _drain(engine)
-    assert _output(engine, "dup") == ("Completed", 4)  # the refused starts changed nothing
+    drain(engine)
+    assert output(engine, "dup") == ("Completed", 4)  # the refused starts changed nothing
 
 
 @pytest.mark.parametrize("end", ["Completed", "Failed", "Terminated"])
@@ -172,12 +143,12 @@ def test_start_on_a_finished_instance_replaces_it(tmp_path, end):
     engine.start_new("failing" if end == "Failed" else "sequence", "again", json.dumps(1))
     if end == "Terminated":
         assert engine.terminate("again", "stop")
-    _drain(engine)
+    drain(engine)
     assert engine.get_status("again").runtime_status == end
     engine.start_new("sequence", "again", json.dumps(10))
     assert engine.get_status("again").runtime_status == "Pending"
-    _drain(engine)
-    assert _output(engine, "again") == ("Completed", 40)
+    drain(engine)
+    assert output(engine, "again") == ("Completed", 40)
 
 
 def test_concurrent_starts_of_one_id_create_it_once(tmp_path):
@@ -216,8 +187,8 @@ def test_unknown_orchestrator_is_refused_with_the_extensions_message(tmp_path):
 def test_failed_orchestrator_output_is_worded_as_the_extension_does(tmp_path):
     engine = _engine(tmp_path)
     engine.start_new("failing", "f1", "null")
-    _drain(engine)
-    assert _output(engine, "f1") == (
+    drain(engine)
+    assert output(engine, "f1") == (
         "Failed",
         "Orchestrator function 'failing' failed: orchestrator gave up",
     )
@@ -236,8 +207,8 @@ def test_retry_options_are_applied(tmp_path, fail_times, expected):
     engine = _engine(tmp_path)
     key = f"k{fail_times}-{tmp_path.name}"
     engine.start_new("retrying", "r", json.dumps({"key": key, "fail_times": fail_times}))
-    _drain(engine)
-    assert _output(engine, "r") == ("Completed", [expected, 42])
+    drain(engine)
+    assert output(engine, "r") == ("Completed", [expected, 42])
     assert calls[key] == min(fail_times + 1, 3)
 
 
@@ -247,8 +218,8 @@ def test_retry_options_are_applied(tmp_path, fail_times, expected):
 def test_a_base_exception_fails_the_activity_not_the_worker(tmp_path, how, text):
     engine = _engine(tmp_path)
     engine.start_new("calls", "b", json.dumps(["exits", how]))
-    _drain(engine)  # would raise out of run_activity_once
-    assert _output(engine, "b") == (
+    drain(engine)  # would raise out of run_activity_once
+    assert output(engine, "b") == (
         "Completed",
         f"caught: Activity function 'exits' failed:  {text}",
     )
@@ -257,8 +228,8 @@ def test_a_base_exception_fails_the_activity_not_the_worker(tmp_path, how, text)
 def test_a_missing_activity_fails_as_the_extension_says(tmp_path):
     engine = _engine(tmp_path)
     engine.start_new("calls", "m", json.dumps(["nope", 1]))
-    _drain(engine)
-    assert _output(engine, "m") == (
+    drain(engine)
+    assert output(engine, "m") == (
         "Completed",
         ("caught: Activity function 'nope' failed: Activity function 'nope' does not exist."),
     )
@@ -267,16 +238,16 @@ def test_a_missing_activity_fails_as_the_extension_says(tmp_path):
 def test_continue_as_new_starts_fresh_generations(tmp_path):
     engine = _engine(tmp_path)
     engine.start_new("generations", "g", json.dumps(3))
-    _drain(engine)
-    assert _output(engine, "g") == ("Completed", 48)
+    drain(engine)
+    assert output(engine, "g") == ("Completed", 48)
     assert engine.history_size("g") == (0, 0)  # history purged once finished
 
 
 def test_fan_out(tmp_path):
     engine = _engine(tmp_path)
     engine.start_new("fanout", "fo", "null")
-    _drain(engine)
-    assert _output(engine, "fo") == ("Completed", 20)
+    drain(engine)
+    assert output(engine, "fo") == ("Completed", 20)
 
 
 CASES = [
@@ -306,8 +277,8 @@ def test_replay_schema_v3_ends_where_v1_did(tmp_path, name, arg, expected):
             calls.pop(arg["key"], None)
         engine = _engine(tmp_path / f"s{schema}", replay_schema=schema)
         engine.start_new(name, "d", json.dumps(arg))
-        _drain(engine)
-        results.append((_output(engine, "d"), [e.history_events for e in engine.episodes]))
+        drain(engine)
+        results.append((output(engine, "d"), [e.history_events for e in engine.episodes]))
         engine.close()
     assert results[0] == results[1]
     assert results[1][0] == expected
@@ -326,8 +297,8 @@ def test_dead_runtime_work_is_taken_over(tmp_path, caplog):
     alive = _engine(tmp_path, owner="alive", on_resume=resumed.append)
     assert not alive.run_activity_once()  # still leased
     time.sleep(0.25)
-    _drain(alive)
-    assert _output(alive, "t") == ("Completed", 4)
+    drain(alive)
+    assert output(alive, "t") == ("Completed", 4)
     assert resumed == ["t"]
     assert "taking over t from a runtime that stopped (dead)" in caplog.text  # tests/faults
 
@@ -343,22 +314,24 @@ def test_an_instance_whose_runtime_died_mid_episode_is_resumed_once(tmp_path):
     alive = _engine(tmp_path, owner="alive", on_resume=resumed.append)
     assert not alive.run_orchestration_once()
     time.sleep(0.25)
-    _drain(alive)
-    assert _output(alive, "e") == ("Completed", 8)
+    drain(alive)
+    assert output(alive, "e") == ("Completed", 8)
     assert resumed == ["e"]
 
 
 def test_an_instance_terminated_while_its_episode_replays_stays_terminated(tmp_path):
-    orch, acts = _functions()
+    found = index_functions(bp)
     engine_ref: list[DurableEngine] = []
-    sdk_handle = orch["sequence"]
+    sdk_handle = found.orchestrators["sequence"]
 
     def terminating_handle(context: str) -> str:  # terminate between load and commit
         engine_ref[0].terminate("t1", "stopped mid-episode")
         return sdk_handle(context)
 
     engine = DurableEngine(
-        tmp_path / "durable.db", orchestrators={"sequence": terminating_handle}, activities=acts
+        tmp_path / "durable.db",
+        orchestrators={"sequence": terminating_handle},
+        activities=found.activities,
     )
     engine_ref.append(engine)
     engine.start_new("sequence", "t1", json.dumps(5))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import azure.durable_functions as df
 import pytest
@@ -16,6 +15,7 @@ from datasync.runtime.durable import (
     fresh_durable_client_session,
 )
 from datasync.runtime.rpc import DurableRpcServer
+from tests.unit.durable_support import drain
 
 bp = df.Blueprint()
 
@@ -55,13 +55,6 @@ def _client_call(rpc, call):
     return asyncio.run(run())
 
 
-def _drain(engine):
-    deadline = time.time() + 10
-    while engine.active_count() and time.time() < deadline:
-        if not (engine.run_orchestration_once() or engine.run_activity_once()):
-            time.sleep(0.005)
-
-
 def test_starting_a_running_instance_raises_what_the_extension_answers(served):
     engine, rpc = served
     assert _client_call(rpc, lambda c: c.start_new("once", "run-1", {"a": 1})) == "run-1"
@@ -82,12 +75,12 @@ def test_starting_a_running_instance_raises_what_the_extension_answers(served):
 def test_starting_a_completed_instance_replaces_it(served):
     engine, rpc = served
     _client_call(rpc, lambda c: c.start_new("once", "run-2", "first"))
-    _drain(engine)
+    drain(engine)
     assert engine.get_status("run-2").runtime_status == "Completed"
     assert _client_call(rpc, lambda c: c.start_new("once", "run-2", "second")) == "run-2"
     status = _client_call(rpc, lambda c: c.get_status("run-2"))
     assert status.runtime_status.value == "Pending" and status.input_ == "second"
-    _drain(engine)
+    drain(engine)
     assert json.loads(engine.get_status("run-2").output) == "second"
 
 
