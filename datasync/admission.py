@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .contracts import RunInput
 from .exceptions import NotFound
+from .functions.bindings import ORCHESTRATOR
 from .models import FlowEntry, Job, RunRecord, Tenant
 from .names import format_utc, parse_utc, utcnow
 from .ports import FLOW_JOBS
@@ -174,9 +175,6 @@ class DurableStarter(Protocol):
     async def get_status(self, instance_id: str) -> Any: ...
 
 
-_ORCHESTRATOR = "sync_flow"
-
-
 @dataclass(frozen=True, slots=True)
 class _Facts:
     tenant: Tenant
@@ -220,7 +218,7 @@ class Admission:
             pages_per_generation=self.app.settings.pages_per_generation,
         )
         try:
-            await client.start_new(_ORCHESTRATOR, instance_id, run_input.to_json())
+            await client.start_new(ORCHESTRATOR, instance_id, run_input.to_json())
         except Exception as exc:
             if "already exists" in str(exc):
                 log.info("skipping %s: started concurrently by another worker", instance_id)

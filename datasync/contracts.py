@@ -38,7 +38,6 @@ __all__ = [
     "PushInput",
     "PushOutput",
     "RunInput",
-    "StepRef",
     "TransformInput",
     "TransformOutput",
 ]
@@ -103,15 +102,6 @@ class Contract:
                 nested.from_json(value) if nested is not None and value is not None else value
             )
         return cls(**kwargs)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StepRef(Contract):
-    """Which run a step belongs to (every activity input starts with these)."""
-
-    tenant_id: str
-    flow_name: str
-    run_id: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
