@@ -1,4 +1,4 @@
-"""Tenant documents, jobs and run records.
+"""Tenant documents and jobs (run records: :mod:`datasync.records`).
 
 Validation is strict (no coercion of ``"yes"`` to ``true``, of numbers to strings or of
 dates without an offset). :func:`parse_tenant` / :func:`parse_tenants` turn every problem
@@ -19,7 +19,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Collection
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ from pydantic.alias_generators import to_camel
 
 from .exceptions import InvalidDocument, NotFound, ValidationError
 from .names import format_utc, instance_id, parse_utc, validate_flow_name, validate_tenant_id
+from .records import RUN_STATUSES, RunRecord
 from .schedule import validate_cron, validate_timezone
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
     "parse_tenants",
 ]
 
-RUN_STATUSES = ("Pending", "Running", "Completed", "Failed", "Skipped", "Terminated")
 
 _CONFIG = ConfigDict(
     strict=True,
@@ -460,7 +460,7 @@ def parse_tenants(obj: Any, *, known_flows: Collection[str] | None = None) -> li
     return tenants
 
 
-# -- jobs and run records -------------------------------------------------------------------
+# -- jobs -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -516,51 +516,3 @@ class Job:
     def instance_id(self) -> str:
         """``Workflow-<tenant>--<flow>-<yyyyMMddTHHmmssZ>``."""
         return instance_id(self.tenant_id, self.flow_name, self.scheduled_for)
-
-
-_RUN_KEYS = {
-    "instance_id": "instanceId",
-    "tenant_id": "tenantId",
-    "flow_name": "flowName",
-    "scheduled_for": "scheduledFor",
-    "status": "status",
-    "started_at": "startedAt",
-    "finished_at": "finishedAt",
-    "pages": "pages",
-    "records_in": "recordsIn",
-    "records_out": "recordsOut",
-    "resumes": "resumes",
-    "error": "error",
-}
-
-
-@dataclass
-class RunRecord:
-    """One run's history row. Times are ``...Z`` strings; ``status`` in RUN_STATUSES."""
-
-    instance_id: str
-    tenant_id: str
-    flow_name: str
-    scheduled_for: str
-    status: str
-    started_at: str | None = None
-    finished_at: str | None = None
-    pages: int = 0
-    records_in: int = 0
-    records_out: int = 0
-    resumes: int = 0
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """camelCase keys, exactly those of the ``runs --json`` contract."""
-        return {_RUN_KEYS[k]: v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> RunRecord:
-        if not isinstance(d, dict):
-            raise ValidationError(f"run record must be a JSON object, got {_show(d)}")
-        required = ("instanceId", "tenantId", "flowName", "scheduledFor", "status")
-        missing = [k for k in required if k not in d]
-        if missing:
-            raise ValidationError(f"run record is missing {', '.join(map(repr, missing))}")
-        return cls(**{field: d[key] for field, key in _RUN_KEYS.items() if key in d})

@@ -475,4 +475,12 @@ def test_run_record_defaults_and_errors():
         RunRecord.from_json(
             {"instanceId": "i", "tenantId": "t", "flowName": "f", "scheduledFor": "x"}
         )
-    assert RUN_STATUSES == ("Pending", "Running", "Completed", "Failed", "Skipped", "Terminated")
+    assert RUN_STATUSES == (
+        "Pending",
+        "Running",
+        "Completed",
+        "Failed",
+        "Skipped",
+        "Superseded",
+        "Terminated",
+    )
