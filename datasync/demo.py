@@ -24,8 +24,9 @@ from . import operations
 from .app import App
 from .config import Settings
 from .demo_apis import DemoApis
+from .logs import configure_logging
 from .names import utcnow
-from .runtime.host import LocalHost, configure_logging
+from .runtime.host import LocalHost
 
 __all__ = ["run_demo"]
 

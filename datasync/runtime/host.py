@@ -46,6 +46,7 @@ from ..adapters.local.db import StorageFull
 from ..app import App
 from ..config import Settings, project_root
 from ..exceptions import ConfigError
+from ..logs import configure_logging
 from ..names import utcnow
 from ..ports import FLOW_JOBS_POISON, QueueItem
 from ..schedule import next_occurrence
@@ -53,7 +54,7 @@ from .durable import DurableEngine, close_durable_client_session, fresh_durable_
 from .rpc import DurableRpcServer
 from .validation import validate_app
 
-__all__ = ["HostConfig", "LocalHost", "configure_logging", "run_local"]
+__all__ = ["HostConfig", "LocalHost", "run_local"]
 
 log = logging.getLogger("datasync.runtime")
 
@@ -599,21 +600,6 @@ class LocalHost:
             return 0
         finally:
             self.stop()
-
-
-def configure_logging(level: str | None = None) -> None:
-    level = (level or os.environ.get("DATASYNC_LOG_LEVEL") or "INFO").upper()
-    root = logging.getLogger()
-    if not any(getattr(h, "_datasync", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
-        handler._datasync = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(level)
-    for noisy in ("azure", "httpx", "httpcore", "urllib3", "aiohttp"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def run_local(*, once: bool, settings: Settings | None = None) -> int:
