@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck format setup run bench clean
+.PHONY: demo test test-fast lint typecheck format setup run bench clean chromium
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,8 +27,16 @@ $(NODE_STAMP): package.json package-lock.json
 
 ## the gates, then every test suite: unit, end-to-end on the local runtime, integration on
 ## the emulators, faults, conformance (pytest turns every warning into an error)
-test: lint typecheck $(NODE_STAMP)
+test: lint typecheck $(NODE_STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+## Debian's headless Chromium for the web console's browser tests (tests/browser)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@chromium --version 2>/dev/null | head -1
 
 ## ruff: lint rules and formatting (what to check is configured in pyproject.toml)
 lint: $(STAMP)
