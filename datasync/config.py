@@ -116,6 +116,8 @@ class Settings:
     flow_import_timeout: float = 10.0
     """Seconds one flow file may take to import; one that takes longer is reported as broken
     (by name) and the other flows load."""
+    log_format: str = "text"
+    """``DATASYNC_LOG_FORMAT``: ``text`` or ``json`` (one object per line; datasync/logs.py)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -164,6 +166,7 @@ class Settings:
             flow_import_timeout=_number(
                 env, "DATASYNC_FLOW_IMPORT_TIMEOUT", float, 10.0, 0.1, 3600.0
             ),
+            log_format=_log_format(env),
         )
 
     def check_cloud(self) -> None:
@@ -230,6 +233,14 @@ def _on_azure(env: Mapping[str, str]) -> bool:
         env.get("WEBSITE_INSTANCE_ID")
         or (env.get("CONTAINER_NAME") and env.get("WEBSITE_SITE_NAME"))
     )
+
+
+def _log_format(env: Mapping[str, str]) -> str:
+    raw = env.get("DATASYNC_LOG_FORMAT", "")
+    value = raw.strip().lower() or "text"
+    if value not in ("text", "json"):
+        raise ConfigError(f"DATASYNC_LOG_FORMAT must be text or json, got {raw!r}")
+    return value
 
 
 def _scan_schedule(env: Mapping[str, str]) -> str:
