@@ -13,9 +13,9 @@ import logging
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,12 @@ from .planner import InstanceBook, opening_events, plan_episode, start_decision
 from .sdk import (
     OrchestratorOutcome,
     ReplaySchema,
+    ReplaySession,
     install_fast_timestamps,
     invoke_orchestrator,
     orchestration_context,
 )
-from .store import Claim, DurableStore, Loaded
+from .store import Claim, Committed, DurableStore, StartRequest
 from .wording import (
     UnknownOrchestratorError,
     activity_failure,
@@ -42,7 +43,7 @@ __all__ = ["DurableEngine", "Episode", "InstanceStatus"]
 
 log = logging.getLogger("datasync.durable")
 
-HISTORY_CACHE = 128  # instances whose history this runtime keeps in memory
+HISTORY_CACHE = 128  # instances whose history (and live orchestrator) this runtime keeps
 MAX_DEATHS = 3
 """Times a work item may be taken over from a runtime that died running it before it is
 failed instead of run again (a step that kills its process would loop forever)."""
@@ -85,11 +86,34 @@ def _loads_or_text(value: str | None) -> Any:
 
 @dataclass(slots=True)
 class Episode:
-    """One orchestrator invocation's bookkeeping (kept for benchmarks and tests)."""
+    """One orchestrator invocation's bookkeeping (kept for benchmarks and tests).
+    ``cached``: the live orchestrator was fed the new events (no full replay)."""
 
     instance_id: str
     history_events: int
     replay_seconds: float
+    cached: bool = False
+
+
+@dataclass(slots=True)
+class _Cached:
+    """What this runtime keeps of an instance between its episodes. Valid while the
+    stored row still shows ``execution`` and ``size`` (another runtime appending to the
+    history changes its size; continue_as_new changes the execution)."""
+
+    execution: str
+    size: int
+    rows: list[str]  # the history, serialized as stored
+    session: ReplaySession | None = None  # the orchestrator, suspended where it waits
+    pending: list[dict[str, Any]] = field(default_factory=list)  # fed to it next time
+
+
+@dataclass(slots=True)
+class ReplayCheck:
+    """``verify_replay``: cached episodes compared with a full replay, and mismatches."""
+
+    compared: int = 0
+    mismatches: list[str] = field(default_factory=list)
 
 
 class DurableEngine:
@@ -104,6 +128,11 @@ class DurableEngine:
         still running then fails with the host's timeout text; its thread is abandoned.
     :param max_deaths: take-overs of one work item from a runtime that died running it
         before the item fails (:func:`~.wording.died_failure`) instead of running again.
+    :param replay_cache: keep each instance's orchestrator alive between its episodes and
+        feed it only the new events (:class:`~.sdk.ReplaySession`); a full replay whenever
+        the cache is cold, evicted, or anything is unexpected.
+    :param verify_replay: also run a full replay for every cached episode, use its outcome
+        and count any difference in :attr:`replay_check` (the differential tests).
     """
 
     def __init__(
@@ -119,6 +148,8 @@ class DurableEngine:
         replay_schema: int = ReplaySchema.V3,
         activity_timeout: float | None = None,
         max_deaths: int = MAX_DEATHS,
+        replay_cache: bool = True,
+        verify_replay: bool = False,
         **removed: Any,
     ) -> None:
         if "error_text" in removed:  # activity errors are the worker's text now
@@ -138,6 +169,9 @@ class DurableEngine:
         self.replay_schema = replay_schema
         self.activity_timeout = activity_timeout
         self.max_deaths = max_deaths
+        self.replay_cache = replay_cache
+        self.verify_replay = verify_replay
+        self.replay_check = ReplayCheck()
         self._deadlines = DeadlineRunner()
         self.wakeup = threading.Condition()  # orchestration workers wait here
         # Work posted per kind, and where each kind waits: a new activity wakes one
@@ -145,13 +179,15 @@ class DurableEngine:
         self._posted = {"orchestration": 0, "activity": 0}
         self._waits = {"orchestration": self.wakeup, "activity": threading.Condition()}
         self.episodes: list[Episode] = []  # bounded: see _record_episode
-        # History of instances this runtime ran lately: (execution id, history_bytes, rows).
-        # Valid while the stored row still shows that execution and size (another runtime
-        # appending to it changes the size), so a leased instance is not re-read each episode.
-        self._history: OrderedDict[str, tuple[str, int, list[str]]] = OrderedDict()
+        # Instances this runtime ran lately (see _Cached), most recent last.
+        self._history: OrderedDict[str, _Cached] = OrderedDict()
         self._history_lock = threading.Lock()
-        self._orchestrations_idle = True  # last look found nothing: look before locking
-        self._activities_idle = True
+        # Work leased to this runtime by its own writes (a start, a commit, a completed
+        # activity), run without a claim transaction: instance ids and work item ids.
+        self._ready: dict[str, deque[Any]] = {"orchestration": deque(), "activity": deque()}
+        self._starts: list[StartRequest] = []  # start_new calls waiting for a group commit
+        self._starts_done = threading.Condition()
+        self._start_leader = False
         self._held: set[tuple[str, str]] = set()  # ("instance"|"activity", key) leases held
         self._held_lock = threading.Lock()
 
@@ -164,8 +200,46 @@ class DurableEngine:
         :class:`~.wording.UnknownOrchestratorError`."""
         if name not in self.orchestrators:
             raise UnknownOrchestratorError(name, sorted(self.orchestrators))
-        self.store.start(name, instance_id, input_json, time.time(), start_decision)
-        self._notify("orchestration")
+        request = StartRequest(name, instance_id, input_json)
+        with self._starts_done:
+            self._starts.append(request)
+            lead = not self._start_leader
+            self._start_leader = True
+        if lead:
+            self._lead_starts()
+        with self._starts_done:
+            self._starts_done.wait_for(lambda: request.done)
+        if request.error is not None:
+            raise request.error
+
+    def _lead_starts(self) -> None:
+        """Group commit: write every start that is waiting in one transaction, again until
+        none is left. The others wait for their result on a condition, not on the write
+        lock (one writer instead of a queue of them)."""
+        while True:
+            with self._starts_done:
+                batch, self._starts = self._starts, []
+                if not batch:
+                    self._start_leader = False
+                    return
+            now = time.time()
+            try:
+                self.store.start_many(
+                    batch, now, start_decision, (self.owner, now + self.lease_seconds)
+                )
+            except BaseException as exc:  # noqa: BLE001 - every waiter gets the error
+                for request in batch:
+                    request.error = exc
+            started = [r.instance_id for r in batch if r.error is None]
+            for instance_id in started:
+                self._hold("instance", instance_id, True)
+            self._ready["orchestration"].extend(started)
+            with self._starts_done:
+                for request in batch:
+                    request.done = True
+                self._starts_done.notify_all()
+            if started:
+                self._notify("orchestration", len(started))
 
     def get_status(self, instance_id: str) -> InstanceStatus | None:
         row = self.store.instance(instance_id)
@@ -183,6 +257,7 @@ class DurableEngine:
 
     def terminate(self, instance_id: str, reason: str) -> bool:
         """Terminate an active instance; False if it is not active (or unknown)."""
+        self._forget(instance_id)  # its live orchestrator, if this runtime kept one
         return self.store.terminate(instance_id, json.dumps(reason), time.time())
 
     def active_count(self) -> int:
@@ -247,35 +322,43 @@ class DurableEngine:
                 log.exception("on_resume(%s) failed", instance_id)
 
     # -- history cache -----------------------------------------------------------------
-    def _cached_history(self, instance_id: str, execution: str, size: int) -> list[str] | None:
+    def _take_cached(self, instance_id: str, execution: str, size: int) -> _Cached | None:
+        """The cached entry if it still matches the stored row, taken out of the cache (the
+        episode that uses it puts back what it leaves); a stale one is dropped."""
         with self._history_lock:
-            hit = self._history.get(instance_id)
-            if hit is None or hit[0] != execution or hit[1] != size:
-                return None
-            self._history.move_to_end(instance_id)
-            return hit[2]
+            hit = self._history.pop(instance_id, None)
+        if hit is None or hit.execution != execution or hit.size != size:
+            return None
+        return hit
 
-    def _cache_history(self, instance_id: str, entry: tuple[str, int, list[str]] | None) -> None:
+    def _cache(self, instance_id: str, entry: _Cached) -> None:
         with self._history_lock:
-            if entry is None:
-                self._history.pop(instance_id, None)
-                return
             self._history[instance_id] = entry
             self._history.move_to_end(instance_id)
             while len(self._history) > HISTORY_CACHE:
                 self._history.popitem(last=False)
 
+    def _forget(self, instance_id: str) -> None:
+        with self._history_lock:
+            self._history.pop(instance_id, None)
+
     # -- orchestrations ----------------------------------------------------------------
     def run_orchestration_once(self, batch: int = 8) -> bool:
-        """Claim up to ``batch`` instances with a deliverable event (one transaction) and run
-        one episode for each. False if there were none."""
-        now = time.time()
-        if self._orchestrations_idle and not self.store.any_deliverable(now):
-            return False
-        claims = self.store.claim_instances(self.owner, now, now + self.lease_seconds, batch)
-        self._orchestrations_idle = not claims
-        for claim in claims:
-            self._hold("instance", claim.instance_id, True)
+        """Run the episodes of instances this runtime leased by its own writes (started
+        here), else claim up to ``batch`` instances with a deliverable event (one
+        transaction, only after a look without the write lock found one) and run one
+        episode for each (more while another event of it is deliverable). False if there
+        were none."""
+        ready = self._take_ready("orchestration", batch)
+        if ready:
+            claims = [Claim(instance_id, False) for instance_id in ready]
+        else:
+            now = time.time()
+            if not self.store.any_deliverable(now):
+                return False
+            claims = self.store.claim_instances(self.owner, now, now + self.lease_seconds, batch)
+            for claim in claims:
+                self._hold("instance", claim.instance_id, True)
         for claim in claims:
             if claim.taken_over:
                 self._resumed(claim)
@@ -283,10 +366,9 @@ class DurableEngine:
         try:
             for claim in claims:
                 try:
-                    self._episode(claim.instance_id)
+                    self._episodes(claim.instance_id, lease_activities=False)
                 finally:
                     done.add(claim.instance_id)
-                    self._hold("instance", claim.instance_id, False)
         finally:
             for claim in claims:  # an episode raised: hand the rest back
                 if claim.instance_id not in done:
@@ -294,88 +376,227 @@ class DurableEngine:
                     self.store.release(claim.instance_id, self.owner)
         return bool(claims)
 
-    def _episode(self, instance_id: str) -> None:
+    def _take_ready(self, kind: str, limit: int) -> list[Any]:
+        ready = self._ready[kind]
+        taken: list[Any] = []
+        while ready and len(taken) < limit:
+            try:
+                taken.append(ready.popleft())
+            except IndexError:  # another worker took the last one
+                break
+        return taken
+
+    def _post_ready(self, activities: list[int]) -> None:
+        """Hand work items leased to this runtime to its activity workers."""
+        if activities:
+            self._ready["activity"].extend(activities)
+            self._notify("activity", len(activities))
+
+    def _episodes(self, instance_id: str, lease_activities: bool = True) -> list[int]:
+        """Run episodes of ``instance_id`` (leased to this runtime) while another event of
+        it is deliverable at commit; return the work items they scheduled leased to this
+        runtime (``lease_activities``; else they are left for any runtime's workers to
+        claim). The instance's lease is let go (or lost) when this returns."""
+        scheduled: list[int] = []
+        try:
+            while True:
+                committed = self._episode(instance_id, lease_activities)
+                if committed is None:
+                    return scheduled
+                scheduled.extend(committed.activities)
+                if not committed.again:
+                    return scheduled
+        finally:
+            self._hold("instance", instance_id, False)
+
+    def _episode(self, instance_id: str, lease_activities: bool = True) -> Committed | None:
         """Deliver one event to ``instance_id``: replay, plan, commit."""
         loaded = self.store.load(instance_id, time.time())
         if not loaded.deliverable:
             self.store.drop_undeliverable(loaded, self.owner)
-            return
+            self._forget(instance_id)
+            return None
         assert loaded.delivered is not None
         row = loaded.row
-        history = self._history_of(loaded)
-        delivered = json.loads(loaded.delivered["event"])
-        opening = [json.dumps(e) for e in opening_events(delivered, time.time())]
-        outcome = self._replay(row["name"], instance_id, row["input"], history + opening)
+        entry = self._take_cached(instance_id, row["execution_id"], row["history_bytes"])
+        history = entry.rows if entry is not None else self.store.history_rows(instance_id)
+        delivered_row: str = loaded.delivered["event"]
+        delivered = json.loads(delivered_row)
+        opening = opening_events(delivered, time.time())
+        opening_rows = [json.dumps(opening[0]), delivered_row]
+        outcome, session = self._replay(
+            row,
+            instance_id,
+            history,
+            opening,
+            opening_rows,
+            entry.session if entry else None,
+            entry.pending if entry else [],
+        )
         book = InstanceBook(
             row["name"], row["next_event_id"], row["actions_seen"], json.loads(row["retry_state"])
         )
-        plan = plan_episode(book, delivered, outcome, time.time())
-        rows = opening + [json.dumps(e) for e in plan.events]
-        if not self.store.commit_episode(loaded, self.owner, plan, rows, len(history), time.time()):
+        now = time.time()
+        plan = plan_episode(book, delivered, outcome, now)
+        added = [json.dumps(e) for e in plan.events]
+        rows = opening_rows + added
+        committed = self.store.commit_episode(
+            loaded,
+            self.owner,
+            plan,
+            rows,
+            len(history),
+            now,
+            now + self.lease_seconds,
+            lease_activities,
+        )
+        if committed is None:
             log.warning(
                 "lost the lease on %s (or it was terminated): the episode is dropped", instance_id
             )
-            self._cache_history(instance_id, None)
-            return
+            return None
+        for activity_id in committed.activities:
+            self._hold("activity", str(activity_id), True)
+        if committed.again:
+            self._hold("instance", instance_id, True)
         if plan.status == "Running":
             size = row["history_bytes"] + sum(len(r) for r in rows)
-            self._cache_history(instance_id, (row["execution_id"], size, history + rows))
-            if plan.activities:
-                self._notify("activity", len(plan.activities))
-        else:
-            self._cache_history(instance_id, None)
-            if plan.status == "ContinuedAsNew":
-                self._notify("orchestration")
-
-    def _history_of(self, loaded: Loaded) -> list[str]:
-        row = loaded.row
-        cached = self._cached_history(row["instance_id"], row["execution_id"], row["history_bytes"])
-        return cached if cached is not None else self.store.history_rows(row["instance_id"])
+            self._cache(
+                instance_id,
+                _Cached(row["execution_id"], size, history + rows, session, plan.events),
+            )
+            posted = len(plan.activities) - len(committed.activities)
+            if posted:
+                self._notify("activity", posted)
+        elif plan.status == "ContinuedAsNew":
+            self._notify("orchestration")
+        return committed
 
     def _replay(
-        self, name: str, instance_id: str, input_json: str | None, rows: list[str]
-    ) -> OrchestratorOutcome:
+        self,
+        row: Any,
+        instance_id: str,
+        history: list[str],
+        opening: list[dict[str, Any]],
+        opening_rows: list[str],
+        session: ReplaySession | None,
+        pending: list[dict[str, Any]],
+    ) -> tuple[OrchestratorOutcome, ReplaySession | None]:
+        """The orchestrator's outcome for ``history + opening``, and the session to keep
+        (None: do a full replay next time). The live session is fed the new events when
+        there is one; else a full replay (which starts a session when the cache is on)."""
+        name, input_json = row["name"], row["input"]
         handle = self.orchestrators.get(name)
         started = time.perf_counter()
+        cached = False
         if handle is None:
             outcome = OrchestratorOutcome(error=f"orchestrator {name!r} is not in this app")
-        else:
-            context = orchestration_context(rows, input_json, instance_id, self.replay_schema)
-            outcome = invoke_orchestrator(handle, context)
-        self._record_episode(instance_id, len(rows), time.perf_counter() - started)
-        return outcome
+            session = None
+        elif session is not None:
+            try:
+                outcome = session.resume(pending + opening)
+                cached = True
+            except Exception:  # our side failed, not the orchestrator: replay in full
+                log.exception("the cached replay of %s failed: replaying in full", instance_id)
+                session = None
+        if handle is not None and not cached:
+            context = orchestration_context(
+                history + opening_rows, input_json, instance_id, self.replay_schema
+            )
+            if self.replay_cache and ReplaySession.supported(handle):
+                session, outcome = ReplaySession.start(handle, context)
+            else:
+                outcome = invoke_orchestrator(handle, context)
+        self._record_episode(
+            instance_id, len(history) + len(opening), time.perf_counter() - started, cached
+        )
+        if cached and self.verify_replay and handle is not None:
+            outcome = self._verify(handle, row, instance_id, history + opening_rows, outcome)
+        if outcome.done or outcome.error is not None:
+            session = None  # the instance ends (or continues as new): nothing to keep
+        return outcome, session
 
-    def _record_episode(self, instance_id: str, events: int, seconds: float) -> None:
-        self.episodes.append(Episode(instance_id, events, seconds))
+    def _verify(
+        self,
+        handle: Callable[[str], str],
+        row: Any,
+        instance_id: str,
+        rows: list[str],
+        cached: OrchestratorOutcome,
+    ) -> OrchestratorOutcome:
+        """Compare a cached outcome with a full replay of the same history; use the full."""
+        context = orchestration_context(rows, row["input"], instance_id, self.replay_schema)
+        full = invoke_orchestrator(handle, context)
+        self.replay_check.compared += 1
+        if full != cached:
+            self.replay_check.mismatches.append(
+                f"{instance_id} after {len(rows)} events: cached {cached!r} != full {full!r}"
+            )
+            log.error("replay cache mismatch on %s", instance_id)
+        return full
+
+    def _record_episode(self, instance_id: str, events: int, seconds: float, cached: bool) -> None:
+        self.episodes.append(Episode(instance_id, events, seconds, cached))
         if len(self.episodes) > 20000:
             del self.episodes[:10000]
 
     # -- activities --------------------------------------------------------------------
     def run_activity_once(self) -> bool:
-        """Claim one activity work item, run it, post its result. False if none."""
-        now = time.time()
-        if self._activities_idle and not self.store.any_due_activity(now):
-            return False  # a cheap look before the write lock
-        claimed = self.store.claim_activity(self.owner, now, now + self.lease_seconds)
-        self._activities_idle = claimed is None
-        if claimed is None:
-            return False
-        row, claim = claimed
-        key = str(row["id"])
-        self._hold("activity", key, True)
-        try:
+        """Run a work item this runtime leased by its own commit, else claim one (only
+        after a look without the write lock found one); then, on this same thread, the
+        episode its result unblocks and the next work item that episode schedules, and
+        so on. False if there was none."""
+        ready = self._take_ready("activity", 1)
+        row = self.store.leased_activity(ready[0], self.owner) if ready else None
+        if ready and row is None:  # terminated or taken over meanwhile
+            self._hold("activity", str(ready[0]), False)
+            return True
+        if row is None:
+            now = time.time()
+            if not self.store.any_due_activity(now):
+                return False  # a cheap look before the write lock
+            claimed = self.store.claim_activity(self.owner, now, now + self.lease_seconds)
+            if claimed is None:
+                return False
+            row, claim = claimed
+            self._hold("activity", str(row["id"]), True)
             if claim.taken_over:
                 self._resumed(claim)
-            self._run_activity(row)
-        finally:
-            self._hold("activity", key, False)
+        while row is not None:
+            row = self._activity_then_episode(row)
         return True
 
-    def _run_activity(self, row: Any) -> None:
-        name = row["name"]
+    def _activity_then_episode(self, row: Any) -> Any:
+        """Run the work item ``row`` (leased to this runtime); when that leases its instance,
+        run the episode here and return the first work item it scheduled (the others go
+        to the other workers), else None."""
+        key = str(row["id"])
+        try:
+            instance_id, ours = self._run_activity(row)
+        finally:
+            self._hold("activity", key, False)
+        if not ours:
+            return None
+        try:
+            scheduled = self._episodes(instance_id)
+        except BaseException:
+            self.store.release(instance_id, self.owner)
+            raise
+        if not scheduled:
+            return None
+        self._post_ready(scheduled[1:])
+        nxt = self.store.leased_activity(scheduled[0], self.owner)
+        if nxt is None:
+            self._hold("activity", str(scheduled[0]), False)
+        return nxt
+
+    def _run_activity(self, row: Any) -> tuple[str, bool]:
+        """Run it and post its result; ``(instance id, True)`` when that leased the
+        instance to this runtime (its episode is this thread's to run)."""
+        name, instance_id = row["name"], row["instance_id"]
         if row["deaths"] >= self.max_deaths:
             reason, details = died_failure(name, row["deaths"])
-            log.error("activity %s of %s: %s", name, row["instance_id"], reason)
+            log.error("activity %s of %s: %s", name, instance_id, reason)
             result = event(
                 TASK_FAILED,
                 time.time(),
@@ -386,13 +607,19 @@ class DurableEngine:
         else:
             result = self._call_activity(name, row["input"], row["task_id"])
         if result["EventType"] == TASK_FAILED:
-            log.info("activity %s of %s failed: %s", name, row["instance_id"], result["Reason"])
-        if not self.store.complete_activity(row, self.owner, result, time.time()):
+            log.info("activity %s of %s failed: %s", name, instance_id, result["Reason"])
+        now = time.time()
+        ours = self.store.complete_activity(row, self.owner, result, now, now + self.lease_seconds)
+        if ours:
+            self._hold("instance", instance_id, True)
+        if ours is None:
             log.warning(
-                "activity %s of %s was taken over; its result is dropped", name, row["instance_id"]
+                "activity %s of %s was taken over; its result is dropped", name, instance_id
             )
-            return
-        self._notify("orchestration")
+            self._forget(instance_id)
+        elif not ours:
+            self._notify("orchestration")
+        return instance_id, bool(ours)
 
     def _call_activity(self, name: str, input_json: str | None, task_id: int) -> dict[str, Any]:
         """Run one activity: TaskCompleted with its JSON result, or TaskFailed worded as the

@@ -34,6 +34,7 @@ __all__ = [
     "SDK_VERSION",
     "OrchestratorOutcome",
     "ReplaySchema",
+    "ReplaySession",
     "close_durable_client_session",
     "fresh_durable_client_session",
     "install_fast_timestamps",
@@ -97,14 +98,21 @@ class OrchestratorOutcome:
 def invoke_orchestrator(handle: Callable[[str], str], context: str) -> OrchestratorOutcome:
     """Call the ``handle`` that ``Orchestrator.create(fn)`` made (``orchestrator.py``:
     one positional argument, a JSON string or an object with ``.body``; returns the state
-    JSON). When user code raises, the SDK raises
+    JSON): a full replay of the history in ``context``. See :func:`outcome_of`."""
+    return outcome_of(lambda: handle(context))
+
+
+def outcome_of(call: Callable[[], str]) -> OrchestratorOutcome:
+    """What an orchestrator invocation (``call``, returning the SDK's state JSON) returned.
+
+    When user code raises, the SDK raises
     ``Exception(f"{exc}\\n\\n$OutOfProcData$:{state_json}")``
     (``models/TaskOrchestrationExecutor.py``, ``get_orchestrator_state_str``); the extension
     reads that state back (OutOfProcExceptionHelpers.TryExtractOutOfProcStateJson), so do we.
     Anything else raised (BaseException included: the SDK lets SystemExit through) fails the
     instance with that exception's text; it never ends the worker thread."""
     try:
-        state = json.loads(handle(context))
+        state = json.loads(call())
     except BaseException as exc:  # noqa: BLE001 - the instance fails, the worker lives
         text = str(exc)
         head, sep, state_json = text.partition("\n\n$OutOfProcData$:")
@@ -123,6 +131,91 @@ def invoke_orchestrator(handle: Callable[[str], str], context: str) -> Orchestra
         actions=leaf_actions(state.get("actions") or []),
         error=state.get("error") or None,
     )
+
+
+class ReplaySession:
+    """One instance's orchestrator kept alive between episodes (the replay cache).
+
+    A full replay (``Orchestrator.create(fn)``'s ``handle``) builds a
+    ``DurableOrchestrationContext`` from the whole history, runs the user's generator from
+    the start and drops both. A session does exactly what that ``handle`` does
+    (``orchestrator.py``: ``DurableOrchestrationContext.from_json``, ``_input_expected_type``
+    from ``handle._df_input_type``, ``Orchestrator(fn).handle(ctx)``) for the first episode,
+    then keeps the context, the ``TaskOrchestrationExecutor`` and the suspended generator,
+    and for each later episode feeds only the events appended since, through the SDK's own
+    ``TaskOrchestrationExecutor.process_event``, the way its ``execute`` loop does
+    (``_is_processing_new_events`` false before the episode's ``OrchestratorStarted``, true
+    from it; stop once the execution has completed) and reads the state with
+    ``get_orchestrator_state_str``. The SDK computes everything; only its history walk is
+    split across invocations. A session is used by one thread at a time and, after an
+    outcome that is done or failed, not at all.
+    """
+
+    __slots__ = ("_context", "_executor", "events")
+
+    def __init__(self, context: Any, executor: Any) -> None:
+        self._context = context
+        self._executor = executor
+        self.events = len(context.histories)  # history events fed so far
+
+    @staticmethod
+    def supported(handle: Callable[[str], str]) -> bool:
+        """Whether ``handle`` is the SDK's (``Orchestrator.create`` sets
+        ``orchestrator_function``): only then can a session stand in for it."""
+        return callable(getattr(handle, "orchestrator_function", None))
+
+    @classmethod
+    def start(
+        cls, handle: Callable[[str], str], context_json: str
+    ) -> tuple[ReplaySession, OrchestratorOutcome]:
+        """A full replay of ``context_json`` (as ``handle`` does it) that keeps its state."""
+        from azure.durable_functions.models.DurableOrchestrationContext import (
+            DurableOrchestrationContext,
+        )
+        from azure.durable_functions.orchestrator import Orchestrator
+
+        fn = handle.orchestrator_function  # type: ignore[attr-defined]
+        holder: list[ReplaySession] = []
+
+        def call() -> str:
+            ctx = DurableOrchestrationContext.from_json(context_json)
+            ctx._input_expected_type = getattr(handle, "_df_input_type", None)
+            orchestrator = Orchestrator(fn)
+            holder.append(cls(ctx, orchestrator.task_orchestration_executor))
+            result: str = orchestrator.handle(ctx)
+            return result
+
+        outcome = outcome_of(call)
+        if not holder:  # pragma: no cover - from_json itself failed
+            raise RuntimeError(outcome.error or "the orchestration context was refused")
+        return holder[0], outcome
+
+    def resume(self, new_events: list[dict[str, Any]]) -> OrchestratorOutcome:
+        """Feed the events appended to the history since the last invocation (the last
+        episode's scheduled/completed events, this episode's OrchestratorStarted and
+        delivery) and return the orchestrator's state, as a full replay would."""
+        from azure.durable_functions.models.history.HistoryEvent import HistoryEvent
+        from azure.durable_functions.models.history.HistoryEventType import HistoryEventType
+
+        executor = self._executor
+        events = [HistoryEvent(**e) for e in new_events]
+        self._context.histories.extend(events)
+        self.events += len(events)
+        boundary = -1  # the last OrchestratorStarted: from there on, the events are new
+        for i, e in enumerate(events):
+            if e.event_type == HistoryEventType.ORCHESTRATOR_STARTED:
+                boundary = i
+
+        def call() -> str:
+            for i, e in enumerate(events):
+                executor._is_processing_new_events = i >= boundary
+                executor.process_event(e)
+                if executor.has_execution_completed:
+                    break
+            result: str = executor.get_orchestrator_state_str()
+            return result
+
+        return outcome_of(call)
 
 
 def leaf_actions(actions: list[Any]) -> list[dict[str, Any]]:

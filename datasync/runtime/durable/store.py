@@ -20,7 +20,7 @@ from ...adapters.local.db import Database
 from .events import ACTIVE_STATUSES, execution_started
 from .planner import EpisodePlan
 
-__all__ = ["Claim", "DurableStore", "Loaded"]
+__all__ = ["Claim", "Committed", "DurableStore", "Loaded", "StartRequest"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -58,6 +58,27 @@ class Claim:
     instance_id: str
     taken_over: bool
     previous_owner: str | None = None
+
+
+@dataclass(slots=True)
+class Committed:
+    """An episode applied. ``activities``: ids of the work items it scheduled that are
+    leased to the committing runtime already (run them without a claim); ``again``: the
+    instance stays leased to it, another event is deliverable now (run the next episode)."""
+
+    activities: list[int]
+    again: bool = False
+
+
+@dataclass(slots=True)
+class StartRequest:
+    """One ``start_new`` waiting for a group commit: ``error`` is set when it was refused."""
+
+    name: str
+    instance_id: str
+    input_json: str | None
+    error: BaseException | None = None
+    done: bool = False  # written (or refused): its caller may go on
 
 
 @dataclass(slots=True)
@@ -102,20 +123,57 @@ class DurableStore:
     ) -> None:
         """Create (or replace, as ``decide`` says from the existing status) an instance
         and its ExecutionStarted, in one transaction; ``decide`` raising leaves no trace."""
-        execution = uuid.uuid4().hex
+        request = StartRequest(name, instance_id, input_json)
+        self.start_many([request], now, decide)
+        if request.error is not None:
+            raise request.error
+
+    def start_many(
+        self,
+        requests: list[StartRequest],
+        now: float,
+        decide: Callable[[str | None], str],
+        lease: tuple[str, float] | None = None,
+    ) -> None:
+        """:meth:`start` for each request, in order, in one transaction (a group commit:
+        one write for every start that arrived meanwhile). A request ``decide`` refuses
+        gets its ``error`` and leaves no trace; the others are applied. ``lease``
+        (owner, until): the new instances are leased to that runtime already (its engine
+        runs their first episode without a claim)."""
+        owner, until = lease if lease is not None else (None, 0.0)
         with self.db.write() as con:
-            row = con.execute(
-                "SELECT status FROM instances WHERE instance_id = ?", (instance_id,)
-            ).fetchone()
-            if decide(None if row is None else row["status"]) == "replace":
-                self._purge(con, instance_id)
-            con.execute(
-                "INSERT INTO instances (instance_id, name, status, input, created_at, "
-                "updated_at, execution_id) VALUES (?, ?, 'Pending', ?, ?, ?, ?)",
-                (instance_id, name, input_json, now, now, execution),
-            )
-            started = execution_started(name, input_json, now, instance_id, execution)
-            self._post(con, instance_id, execution, started, now)
+            for request in requests:
+                instance_id = request.instance_id
+                row = con.execute(
+                    "SELECT status FROM instances WHERE instance_id = ?", (instance_id,)
+                ).fetchone()
+                try:
+                    replace = decide(None if row is None else row["status"]) == "replace"
+                except Exception as exc:  # noqa: BLE001 - this request is refused
+                    request.error = exc
+                    continue
+                if replace:
+                    self._purge(con, instance_id)
+                execution = uuid.uuid4().hex
+                con.execute(
+                    "INSERT INTO instances (instance_id, name, status, input, created_at, "
+                    "updated_at, execution_id, lease_owner, lease_until) "
+                    "VALUES (?, ?, 'Pending', ?, ?, ?, ?, ?, ?)",
+                    (
+                        instance_id,
+                        request.name,
+                        request.input_json,
+                        now,
+                        now,
+                        execution,
+                        owner,
+                        until,
+                    ),
+                )
+                started = execution_started(
+                    request.name, request.input_json, now, instance_id, execution
+                )
+                self._post(con, instance_id, execution, started, now)
 
     def instance(self, instance_id: str) -> sqlite3.Row | None:
         row: sqlite3.Row | None = (
@@ -312,11 +370,23 @@ class DurableStore:
             )
 
     def commit_episode(
-        self, loaded: Loaded, owner: str, plan: EpisodePlan, rows: list[str], seq0: int, now: float
-    ) -> bool:
+        self,
+        loaded: Loaded,
+        owner: str,
+        plan: EpisodePlan,
+        rows: list[str],
+        seq0: int,
+        now: float,
+        until: float | None = None,
+        lease_activities: bool = True,
+    ) -> Committed | None:
         """Apply ``plan`` (``rows``: the serialized events it appends after history event
-        ``seq0 - 1``) and let the lease go. False, with nothing changed, if this runtime lost
-        the lease meanwhile."""
+        ``seq0 - 1``) and let the lease go. None, with nothing changed, if this runtime lost
+        the lease meanwhile (or the instance was terminated).
+
+        With ``until``, the instance stays leased to ``owner`` until then when another
+        event of it is deliverable already, and (``lease_activities``) so are the work items
+        scheduled (see :class:`Committed`): the caller runs them with no claim transaction."""
         instance_id = loaded.row["instance_id"]
         execution = loaded.row["execution_id"]
         with self.db.write() as con:
@@ -324,7 +394,7 @@ class DurableStore:
                 "SELECT lease_owner, status FROM instances WHERE instance_id = ?", (instance_id,)
             ).fetchone()
             if lease is None or lease[0] != owner:
-                return False
+                return None
             if lease[1] not in ACTIVE_STATUSES:  # terminated while the episode replayed:
                 con.execute("DELETE FROM inbox WHERE instance_id = ?", (instance_id,))
                 con.execute(  # it stays terminated, nothing is applied
@@ -332,7 +402,7 @@ class DurableStore:
                     "WHERE instance_id = ?",
                     (instance_id,),
                 )
-                return False
+                return None
             assert loaded.delivered is not None
             con.executemany(
                 "DELETE FROM inbox WHERE id = ?",
@@ -340,11 +410,13 @@ class DurableStore:
             )
             if plan.status in ("Completed", "Failed"):
                 self._finish(con, instance_id, plan.status, plan.output, now)
-            elif plan.status == "ContinuedAsNew":
+                return Committed([])
+            if plan.status == "ContinuedAsNew":
                 self._continue_as_new(con, loaded.row, plan.continue_input, now)
-            else:
-                self._append(con, instance_id, execution, plan, rows, seq0, now)
-        return True
+                return Committed([])
+            return self._append(
+                con, instance_id, execution, plan, rows, seq0, now, owner, until, lease_activities
+            )
 
     def _append(
         self,
@@ -355,23 +427,46 @@ class DurableStore:
         rows: list[str],
         seq0: int,
         now: float,
-    ) -> None:
+        owner: str,
+        until: float | None,
+        lease_activities: bool,
+    ) -> Committed:
         con.executemany(
             "INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)",
             [(instance_id, seq0 + i, r) for i, r in enumerate(rows)],
         )
-        if plan.activities:
-            con.executemany(
-                "INSERT INTO activities (instance_id, execution_id, task_id, name, "
-                "input) VALUES (?, ?, ?, ?, ?)",
-                [(instance_id, execution, t, n, i) for t, n, i in plan.activities],
+        leased = until is not None and lease_activities
+        ids: list[int] = []
+        for task_id, name, payload in plan.activities:
+            cur = con.execute(
+                "INSERT INTO activities (instance_id, execution_id, task_id, name, input, "
+                "lease_owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    instance_id,
+                    execution,
+                    task_id,
+                    name,
+                    payload,
+                    owner if leased else None,
+                    until if leased else 0,
+                ),
             )
+            if leased and cur.lastrowid is not None:
+                ids.append(cur.lastrowid)
         for fired, fire_at in plan.timers:
             self._post(con, instance_id, execution, fired, fire_at)
+        again = until is not None and (
+            con.execute(
+                "SELECT 1 FROM inbox WHERE instance_id = ? AND execution_id = ? "
+                "AND visible_at <= ? LIMIT 1",
+                (instance_id, execution, now),
+            ).fetchone()
+            is not None
+        )
         con.execute(
             "UPDATE instances SET status = 'Running', next_event_id = ?, "
             "actions_seen = ?, retry_state = ?, updated_at = ?, "
-            "history_bytes = history_bytes + ?, lease_owner = NULL, lease_until = 0 "
+            "history_bytes = history_bytes + ?, lease_owner = ?, lease_until = ? "
             "WHERE instance_id = ?",
             (
                 plan.next_event_id,
@@ -379,9 +474,12 @@ class DurableStore:
                 json.dumps(plan.retry),
                 now,
                 sum(len(r) for r in rows),
+                owner if again else None,
+                until if again else 0,
                 instance_id,
             ),
         )
+        return Committed(ids, again)
 
     def _continue_as_new(
         self, con: sqlite3.Connection, row: sqlite3.Row, input_json: str | None, now: float
@@ -468,14 +566,43 @@ class DurableStore:
             )
 
     def complete_activity(
-        self, row: sqlite3.Row, owner: str, result: dict[str, Any], now: float
-    ) -> bool:
-        """Replace the work item by its result event; False if it was taken over."""
+        self,
+        row: sqlite3.Row,
+        owner: str,
+        result: dict[str, Any],
+        now: float,
+        until: float | None = None,
+    ) -> bool | None:
+        """Replace the work item by its result event; None if it was taken over.
+
+        With ``until``, the instance is leased to ``owner`` in the same transaction when no
+        runtime holds it (True): the caller runs the episode that delivers the result on
+        the thread that produced it, with no claim. False: posted, the instance is not
+        ours (another episode of it runs, or another runtime's lease is still to expire)."""
         with self.db.write() as con:
             cur = con.execute(
                 "DELETE FROM activities WHERE id = ? AND lease_owner = ?", (row["id"], owner)
             )
             if cur.rowcount != 1:
-                return False
+                return None
             self._post(con, row["instance_id"], row["execution_id"], result, now)
-        return True
+            if until is None:
+                return False
+            cur = con.execute(
+                "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE instance_id = ? "
+                "AND execution_id = ? AND (lease_owner IS NULL OR lease_owner = ?) "
+                f"AND lease_until < ? AND status IN {_ACTIVE_SQL}",
+                (owner, until, row["instance_id"], row["execution_id"], owner, now),
+            )
+            return cur.rowcount == 1
+
+    def leased_activity(self, activity_id: int, owner: str) -> sqlite3.Row | None:
+        """A work item leased to ``owner`` already (scheduled by its own episode)."""
+        row: sqlite3.Row | None = (
+            self.db.read()
+            .execute(
+                "SELECT * FROM activities WHERE id = ? AND lease_owner = ?", (activity_id, owner)
+            )
+            .fetchone()
+        )
+        return row
