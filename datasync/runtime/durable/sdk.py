@@ -13,8 +13,8 @@ bundle ``[4.*, 5.0.0)``), file and line named at each use.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -262,10 +262,9 @@ def install_fast_timestamps() -> None:
     engine writes (``...T..:..:..ffffffZ``) that was most of an episode's cost. This
     replaces that module global with a parser giving the same value (aware, ``tzutc()``);
     any other text still goes to dateutil. Idempotent."""
-    import azure.durable_functions.models.history.HistoryEvent  # noqa: F401
     from dateutil.tz import tzutc
 
-    module: Any = sys.modules["azure.durable_functions.models.history.HistoryEvent"]
+    module: Any = importlib.import_module("azure.durable_functions.models.history.HistoryEvent")
     original: Callable[..., datetime] = module.dt_parse
     if getattr(original, "_datasync_fast", False):
         return
