@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from . import __version__
 from .exceptions import (
     ConfigError,
     DataSyncError,
@@ -27,9 +28,9 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from . import operations
-    from .config import Settings
     from .models import Tenant
     from .ports import QueueItem
+    from .records import RunRecord
 
 __all__ = ["cli", "main"]
 
@@ -106,6 +107,7 @@ def _short(text: str | None, width: int = _ERROR_WIDTH) -> str:
 
 # -- the group -----------------------------------------------------------------------------
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="datasync")
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
@@ -309,10 +311,9 @@ def trigger(tenant: str, flow: str) -> None:
     """Force a run: make FLOW of TENANT due now."""
     from . import operations
 
-    doc, note = operations.trigger(_app(), tenant, flow, _now())
-    click.echo(
-        f"triggered flow {flow} of tenant {tenant}: nextRunUtc {_time(doc.flow(flow).next_run_utc)}"
-    )
+    now = _now()
+    _, note = operations.trigger(_app(), tenant, flow, now)
+    click.echo(f"triggered flow {flow} of tenant {tenant}: due now ({_time(now)})")
     if note:
         click.echo(note)
 
@@ -337,68 +338,273 @@ def resume(tenant: str, flow: str | None) -> None:
     """Resume a tenant, or enable one of its flows; next runs are recomputed from now."""
     from . import operations
 
-    doc = operations.resume(_app(), tenant, flow, now=_now())
+    now = _now()
+    doc = operations.resume(_app(), tenant, flow, now=now)
+    upcoming = operations.next_runs(doc, now)
     if flow is None:
         click.echo(f"resumed tenant {tenant}")
         _table(
-            ["flow", "enabled", "nextRunUtc"],
-            [[f.name, _yes(f.enabled), _time(f.next_run_utc)] for f in doc.flows],
+            ["flow", "enabled", "next run"],
+            [[f.name, _yes(f.enabled), _time(upcoming[f.name]) or "none"] for f in doc.flows],
         )
     else:
         click.echo(
-            f"enabled flow {flow} of tenant {tenant}: nextRunUtc "
-            f"{_time(doc.flow(flow).next_run_utc)}"
+            f"enabled flow {flow} of tenant {tenant}: next run {_time(upcoming[flow]) or 'none'}"
         )
         if doc.paused:
             click.echo(f"tenant {tenant} is paused: the run will not start until it is resumed")
 
 
 # -- runs ----------------------------------------------------------------------------------
-@cli.command()
+_RUN_HEADERS = [
+    "instance id",
+    "status",
+    "scheduled",
+    "started",
+    "late",
+    "finished",
+    "pages",
+    "in",
+    "out",
+    "resumes",
+    "error",
+]
+
+
+def _seconds(value: float | None) -> str:
+    """``1.234 s`` / ``2 m 05 s`` / ``1 h 02 m``; blank for None."""
+    if value is None:
+        return ""
+    if abs(value) < 60:
+        return f"{value:.3f} s" if abs(value) < 10 else f"{value:.1f} s"
+    minutes, secs = divmod(round(value), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} m"
+
+
+def _run_row(r: RunRecord) -> list[Any]:
+    from .operations import lateness_of
+
+    return [
+        r.instance_id,
+        r.status,
+        _time(r.scheduled_for),
+        _time(r.started_at),
+        _seconds(lateness_of(r)),
+        _time(r.finished_at),
+        r.pages,
+        r.records_in,
+        r.records_out,
+        r.resumes,
+        _short(getattr(r, "reason", None) or r.error),
+    ]
+
+
+@cli.group(invoke_without_command=True)
 @click.option("--tenant", help="Only this tenant.")
 @click.option("--flow", help="Only this flow.")
-@click.option("--status", help="Pending, Running, Completed, Failed, Skipped or Terminated.")
+@click.option(
+    "--status", help="Pending, Running, Completed, Failed, Skipped, Superseded or Terminated."
+)
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Run records as JSON.")
+@click.option("--watch", is_flag=True, help="A live table, refreshed every 2 s (Ctrl-C ends it).")
+@click.pass_context
 def runs(
-    tenant: str | None, flow: str | None, status: str | None, limit: int, as_json: bool
+    ctx: click.Context,
+    tenant: str | None,
+    flow: str | None,
+    status: str | None,
+    limit: int,
+    as_json: bool,
+    watch: bool,
 ) -> None:
-    """Run history, newest first."""
+    """Run history, newest first; `runs show ID` for one run page by page."""
+    if ctx.invoked_subcommand is not None:
+        return
     from . import operations
 
+    if watch:
+        if as_json:
+            _fail("--watch and --json do not go together: use --json alone for a snapshot")
+        _watch(tenant, flow, status, min(limit, 50))
+        return
     items = operations.list_runs(_app(), tenant=tenant, flow=flow, status=status, limit=limit)
     if as_json:
         _json([r.to_json() for r in items])
     elif not items:
         click.echo("no runs")
     else:
-        _table(
-            [
-                "instance id",
-                "status",
-                "started",
-                "finished",
-                "pages",
-                "in",
-                "out",
-                "resumes",
-                "error",
-            ],
-            [
-                [
-                    r.instance_id,
-                    r.status,
-                    _time(r.started_at),
-                    _time(r.finished_at),
-                    r.pages,
-                    r.records_in,
-                    r.records_out,
-                    r.resumes,
-                    _short(r.error),
-                ]
-                for r in items
-            ],
+        _table(_RUN_HEADERS, [_run_row(r) for r in items])
+
+
+def _watch(tenant: str | None, flow: str | None, status: str | None, limit: int) -> None:
+    """``runs --watch``: the newest runs as a live table (rich.live), every 2 s, until Ctrl-C."""
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    from . import operations
+
+    app = _app()
+    operations.list_runs(app, tenant=tenant, flow=flow, status=status, limit=1)  # bad input: exit 2
+
+    def table() -> Table:
+        items = operations.list_runs(app, tenant=tenant, flow=flow, status=status, limit=limit)
+        view = Table(
+            title=f"runs at {_time(_now())} (every 2 s; Ctrl-C to stop)",
+            title_justify="left",
+            box=None,
         )
+        for header in _RUN_HEADERS:
+            view.add_column(header, no_wrap=header != "error")
+        for r in items:
+            view.add_row(*[str(c) for c in _run_row(r)])
+        if not items:
+            view.add_row("no runs yet", *[""] * (len(_RUN_HEADERS) - 1))
+        return view
+
+    try:
+        with Live(table(), console=Console(), auto_refresh=False) as live:
+            while True:
+                time.sleep(2.0)
+                live.update(table(), refresh=True)
+    except KeyboardInterrupt:
+        pass
+
+
+@runs.command("show")
+@click.argument("instance_id", metavar="ID")
+@click.option(
+    "--pages",
+    "page_limit",
+    type=click.IntRange(min=1, max=10_000),
+    default=50,
+    show_default=True,
+    help="Page rows to show.",
+)
+@click.option(
+    "--after",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Show the pages after this page number (paging through a long run).",
+)
+@click.option("--json", "as_json", is_flag=True, help="The run and its pages as JSON.")
+def runs_show(instance_id: str, page_limit: int, after: int, as_json: bool) -> None:
+    """One run in detail: times, lateness, status and why, then page by page."""
+    from . import operations
+
+    detail = operations.run_detail(_app(), instance_id, after=after, limit=page_limit)
+    if as_json:
+        _json(detail.to_json())
+        return
+    _show_run(detail)
+
+
+def _show_run(detail: operations.RunDetail) -> None:
+    from .operations import duration_of, lateness_of, rerun_of
+
+    r = detail.run
+    reason = getattr(r, "reason", None)
+    fields: list[tuple[str, Any]] = [
+        ("run", r.instance_id),
+        ("tenant", r.tenant_id),
+        ("flow", r.flow_name),
+        ("status", r.status + (f": {_short(reason, 200)}" if reason else "")),
+        ("scheduled for", _time(r.scheduled_for)),
+        ("started", _time(r.started_at) or "not started"),
+        ("lateness", _seconds(lateness_of(r))),
+        ("finished", _time(r.finished_at)),
+        ("duration", _seconds(duration_of(r))),
+        ("pages", f"{r.pages}  (records {r.records_in} in, {r.records_out} out)"),
+        ("resumes", r.resumes),
+        ("rerun of", rerun_of(r) or ""),
+        ("reruns", ", ".join(detail.reruns)),
+        ("trace id", getattr(r, "trace_id", None) or ""),
+    ]
+    width = max(len(k) for k, _ in fields)
+    for key, value in fields:
+        if value not in ("", None):
+            click.echo(f"{key.ljust(width)}  {value}")
+    if r.error:
+        click.echo(f"{'error'.ljust(width)}  " + r.error.splitlines()[0])
+        for line in r.error.splitlines()[1:]:
+            click.echo(" " * (width + 2) + line)
+    for entry in detail.audit:
+        click.echo(
+            f"{'audit'.ljust(width)}  {entry.at or ''} {entry.action} by {entry.actor}"
+            + (f": {entry.detail}" if entry.detail else "")
+        )
+    click.echo("")
+    if not detail.pages:
+        click.echo("no page records" + (f" after page {detail.after}" if detail.after else ""))
+    else:
+        _page_table(detail.pages)
+    if detail.summary is not None:
+        s = detail.summary
+        click.echo(
+            f"pages {s.first_page}–{s.last_page} summarised: {s.pages} pages, "
+            f"{s.records_in} records in, {s.records_out} out, {s.attempts} step attempts, "
+            f"{s.errors} with errors, per page {_seconds(s.min_duration_seconds)} – "
+            f"{_seconds(s.max_duration_seconds)}, total {_seconds(s.total_duration_seconds)}"
+        )
+    if detail.more:
+        last = detail.pages[-1].page
+        click.echo(f"more pages: datasync runs show {r.instance_id} --after {last}")
+
+
+def _step_cell(page: Any, name: str) -> str:
+    step = page.step(name)
+    if step is None:
+        return ""
+    text = _seconds(step.duration_seconds)
+    if step.attempts > 1:
+        text += f" ×{step.attempts}"
+    if step.error:
+        text += " error: " + _short(step.error, 40)
+    return text
+
+
+def _page_table(pages: list[Any]) -> None:
+    _table(
+        ["page", "cursor before → after", "in", "out", "pull", "transform", "push"],
+        [
+            [
+                p.page,
+                f"{_short(p.cursor_before or '∅', 24)} → {_short(p.cursor_after or '∅', 24)}",
+                "" if p.records_in is None else p.records_in,
+                "" if p.records_out is None else p.records_out,
+                _step_cell(p, "pull"),
+                _step_cell(p, "transform"),
+                _step_cell(p, "push"),
+            ]
+            for p in pages
+        ],
+    )
+
+
+@cli.command()
+@click.argument("instance_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="What was queued, as JSON.")
+def rerun(instance_id: str, as_json: bool) -> None:
+    """Run a Failed or Terminated run again, from the flow's saved checkpoint.
+
+    The new run is instance ID-rerun<N>: same scheduledFor, its record says which run it
+    reruns. It goes through flow-jobs like any job (a running `datasync run` starts it)."""
+    from . import operations
+
+    done = operations.rerun(_app(), instance_id, now=_now())
+    if as_json:
+        _json(done.to_json())
+        return
+    click.echo(
+        f"queued {done.instance_id}: rerun {done.rerun} of {instance_id} "
+        f"(scheduledFor {done.original.scheduled_for}, from the saved checkpoint)"
+    )
 
 
 # -- terminate -----------------------------------------------------------------------------
@@ -415,14 +621,10 @@ def terminate(tenant: str, target: str, reason: str, as_json: bool) -> None:
 
     Terminates the orchestration through the Durable client and records the run
     Terminated. Embedded runtime (DATASYNC_HOME/durable.db) only; see README."""
-    import asyncio
-
     from . import operations
 
-    app = _app()
-    runs = operations.terminable(app, tenant, target)
     reason = " ".join(reason.split()) or _TERMINATE_REASON
-    done = asyncio.run(_terminate(app, runs, reason))
+    done = operations.stop_runs(_app(), tenant, target, reason=reason)
     if as_json:
         _json([t.run.to_json() for t in done])
         return
@@ -435,38 +637,167 @@ def terminate(tenant: str, target: str, reason: str, as_json: bool) -> None:
         click.echo(f"{t.run.instance_id}: {what}; recorded {t.run.status}")
 
 
-async def _terminate(app: Any, runs: list[Any], reason: str) -> list[operations.Termination]:
-    """Run :func:`operations.terminate` with the real ``DurableOrchestrationClient`` against
-    the extension's HTTP API served over the embedded engine's ``durable.db`` (the CLI is
-    not the runtime: a running ``datasync run`` on the same home sees the termination)."""
-    from azure.durable_functions import DurableOrchestrationClient
-
+# -- reset / backfill ----------------------------------------------------------------------
+@cli.command()
+@click.argument("tenant")
+@click.argument("flow")
+@click.option("--cursor", help="Set the saved cursor to this value instead of forgetting it.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="The checkpoint afterwards, as JSON.")
+def reset(tenant: str, flow: str, cursor: str | None, yes: bool, as_json: bool) -> None:
+    """Forget FLOW's saved cursor and state (the next run is a full resync), or set the
+    cursor with --cursor. Refused while a run of the flow is active."""
     from . import operations
-    from .runtime.durable import (
-        DurableEngine,
-        close_durable_client_session,
-        fresh_durable_client_session,
-    )
-    from .runtime.rpc import DurableRpcServer
 
-    settings: Settings = app.settings
-    path = settings.home / "durable.db"
-    if not path.exists() and settings.uses_cosmos:
-        _fail(
-            f"no embedded Durable engine under {settings.home}: on Azure, terminate the "
-            "instance through the Durable Functions HTTP API or the portal; its run record is "
-            "ended at the next admission of that flow"
+    app = _app()
+    before = operations.check_reset(app, tenant, flow)
+    if not yes:
+        now_text = (
+            "no saved cursor" if before.cursor is None else f"cursor {_cursor(before.cursor)}"
         )
-    engine = DurableEngine(path, orchestrators={}, activities={})
-    rpc = DurableRpcServer(engine).start()
-    fresh_durable_client_session()
-    try:
-        client = DurableOrchestrationClient(rpc.binding_json())
-        return await operations.terminate(app, runs, client, reason=reason)
-    finally:
-        await close_durable_client_session()
-        rpc.stop()
-        engine.close()
+        keys = len(before.state or {})
+        change = (
+            "forget it and the state: the next run starts from the beginning"
+            if cursor is None
+            else f"set the cursor to {_cursor(cursor)} and forget the state"
+        )
+        click.echo(
+            f"flow {flow} of tenant {tenant}: {now_text}, state with {keys} key"
+            f"{'' if keys == 1 else 's'}; this will {change}.",
+            err=True,
+        )
+        try:
+            ok = click.confirm("Continue?", default=False, err=True)
+        except click.Abort:
+            ok = False
+        if not ok:
+            _fail("reset cancelled: nothing changed (pass --yes to skip this question)")
+    after = operations.reset(app, tenant, flow, cursor=cursor)
+    if as_json:
+        _json({"tenantId": tenant, "flowName": flow, "cursor": after.cursor, "state": after.state})
+    elif cursor is None:
+        click.echo(f"reset flow {flow} of tenant {tenant}: cursor and state forgotten")
+    else:
+        click.echo(f"reset flow {flow} of tenant {tenant}: cursor set to {_cursor(cursor)}")
+
+
+def _cursor(value: Any) -> str:
+    from .redact import redact
+
+    return _short(redact(json.dumps(value, ensure_ascii=False)), 60)
+
+
+class _UtcTime(click.ParamType):  # type: ignore[type-arg]
+    """An ISO 8601 time with a UTC offset (``2026-11-23T14:00:00Z``), as aware UTC."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value
+        from .names import parse_utc
+
+        try:
+            return parse_utc(value)
+        except DataSyncError as err:
+            self.fail(str(err), param, ctx)
+
+
+@cli.command()
+@click.argument("tenant")
+@click.argument("flow")
+@click.option("--from", "start", type=_UtcTime(), required=True, help="First time (ISO 8601).")
+@click.option("--to", "end", type=_UtcTime(), required=True, help="Last time (ISO 8601).")
+@click.option("--dry-run", is_flag=True, help="List the occurrences; queue nothing.")
+@click.option("--json", "as_json", is_flag=True, help="The occurrences as JSON.")
+def backfill(
+    tenant: str, flow: str, start: datetime, end: datetime, dry_run: bool, as_json: bool
+) -> None:
+    """One run per occurrence of FLOW's cron from --from to --to (both included), through
+    flow-jobs; occurrences that already have a run record are left alone."""
+    from . import operations
+
+    done = operations.backfill(_app(), tenant, flow, start, end, dry_run=dry_run, now=_now())
+    if as_json:
+        _json(done.to_json())
+        return
+    from .names import instance_id
+
+    _table(
+        ["scheduledFor", "instance id", "action"],
+        [
+            [
+                _time(t),
+                (iid := instance_id(tenant, flow, t)),
+                f"has a run ({done.existing[iid]})"
+                if iid in done.existing
+                else ("would queue" if dry_run else "queued"),
+            ]
+            for t in done.occurrences
+        ],
+    )
+    verb = "would queue" if dry_run else "queued"
+    click.echo(
+        f"{len(done.occurrences)} occurrence(s) in range; {verb} "
+        f"{len(done.occurrences) - len(done.existing)}, {len(done.existing)} already ran"
+    )
+    if done.note:
+        click.echo(f"note: {done.note}")
+
+
+# -- schedule ------------------------------------------------------------------------------
+@cli.group()
+def schedule() -> None:
+    """When flows run: next occurrences and last runs."""
+
+
+@schedule.command("show")
+@click.argument("tenant")
+@click.argument("flow")
+@click.option("--json", "as_json", is_flag=True, help="The schedule as JSON.")
+def schedule_show(tenant: str, flow: str, as_json: bool) -> None:
+    """FLOW's next 10 occurrences (UTC and the tenant's zone) and its last 10 runs."""
+    from . import operations
+    from .operations import lateness_of
+
+    view = operations.schedule_show(_app(), tenant, flow, now=_now())
+    if as_json:
+        _json(view.to_json())
+        return
+    click.echo(f"flow {flow} of tenant {tenant}: cron {view.cron!r} in {view.timezone}")
+    click.echo(
+        f"nextRunUtc {_time(view.next_run_utc) or '(not set)'}; jitter {view.jitter_seconds} s; "
+        f"enabled {_yes(view.enabled)}; tenant paused {_yes(view.paused)}"
+    )
+    if view.note:
+        click.echo(view.note)
+    click.echo("")
+    click.echo("next occurrences")
+    if view.upcoming:
+        _table(
+            ["UTC", view.timezone, "due (with jitter)"],
+            [[_time(o.scheduled_for), o.local.isoformat(), _time(o.due)] for o in view.upcoming],
+        )
+    else:
+        click.echo("none (the schedule ends: see endAt)")
+    click.echo("")
+    click.echo("last runs")
+    if view.recent:
+        _table(
+            ["scheduled", "started", "late", "status", "instance id"],
+            [
+                [
+                    _time(r.scheduled_for),
+                    _time(r.started_at),
+                    _seconds(lateness_of(r)),
+                    r.status,
+                    r.instance_id,
+                ]
+                for r in view.recent
+            ],
+        )
+    else:
+        click.echo("no runs yet")
 
 
 # -- queues --------------------------------------------------------------------------------
@@ -482,6 +813,36 @@ def queue_put(text: str) -> None:
     from . import operations
 
     click.echo(operations.queue_put(_app(), text))
+
+
+@queue.command("list")
+@click.option("--json", "as_json", is_flag=True, help="The jobs as JSON.")
+def queue_list(as_json: bool) -> None:
+    """Jobs on flow-jobs: due now, waiting for their time (look-ahead) or deferred (why)."""
+    from . import operations
+
+    items = operations.queue_list(_app())
+    if as_json:
+        _json([i.to_json() for i in items])
+    elif not items:
+        click.echo("no jobs waiting on flow-jobs")
+    else:
+        _table(
+            ["id", "state", "tenant", "flow", "scheduledFor", "visible at", "dequeues", "note"],
+            [
+                [
+                    i.id,
+                    i.state if i.rerun is None else f"{i.state} (rerun {i.rerun})",
+                    i.tenant_id or "",
+                    i.flow_name or "",
+                    _time(i.scheduled_for),
+                    _time(i.visible_at),
+                    i.dequeue_count,
+                    _short(i.note, 60),
+                ]
+                for i in items
+            ],
+        )
 
 
 @cli.group()
@@ -536,6 +897,30 @@ def poison_replay(message_id: str) -> None:
 
     new_id = operations.poison_replay(_app(), message_id)
     click.echo(f"replayed {message_id} to flow-jobs as {new_id}")
+
+
+@poison.command("delete")
+@click.argument("message_id", metavar="ID")
+def poison_delete(message_id: str) -> None:
+    """Drop poison message ID for good."""
+    from . import operations
+
+    operations.poison_delete(_app(), message_id)
+    click.echo(f"deleted poison message {message_id}")
+
+
+# -- console -------------------------------------------------------------------------------
+@cli.command()
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="TCP port."
+)
+def console(port: int) -> None:
+    """The web console on 127.0.0.1 (read-only unless DATASYNC_CONSOLE_ACTIONS=true)."""
+    try:
+        from .console import serve  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as err:
+        _fail(f"the console is not available: {err}")
+    serve(_app(), host="127.0.0.1", port=port)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from datasync.app import App
 from datasync.cli import cli
+from datasync.models import Job
 
 FLOW = """
 from datasync import Page, flow
@@ -88,6 +89,29 @@ def utc(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
+def queued(tenant: str = "acme", flow: str = "contacts-to-erp") -> list[datetime]:
+    """scheduledFor of the jobs on flow-jobs for one tenant+flow, in order."""
+    with store() as app:
+        jobs = [Job.from_message(m.body) for m in app.queues.queue("flow-jobs").peek_all()]
+    return sorted(j.scheduled_for for j in jobs if (j.tenant_id, j.flow_name) == (tenant, flow))
+
+
+def first_run(
+    after: datetime | None = None, tenant: str = "acme", flow: str = "contacts-to-erp"
+) -> datetime:
+    """When the flow runs next: its first queued job (after ``after``: the look-ahead window
+    that apply, trigger and resume enqueue at once) or, with none queued, its stored
+    nextRunUtc."""
+    doc = next(d for d in listed("tenants", "list") if d["tenantId"] == tenant)
+    entry = next(f for f in doc["flows"] if f["name"] == flow)
+    stored = utc(entry["nextRunUtc"])
+    jobs = [t for t in queued(tenant, flow) if after is None or t > after]
+    if jobs:
+        assert stored > jobs[-1]  # nextRunUtc moved past what is enqueued
+        return jobs[0]
+    return stored
+
+
 # -- tenants ----------------------------------------------------------------------------------
 def test_help_does_not_touch_storage(root):
     for args in (["--help"], ["tenants", "--help"], ["secrets", "set", "--help"]):
@@ -102,7 +126,7 @@ def test_apply_fills_next_run_and_list_shows_it(root):
     docs = listed("tenants", "list")
     assert [d["tenantId"] for d in docs] == ["acme"]
     flow = docs[0]["flows"][0]
-    nxt = utc(flow["nextRunUtc"])
+    nxt = first_run()
     assert before < nxt <= before + timedelta(hours=1, seconds=1)
     assert (nxt.minute, nxt.second) == (0, 0)
     assert flow["config"] == {"source_url": "http://127.0.0.1:1"}
@@ -118,7 +142,7 @@ def test_apply_keeps_a_given_next_run_and_reads_stdin(root):
     result = run("tenants", "apply", "-", input=json.dumps(docs))
     assert result.exit_code == 0, result.output
     stored = {d["tenantId"]: d for d in listed("tenants", "list")}
-    assert stored["acme"]["flows"][0]["nextRunUtc"] == "2026-11-23T14:00:00Z"
+    assert first_run() == utc("2026-11-23T14:00:00Z")  # past: queued at once
     assert set(stored) == {"acme", "globex"}
 
 
@@ -181,6 +205,8 @@ def test_trigger_makes_the_flow_due_now_and_says_when_paused(root):
     assert run("resume", "acme").exit_code == 0
     again = run("trigger", "acme", "contacts-to-erp")
     assert again.exit_code == 0 and "paused" not in again.output
+    assert "due now" in again.output
+    assert abs(queued()[0] - datetime.now(UTC)) < timedelta(seconds=5)  # on the queue at once
     assert run("trigger", "acme", "no-such-flow").exit_code == 2
     assert run("trigger", "nobody", "contacts-to-erp").exit_code == 2
 
@@ -193,10 +219,13 @@ def test_pause_and_resume_a_flow(root):
     assert flow["enabled"] is False
 
     before = datetime.now(UTC)
-    assert run("resume", "acme", "contacts-to-erp").exit_code == 0
+    resumed = run("resume", "acme", "contacts-to-erp")
+    assert resumed.exit_code == 0
     flow = listed("tenants", "list")[0]["flows"][0]
     assert flow["enabled"] is True
-    assert before < utc(flow["nextRunUtc"]) <= before + timedelta(hours=1, seconds=1)
+    nxt = first_run(after=before)
+    assert before < nxt <= before + timedelta(hours=1, seconds=1)
+    assert f"next run {nxt.strftime('%Y-%m-%dT%H:%M:%SZ')}" in resumed.output
     assert run("pause", "acme", "no-such-flow").exit_code == 2
 
 
@@ -342,11 +371,12 @@ def test_apply_keeps_a_paused_tenant_and_a_disabled_flow(root):
 
 def test_apply_keeps_a_pending_trigger_even_when_the_cron_changes(root):
     apply_out(root, bare_doc(cron="0 0 0 1 1 *"))
+    assert run("pause", "acme").exit_code == 0  # a paused tenant's trigger stays pending
     assert run("trigger", "acme", "contacts-to-erp").exit_code == 0
     due = listed("tenants", "list")[0]["flows"][0]["nextRunUtc"]
     out = apply_out(root, bare_doc(cron="0 30 0 1 1 *")).stdout
     assert "acme: updated flows[contacts-to-erp].cron" in out
-    assert "kept flows[contacts-to-erp].nextRunUtc" in out
+    assert "kept paused, flows[contacts-to-erp].nextRunUtc (not in the file)" in out
     assert listed("tenants", "list")[0]["flows"][0]["nextRunUtc"] == due
 
 
@@ -359,7 +389,7 @@ def test_apply_keeps_a_stored_next_run_while_cron_and_timezone_stay(root):
     before = datetime.now(UTC)
     out = apply_out(root, bare_doc(cron="0 15 * * * *")).stdout
     assert "flows[contacts-to-erp].cron, flows[contacts-to-erp].nextRunUtc" in out
-    nxt = utc(listed("tenants", "list")[0]["flows"][0]["nextRunUtc"])
+    nxt = first_run(after=before)
     assert before < nxt <= before + timedelta(hours=1, seconds=1) and nxt.minute == 15
 
     apply_out(root, tenant_doc(cron="0 15 * * * *", nextRunUtc="2030-01-01T05:15:00Z"))
