@@ -118,6 +118,12 @@ class Settings:
     (by name) and the other flows load."""
     log_format: str = "text"
     """``DATASYNC_LOG_FORMAT``: ``text`` or ``json`` (one object per line; datasync/logs.py)."""
+    run_detail_pages: int = 500
+    """``DATASYNC_RUN_DETAIL_PAGES`` (2–100000): pages of a run kept in full in its detail
+    (the first and the latest half each); the pages between are summarised."""
+    run_retention_days: int = 30
+    """``DATASYNC_RUN_RETENTION_DAYS`` (1–3650): finished runs older than this are pruned
+    with their page detail (``RunStore.prune``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -167,6 +173,8 @@ class Settings:
                 env, "DATASYNC_FLOW_IMPORT_TIMEOUT", float, 10.0, 0.1, 3600.0
             ),
             log_format=_log_format(env),
+            run_detail_pages=_number(env, "DATASYNC_RUN_DETAIL_PAGES", int, 500, 2, 100_000),
+            run_retention_days=_number(env, "DATASYNC_RUN_RETENTION_DAYS", int, 30, 1, 3650),
         )
 
     def check_cloud(self) -> None:

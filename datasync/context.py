@@ -5,6 +5,11 @@
 - ``ctx.secret(system, key)`` reads the :class:`~datasync.ports.SecretStore` through a
   :class:`SecretCache` (a page loop must not hit Key Vault per record) and registers every
   value with :mod:`datasync.redact`, so it is masked in logs and error texts.
+- :func:`run_scope` marks the code of one step (a context variable): every line logged
+  through :class:`RunLog` (``ctx.log``, ``datasync.http``'s retries, ``datasync.steps``)
+  then starts with ``[tenant/run]`` and carries the record attributes
+  ``datasync_tenant``, ``datasync_run`` and ``datasync_flow`` (the JSON log format emits
+  them as fields).
 """
 
 from __future__ import annotations
@@ -13,8 +18,13 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from .redact import RedactingLoggerAdapter
 
 if TYPE_CHECKING:
     import httpx
@@ -22,7 +32,65 @@ if TYPE_CHECKING:
     from .http import HttpClients
     from .ports import SecretStore
 
-__all__ = ["FlowConfig", "FlowContext", "SecretCache"]
+__all__ = ["FlowConfig", "FlowContext", "RunLog", "RunScope", "SecretCache", "run_scope"]
+
+
+# -- the run a line belongs to ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunScope:
+    """The tenant, flow and run a step works for."""
+
+    tenant_id: str
+    flow_name: str
+    run_id: str
+
+    @property
+    def prefix(self) -> str:
+        return f"[{self.tenant_id}/{self.run_id}] "
+
+    def extra(self) -> dict[str, str]:
+        return {
+            "datasync_tenant": self.tenant_id,
+            "datasync_run": self.run_id,
+            "datasync_flow": self.flow_name,
+        }
+
+
+_scope: ContextVar[RunScope | None] = ContextVar("datasync_run_scope", default=None)
+
+
+@contextmanager
+def run_scope(tenant_id: str, flow_name: str, run_id: str) -> Iterator[RunScope]:
+    """Lines logged through :class:`RunLog` inside belong to this run."""
+    scope = RunScope(tenant_id, flow_name, run_id)
+    token = _scope.set(scope)
+    try:
+        yield scope
+    finally:
+        _scope.reset(token)
+
+
+def current_scope() -> RunScope | None:
+    return _scope.get()
+
+
+class RunLog(logging.LoggerAdapter[logging.Logger]):
+    """A logger whose lines name the current :func:`run_scope` (prefix and attributes);
+    outside one, lines pass unchanged."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        scope = _scope.get()
+        if scope is None:
+            return msg, kwargs
+        kwargs["extra"] = {**scope.extra(), **(kwargs.get("extra") or {})}
+        return f"{scope.prefix}{msg}", kwargs
 
 
 class SecretCache:
@@ -158,13 +226,18 @@ class FlowContext:
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
-        """``datasync.flow.<name>`` with tenant/flow/run in ``extra``; secrets are masked."""
+        """``datasync.flow.<name>``: lines start ``[tenant/run]``, carry tenant, flow and run
+        in ``extra`` (also as ``datasync_tenant``/``datasync_run``/``datasync_flow``);
+        secrets are masked."""
         if self._log is None:
-            from .redact import RedactingLoggerAdapter
-
-            self._log = RedactingLoggerAdapter(
+            self._log = _FlowLog(
                 logging.getLogger(f"datasync.flow.{self.flow_name}"),
-                {"tenant_id": self.tenant_id, "flow_name": self.flow_name, "run_id": self.run_id},
+                {
+                    "tenant_id": self.tenant_id,
+                    "flow_name": self.flow_name,
+                    "run_id": self.run_id,
+                    **RunScope(self.tenant_id, self.flow_name, self.run_id).extra(),
+                },
             )
         return self._log
 
@@ -173,3 +246,15 @@ class FlowContext:
             f"FlowContext(tenant_id={self.tenant_id!r}, flow_name={self.flow_name!r}, "
             f"run_id={self.run_id!r})"
         )
+
+
+class _FlowLog(RedactingLoggerAdapter):
+    """``ctx.log``: the masking adapter, with the ``[tenant/run]`` prefix."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = dict(self.extra or {})
+        extra.update(kwargs.get("extra") or {})
+        kwargs["extra"] = extra
+        return f"[{extra.get('tenant_id')}/{extra.get('run_id')}] {msg}", kwargs

@@ -42,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from .context import RunLog
 from .exceptions import ConfigError
 from .redact import redact
 
@@ -56,7 +57,8 @@ __all__ = [
     "parse_retry_after",
 ]
 
-log = logging.getLogger("datasync.http")
+log = RunLog(logging.getLogger("datasync.http"))
+"""Retry lines name the tenant and run of the step that sent the request (``[t/run]``)."""
 
 #: Transport errors worth another attempt (``PoolTimeout`` included: the pool may free up).
 RETRYABLE_ERRORS: tuple[type[Exception], ...] = (

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from .models import RunRecord, Tenant
+    from .records import AuditEntry, PageRecord, PageSummary, StepWrite
 
 __all__ = [
     "DONE",
@@ -287,6 +288,8 @@ class RunStore(Protocol):
         pages: int,
         records_in: int,
         records_out: int,
+        detail: StepWrite | None = None,
+        keep_pages: int = 500,
     ) -> FencedWrite:
         """Save cursor+state for page ``pages`` of the run, fenced by
         :func:`fence_checkpoint` (the outcome is returned; a stale write changes nothing).
@@ -294,11 +297,15 @@ class RunStore(Protocol):
         The run's counters (cumulative values, not increments) move with it on the run's
         own record, forward only: applied iff ``pages`` is above the record's ``pages``
         (whoever owns the checkpoint). With no run record the checkpoint is still saved
-        (if the fence allows)."""
+        (if the fence allows). ``detail``: the push step's page detail, written with it
+        (as :meth:`write_step`, in the same transaction where the backend has one)."""
         ...
 
-    def finish(self, instance_id: str, status: str, error: str | None = None) -> FencedWrite:
-        """Set the final status, error and ``finishedAt``, fenced by :func:`fence_finish`:
+    def finish(
+        self, instance_id: str, status: str, error: str | None = None, *, reason: str | None = None
+    ) -> FencedWrite:
+        """Set the final status, error, ``reason``, ``finishedAt`` and ``durationSeconds``
+        (from the precise first start), fenced by :func:`fence_finish`:
         a terminal record is never overwritten; an unknown run is a stale no-op."""
         ...
 
@@ -327,6 +334,87 @@ class RunStore(Protocol):
 
     def active(self, tenant: str, flow: str | None = None) -> list[RunRecord]:
         """Runs with status Pending or Running for a tenant (and flow)."""
+        ...
+
+    # -- run detail (written by the activities, read by the CLI and the console) ---------
+    def write_step(self, write: StepWrite, *, keep_pages: int) -> None:
+        """Record one invocation of a step on its page (``attempts`` += 1, its start,
+        duration and error; cursors and counts it knows). Once a page is pushed, the page
+        that leaves the window of the latest ``keep_pages // 2`` (and is not one of the
+        first ``ceil(keep_pages / 2)``) is folded into the run's :class:`PageSummary`.
+        Texts are masked."""
+        ...
+
+    def pages(self, instance_id: str, *, after: int = 0, limit: int = 100) -> list[PageRecord]:
+        """Kept pages with ``page > after``, in page order, at most ``limit``."""
+        ...
+
+    def page_summary(self, instance_id: str) -> PageSummary | None:
+        """The folded pages' summary; None when no page was folded."""
+        ...
+
+    def query(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """Runs with ``since <= scheduledFor < until``, ordered by ``scheduledFor`` then
+        instance id, both descending; ``before``: :func:`~datasync.records.run_token` of
+        the last run of the previous page (a bad token: ``ValidationError``)."""
+        ...
+
+    def count(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many runs :meth:`query` would list with no limit."""
+        ...
+
+    def status_counts(self, since: datetime, bucket_seconds: int) -> list[tuple[str, str, int]]:
+        """(bucket start, status, runs) over runs with ``scheduledFor >= since``, buckets of
+        ``bucket_seconds`` since the epoch, sorted; empty buckets are absent."""
+        ...
+
+    def audit(self, entry: AuditEntry) -> None:
+        """Append an operator action (stamped now when ``entry.at`` is None; masked)."""
+        ...
+
+    def audit_log(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        instance_id: str | None = None,
+        limit: int = 50,
+    ) -> list[AuditEntry]:
+        """Audit entries matching every filter given, newest first."""
+        ...
+
+    def annotate(
+        self,
+        instance_id: str,
+        *,
+        reason: str | None = None,
+        trace_id: str | None = None,
+        rerun_of: str | None = None,
+    ) -> None:
+        """Set the given (not None) optional fields on a run record; unknown run: no-op."""
+        ...
+
+    def prune(self, older_than: datetime) -> int:
+        """Delete terminal runs finished (else created) before ``older_than``, with their
+        page detail; returns how many runs. Active runs are kept."""
         ...
 
 

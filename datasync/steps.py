@@ -18,6 +18,14 @@ another took the activity over). Its writes cannot undo the newer work:
   pull or transform never replaces what the current holder staged; what a stale writer
   leaves behind is read by nobody and deleted with its page (``push``) or its run
   (``finish``).
+
+Run detail: each invocation of ``pull``, ``transform`` and ``push`` records itself on its
+page in the run store (:meth:`~datasync.ports.RunStore.write_step`: start, duration, the
+attempt, the error, cursors and counts it knows; texts masked). ``push`` records itself in
+the same write as its checkpoint, so a page costs two extra store writes (pull, transform)
+on the happy path. A failing detail write is logged and never fails the step. ``finish``
+logs one line per run end (INFO; ``Failed`` at ERROR with the reason). Every line logged
+inside a step names the tenant and run (:func:`~datasync.context.run_scope`).
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from .context import FlowConfig, FlowContext
+from .context import FlowConfig, FlowContext, RunLog, run_scope
 from .contracts import (
     BeginInput,
     Carry,
@@ -43,7 +53,10 @@ from .contracts import (
 )
 from .exceptions import NotFound, PermanentError
 from .models import RunRecord, Tenant
+from .names import format_utc, utcnow
 from .ports import Checkpoint, FencedWrite
+from .records import MAX_ERROR, StepWrite, short_reason
+from .redact import redact_exception
 from .registry import Page, call_step
 
 if TYPE_CHECKING:
@@ -51,7 +64,51 @@ if TYPE_CHECKING:
 
 __all__ = ["RunSteps", "TenantCache"]
 
-log = logging.getLogger("datasync.steps")
+log = RunLog(logging.getLogger("datasync.steps"))
+
+
+def page_number(page_key: str) -> int:
+    """The page of a page key (``<instance id>/p<page>``)."""
+    return int(page_key.rsplit("/p", 1)[1])
+
+
+class _Invocation:
+    """One invocation of a step on a page: when it started, and its report."""
+
+    __slots__ = ("known", "page", "started", "started_at", "step")
+
+    def __init__(self, step: str, page: int) -> None:
+        self.step, self.page = step, page
+        self.started_at = format_utc(utcnow())
+        self.started = time.perf_counter()
+        self.known: dict[str, Any] = {}
+
+    def report(self, tenant_id: str, run_id: str, error: str | None = None) -> StepWrite:
+        return StepWrite(
+            instance_id=run_id,
+            tenant_id=tenant_id,
+            page=self.page,
+            step=self.step,
+            started_at=self.started_at,
+            duration_seconds=time.perf_counter() - self.started,
+            error=error,
+            **self.known,
+        )
+
+
+def _seconds(value: float | None, digits: int) -> str:
+    return "?" if value is None else f"{value:.{digits}f}"
+
+
+def run_end_line(run: RunRecord) -> str:
+    """``run <id> Completed: N pages, R records in, W out, D s, lateness L s`` (``Failed``:
+    the reason after the status)."""
+    reason = f" {run.reason};" if run.status == "Failed" and run.reason else ""
+    return (
+        f"run {run.instance_id} {run.status}:{reason} {run.pages} pages, "
+        f"{run.records_in} records in, {run.records_out} out, "
+        f"{_seconds(run.duration_seconds, 2)} s, lateness {_seconds(run.lateness_seconds, 3)} s"
+    )
 
 
 def _staged_key(page_key: str, what: str) -> str:
@@ -104,6 +161,31 @@ class RunSteps:
     def __init__(self, app: App) -> None:
         self.app = app
         self.tenants = TenantCache()
+        self.keep_pages = app.settings.run_detail_pages
+
+    @contextmanager
+    def _invocation(
+        self, tenant_id: str, flow_name: str, run_id: str, step: str, page: int
+    ) -> Iterator[_Invocation]:
+        """The step's scope for its log lines; a failure is recorded on its page."""
+        with run_scope(tenant_id, flow_name, run_id):
+            inv = _Invocation(step, page)
+            try:
+                yield inv
+            except BaseException as exc:
+                error = redact_exception(exc, limit=MAX_ERROR)
+                self._write(
+                    lambda: self.app.runs.write_step(
+                        inv.report(tenant_id, run_id, error), keep_pages=self.keep_pages
+                    )
+                )
+                raise
+
+    def _write(self, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except Exception as exc:  # noqa: BLE001 - run detail never fails a step
+            log.warning("could not record the step's run detail: %s", redact_exception(exc))
 
     def _context(
         self, tenant_id: str, flow_name: str, run_id: str, page_key: str, state: dict[str, Any]
@@ -124,6 +206,10 @@ class RunSteps:
 
     def begin(self, step: BeginInput) -> Carry:
         """Mark the run Running and hand back where to start: checkpoint and counters."""
+        with run_scope(step.tenant_id, step.flow_name, step.run_id):
+            return self._begin(step)
+
+    def _begin(self, step: BeginInput) -> Carry:
         runs = self.app.runs
         run = runs.begin(
             RunRecord(
@@ -144,6 +230,19 @@ class RunSteps:
         )
 
     def pull(self, step: PullInput) -> PullOutput:
+        page = page_number(step.page_key)
+        with self._invocation(step.tenant_id, step.flow_name, step.run_id, "pull", page) as inv:
+            inv.known.update(cursor_before=step.cursor, knows_cursor_before=True)
+            out = self._pull(step)
+            inv.known.update(cursor_after=out.cursor, records_in=out.count)
+            self._write(
+                lambda: self.app.runs.write_step(
+                    inv.report(step.tenant_id, step.run_id), keep_pages=self.keep_pages
+                )
+            )
+            return out
+
+    def _pull(self, step: PullInput) -> PullOutput:
         spec = self.app.registry.get(step.flow_name)
         ctx = self._context(step.tenant_id, step.flow_name, step.run_id, step.page_key, step.state)
         page = call_step(spec.create().pull, ctx, step.cursor)
@@ -166,6 +265,20 @@ class RunSteps:
         )
 
     def transform(self, step: TransformInput) -> TransformOutput:
+        page = page_number(step.page_key)
+        with self._invocation(
+            step.tenant_id, step.flow_name, step.run_id, "transform", page
+        ) as inv:
+            out = self._transform(step)
+            inv.known.update(records_out=out.count)
+            self._write(
+                lambda: self.app.runs.write_step(
+                    inv.report(step.tenant_id, step.run_id), keep_pages=self.keep_pages
+                )
+            )
+            return out
+
+    def _transform(self, step: TransformInput) -> TransformOutput:
         spec = self.app.registry.get(step.flow_name)
         flow = spec.create()
         ctx = self._context(step.tenant_id, step.flow_name, step.run_id, step.page_key, step.state)
@@ -182,6 +295,13 @@ class RunSteps:
 
         A staged page that is gone because another holder of this step pushed and
         checkpointed it already is done, not an error."""
+        with self._invocation(
+            step.tenant_id, step.flow_name, step.run_id, "push", step.pages
+        ) as inv:
+            inv.known.update(cursor_after=step.cursor, records_out=step.count)
+            return self._push(step, inv)
+
+    def _push(self, step: PushInput, inv: _Invocation) -> PushOutput:
         spec = self.app.registry.get(step.flow_name)
         ctx = self._context(step.tenant_id, step.flow_name, step.run_id, step.page_key, step.state)
         if step.count and step.key is not None:
@@ -195,6 +315,11 @@ class RunSteps:
                     step.pages,
                     step.run_id,
                 )
+                self._write(
+                    lambda: self.app.runs.write_step(
+                        inv.report(step.tenant_id, step.run_id), keep_pages=self.keep_pages
+                    )
+                )
                 return PushOutput(state=ctx.state)
             if records:
                 call_step(spec.create().push, ctx, records)
@@ -206,6 +331,8 @@ class RunSteps:
             pages=step.pages,
             records_in=step.records_in,
             records_out=step.records_out,
+            detail=inv.report(step.tenant_id, step.run_id),
+            keep_pages=self.keep_pages,
         )
         if result.stale:
             # the page's staged records are left alone: a resume of this run may be
@@ -223,10 +350,27 @@ class RunSteps:
 
     def finish(self, step: FinishInput) -> FinishOutput:
         """Record the final status (never over a terminal one) and drop the run's staged
-        pages, including any a stale step wrote after its page was pushed."""
-        result = self.app.runs.finish(step.run_id, step.status, step.error)
-        if result.stale:
-            _rejected(step.run_id, f"finish ({step.status})", result)
+        pages, including any a stale step wrote after its page was pushed; log how the
+        run ended, once."""
+        with run_scope(step.tenant_id, step.flow_name, step.run_id):
+            runs = self.app.runs
+            result = runs.finish(
+                step.run_id, step.status, step.error, reason=short_reason(step.error)
+            )
+            if result.stale:
+                _rejected(step.run_id, f"finish ({step.status})", result)
+                return FinishOutput(status=step.status)
+            self.app.pages.delete_prefix(step.run_id + "/")
+            if result.outcome == "applied":
+                self._log_end(step.run_id)
             return FinishOutput(status=step.status)
-        self.app.pages.delete_prefix(step.run_id + "/")
-        return FinishOutput(status=step.status)
+
+    def _log_end(self, run_id: str) -> None:
+        try:
+            run = self.app.runs.get(run_id)
+        except NotFound:
+            return
+        level = {"Completed": logging.INFO, "Failed": logging.ERROR}.get(
+            run.status, logging.WARNING
+        )
+        log.log(level, "%s", run_end_line(run))

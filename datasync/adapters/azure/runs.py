@@ -32,6 +32,13 @@ good between the two writes, the next ``begin`` of that run takes them from its
 checkpoint. The cursor — what decides that nothing is lost or pushed twice — is committed
 by the first write alone.
 
+Run detail lives in the ``runs`` container too, in the run's partition: one item per page
+(``type: "Page"``, ``id`` = ``<instance id>.p<page>``), one summary of the folded pages
+(``type: "PageSummary"``, ``<instance id>.summary``) and the audit log (``type: "Audit"``,
+partition = its tenant, ``_`` for none). A page write is an etag-guarded read-modify-write;
+folding is guarded by the summary's ``lastPage`` (pages fold in order), so a retried fold
+counts nothing twice. Queries of run history filter ``type = 'Run'``.
+
 Operations that only know an instance id (``get``, ``finish``, ``mark_resumed``) find its
 partition from a per-process cache filled by every read and write, else by one
 cross-partition query on ``id``.
@@ -42,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
@@ -50,7 +58,7 @@ from typing import Any
 from ...config import Settings
 from ...exceptions import ConfigError, NotFound, PermanentError, TransientError
 from ...models import RunRecord
-from ...names import format_utc, utcnow
+from ...names import compact_utc, format_utc, utcnow
 from ...ports import (
     DONE,
     Checkpoint,
@@ -59,6 +67,20 @@ from ...ports import (
     claims_checkpoint,
     fence_checkpoint,
     fence_finish,
+)
+from ...records import (
+    AuditEntry,
+    PageRecord,
+    PageSummary,
+    StepWrite,
+    apply_step,
+    bucket,
+    fold,
+    fold_candidate,
+    parse_token,
+    run_duration,
+    seconds_since,
+    short_reason,
 )
 from .cosmos import SYSTEM_KEYS
 from .cosmos_db import CosmosDatabase
@@ -70,6 +92,7 @@ log = logging.getLogger("datasync.cosmos")
 RUNS_CONTAINER = "runs"
 CHECKPOINTS_CONTAINER = "checkpoints"
 ACTIVE = ("Pending", "Running")
+_TERMINAL = ("Completed", "Failed", "Terminated", "Skipped", "Superseded")
 _ATTEMPTS = 10
 _CACHE_SIZE = 10_000
 Doc = dict[str, Any]
@@ -270,8 +293,11 @@ class CosmosRunStore:
         pages: int,
         records_in: int,
         records_out: int,
+        detail: StepWrite | None = None,
+        keep_pages: int = 500,
     ) -> FencedWrite:
-        """Checkpoint item first (fenced), then the run's counters (see the module note)."""
+        """Checkpoint item first (fenced), then the run's counters (see the module note),
+        then the push's page detail."""
         from azure.cosmos.exceptions import (
             CosmosAccessConditionFailedError,
             CosmosResourceNotFoundError,
@@ -317,6 +343,8 @@ class CosmosRunStore:
                 ],
                 filter_predicate=f"FROM c WHERE NOT IS_DEFINED(c.pages) OR c.pages < {pages:d}",
             )
+        if detail is not None:
+            self.write_step(detail, keep_pages=keep_pages)
         return result
 
     def _claim(self, run: RunRecord, resume: bool) -> None:
@@ -384,7 +412,8 @@ class CosmosRunStore:
         return self._update(doc["tenantId"], instance_id, change, doc)[0]
 
     def begin(self, run: RunRecord) -> RunRecord:
-        now = self._now()
+        precise = (self._clock or utcnow)()
+        now = format_utc(precise)
         saved = self._checkpoint_item(run.tenant_id, run.flow_name)
         ours = saved if saved and saved.get("runId") == run.instance_id else None
         resumed = False
@@ -401,6 +430,7 @@ class CosmosRunStore:
                         scheduled_for=run.scheduled_for,
                         status="Running",
                         started_at=now,
+                        lateness_seconds=seconds_since(run.scheduled_for, precise),
                     ),
                     now,
                 )
@@ -409,7 +439,12 @@ class CosmosRunStore:
                     f"run {run.instance_id} is {cur.get('status')}; it does not run again"
                 )
             if cur.get("startedAt") is None:  # Pending → Running
-                return {**cur, "status": "Running", "startedAt": now}
+                return {
+                    **cur,
+                    "status": "Running",
+                    "startedAt": now,
+                    "latenessSeconds": seconds_since(cur["scheduledFor"], precise),
+                }
             # started before (its begin re-ran, or a failed run started again): a resume,
             # counters as its last checkpoint saved them when the run item lags behind
             resumed = True
@@ -433,11 +468,14 @@ class CosmosRunStore:
         self._claim(stored, resumed)
         return stored
 
-    def finish(self, instance_id: str, status: str, error: str | None = None) -> FencedWrite:
+    def finish(
+        self, instance_id: str, status: str, error: str | None = None, *, reason: str | None = None
+    ) -> FencedWrite:
         doc = self._locate(instance_id)
         if doc is None:
             return fence_finish(None, status)
-        now = self._now()
+        precise = (self._clock or utcnow)()
+        now = format_utc(precise)
         result = fence_finish(None, status)
 
         def change(cur: Doc | None) -> Doc | None:
@@ -445,7 +483,14 @@ class CosmosRunStore:
             result = fence_finish(cur.get("status") if cur else None, status)
             if cur is None or result.outcome != "applied":
                 return None
-            return {**cur, "status": status, "error": error, "finishedAt": now}
+            return {
+                **cur,
+                "status": status,
+                "error": error,
+                "finishedAt": now,
+                "reason": short_reason(reason or error),
+                "durationSeconds": run_duration(_record(cur), precise),
+            }
 
         self._update(doc["tenantId"], instance_id, change, doc)
         return result
@@ -537,3 +582,307 @@ class CosmosRunStore:
             _record(self._remember(d))
             for d in self.runs.query_items(query, parameters=params, partition_key=tenant)
         ]
+
+    # -- run detail ----------------------------------------------------------------------
+    def _item_or_none(self, tenant: str, item_id: str) -> Doc | None:
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+        try:
+            doc: Doc = self.runs.read_item(item_id, partition_key=tenant)
+            return doc
+        except CosmosResourceNotFoundError:
+            return None
+
+    def _rmw(self, tenant: str, item_id: str, change: Callable[[Doc | None], Doc | None]) -> None:
+        """Etag-guarded read-modify-write of one detail item (``change`` None: leave it)."""
+        from azure.core import MatchConditions
+        from azure.cosmos.exceptions import (
+            CosmosAccessConditionFailedError,
+            CosmosResourceExistsError,
+            CosmosResourceNotFoundError,
+        )
+
+        for _ in range(_ATTEMPTS):
+            current = self._item_or_none(tenant, item_id)
+            new = change(_strip(current) if current is not None else None)
+            if new is None:
+                return
+            try:
+                if current is None:
+                    self.runs.create_item(new)
+                else:
+                    self.runs.replace_item(
+                        item_id,
+                        new,
+                        etag=current["_etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                return
+            except (
+                CosmosAccessConditionFailedError,
+                CosmosResourceExistsError,
+                CosmosResourceNotFoundError,
+            ):
+                log.debug("%s changed while updating it; re-reading", item_id)
+        raise TransientError(f"{item_id} kept changing; gave up after {_ATTEMPTS} tries")
+
+    def write_step(self, write: StepWrite, *, keep_pages: int) -> None:
+        tenant, instance = write.tenant_id, write.instance_id
+
+        def page(cur: Doc | None) -> Doc:
+            doc = apply_step(cur, write)
+            return {**doc, "id": f"{instance}.p{write.page}", "type": "Page"}
+
+        self._rmw(tenant, f"{instance}.p{write.page}", page)
+        q = fold_candidate(write.page, keep_pages) if write.step == "push" else None
+        if q is None:
+            return
+        old = self._item_or_none(tenant, f"{instance}.p{q}")
+        if old is None:
+            return
+
+        def summary(cur: Doc | None) -> Doc | None:
+            if cur is not None and int(cur.get("lastPage") or 0) >= q:
+                return None  # folded already (a retried push)
+            doc = fold(cur, _strip(old))
+            return {**doc, "id": f"{instance}.summary", "type": "PageSummary", "tenantId": tenant}
+
+        self._rmw(tenant, f"{instance}.summary", summary)
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+        with contextlib.suppress(CosmosResourceNotFoundError):
+            self.runs.delete_item(f"{instance}.p{q}", partition_key=tenant)
+
+    def _tenant_of(self, instance_id: str) -> str | None:
+        with self._lock:
+            tenant = self._partitions.get(instance_id)
+        if tenant is not None:
+            return tenant
+        doc = self._locate(instance_id)
+        return doc["tenantId"] if doc else None
+
+    def pages(self, instance_id: str, *, after: int = 0, limit: int = 100) -> list[PageRecord]:
+        tenant = self._tenant_of(instance_id)
+        if tenant is None or limit <= 0:
+            return []
+        docs = self.runs.query_items(
+            "SELECT * FROM c WHERE c.type = 'Page' AND c.instanceId = @i AND c.page > @a "
+            "ORDER BY c.page",
+            parameters=[{"name": "@i", "value": instance_id}, {"name": "@a", "value": after}],
+            partition_key=tenant,
+            max_item_count=min(limit, 1000),
+        )
+        out: list[PageRecord] = []
+        for doc in docs:
+            out.append(PageRecord.from_doc(doc))
+            if len(out) >= limit:
+                break
+        return out
+
+    def page_summary(self, instance_id: str) -> PageSummary | None:
+        tenant = self._tenant_of(instance_id)
+        doc = self._item_or_none(tenant, f"{instance_id}.summary") if tenant else None
+        return PageSummary.from_doc(doc) if doc is not None else None
+
+    @staticmethod
+    def _filters(
+        tenant: str | None,
+        flow: str | None,
+        status: str | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        where, params = ["c.type = 'Run'"], []
+        for name, value in (("tenantId", tenant), ("flowName", flow), ("status", status)):
+            if value is not None:
+                where.append(f"c.{name} = @{name}")
+                params.append({"name": f"@{name}", "value": value})
+        if since is not None:
+            where.append("c.scheduledFor >= @since")
+            params.append({"name": "@since", "value": format_utc(since)})
+        if until is not None:
+            where.append("c.scheduledFor < @until")
+            params.append({"name": "@until", "value": format_utc(until)})
+        return where, params
+
+    @staticmethod
+    def _scope(tenant: str | None) -> dict[str, Any]:
+        return (
+            {"partition_key": tenant}
+            if tenant is not None
+            else {"enable_cross_partition_query": True}
+        )
+
+    def query(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """``ORDER BY scheduledFor DESC`` on the server (no composite index needed), read
+        by pages until ``limit`` plus the ties of the last one; ties ordered here."""
+        position = parse_token(before) if before is not None else None
+        if limit <= 0:
+            return []
+        where, params = self._filters(tenant, flow, status, since, until)
+        if position is not None:
+            where.append("(c.scheduledFor < @bs OR (c.scheduledFor = @bs AND c.id < @bi))")
+            params += [
+                {"name": "@bs", "value": position[0]},
+                {"name": "@bi", "value": position[1]},
+            ]
+        pages = self.runs.query_items(
+            f"SELECT * FROM c WHERE {' AND '.join(where)} ORDER BY c.scheduledFor DESC",
+            parameters=params,
+            max_item_count=min(max(limit, 10), 1000),
+            **self._scope(tenant),
+        ).by_page()
+        docs: list[Doc] = []
+        for page in pages:
+            for doc in page:
+                if len(docs) >= limit and doc.get("scheduledFor") != docs[-1].get("scheduledFor"):
+                    break
+                docs.append(doc)
+            else:
+                continue
+            break
+        docs.sort(key=lambda d: (d.get("scheduledFor") or "", d["id"]), reverse=True)
+        return [_record(self._remember(d)) for d in docs[:limit]]
+
+    def count(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        where, params = self._filters(tenant, flow, status, since, until)
+        found = self.runs.query_items(
+            f"SELECT VALUE COUNT(1) FROM c WHERE {' AND '.join(where)}",
+            parameters=params,
+            **self._scope(tenant),
+        )
+        return sum(int(n) for n in found)
+
+    def status_counts(self, since: datetime, bucket_seconds: int) -> list[tuple[str, str, int]]:
+        where, params = self._filters(None, None, None, since, None)
+        counts: dict[tuple[str, str], int] = {}
+        for doc in self.runs.query_items(
+            f"SELECT c.scheduledFor, c.status FROM c WHERE {' AND '.join(where)}",
+            parameters=params,
+            enable_cross_partition_query=True,
+            max_item_count=1000,
+        ):
+            key = (bucket(doc["scheduledFor"], bucket_seconds), doc["status"])
+            counts[key] = counts.get(key, 0) + 1
+        return [(b, st, n) for (b, st), n in sorted(counts.items())]
+
+    def audit(self, entry: AuditEntry) -> None:
+        now = (self._clock or utcnow)()
+        e = entry.stored(format_utc(now), f"audit.{compact_utc(now)}.{uuid.uuid4().hex[:12]}")
+        self.runs.create_item(
+            {
+                **e.to_json(),
+                "type": "Audit",
+                "tenantId": e.tenant_id or "_",
+                "auditTenant": e.tenant_id,
+            }
+        )
+
+    def audit_log(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        instance_id: str | None = None,
+        limit: int = 50,
+    ) -> list[AuditEntry]:
+        if limit <= 0:
+            return []
+        where, params = ["c.type = 'Audit'"], []
+        for name, value in (("flowName", flow), ("instanceId", instance_id)):
+            if value is not None:
+                where.append(f"c.{name} = @{name}")
+                params.append({"name": f"@{name}", "value": value})
+        docs = list(
+            self.runs.query_items(
+                f"SELECT * FROM c WHERE {' AND '.join(where)}",
+                parameters=params,
+                **self._scope(tenant),
+            )
+        )
+        docs.sort(key=lambda d: (d.get("at") or "", d["id"]), reverse=True)
+        return [
+            AuditEntry.from_json({**_strip(d), "tenantId": d.get("auditTenant")})
+            for d in docs[:limit]
+        ]
+
+    def annotate(
+        self,
+        instance_id: str,
+        *,
+        reason: str | None = None,
+        trace_id: str | None = None,
+        rerun_of: str | None = None,
+    ) -> None:
+        fields = {
+            k: v
+            for k, v in (
+                ("reason", short_reason(reason)),
+                ("traceId", trace_id),
+                ("rerunOf", rerun_of),
+            )
+            if v is not None
+        }
+        doc = self._locate(instance_id)
+        if doc is None or not fields:
+            return
+        self._update(
+            doc["tenantId"],
+            instance_id,
+            lambda cur: None if cur is None else {**cur, **fields},
+            doc,
+        )
+
+    def prune(self, older_than: datetime) -> int:
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+        cutoff = format_utc(older_than)
+        old = list(
+            self.runs.query_items(
+                "SELECT c.id, c.tenantId, c.status, c.finishedAt, c.createdAt FROM c "
+                "WHERE c.type = 'Run'",
+                enable_cross_partition_query=True,
+            )
+        )
+        gone = 0
+        for doc in old:
+            if (
+                doc.get("status") not in _TERMINAL
+                or (doc.get("finishedAt") or doc.get("createdAt") or "") >= cutoff
+            ):
+                continue
+            tenant, instance = doc["tenantId"], doc["id"]
+            details = [
+                d["id"]
+                for d in self.runs.query_items(
+                    "SELECT c.id FROM c WHERE c.instanceId = @i AND "
+                    "(c.type = 'Page' OR c.type = 'PageSummary')",
+                    parameters=[{"name": "@i", "value": instance}],
+                    partition_key=tenant,
+                )
+            ]
+            for item_id in [*details, instance]:
+                with contextlib.suppress(CosmosResourceNotFoundError):
+                    self.runs.delete_item(item_id, partition_key=tenant)
+            with self._lock:
+                self._partitions.pop(instance, None)
+            gone += 1
+        return gone

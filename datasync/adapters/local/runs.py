@@ -32,6 +32,20 @@ from ...ports import (
     fence_checkpoint,
     fence_finish,
 )
+from ...records import (
+    AuditEntry,
+    PageRecord,
+    PageSummary,
+    StepWrite,
+    apply_step,
+    bucket,
+    fold,
+    fold_candidate,
+    parse_token,
+    run_duration,
+    seconds_since,
+    short_reason,
+)
 from .db import Database
 
 __all__ = ["RUN_SCHEMA", "SqlitePageStore", "SqliteRunStore"]
@@ -42,9 +56,24 @@ CREATE TABLE IF NOT EXISTS runs (
     scheduled_for TEXT NOT NULL, status TEXT NOT NULL, started_at TEXT, finished_at TEXT,
     pages INTEGER NOT NULL DEFAULT 0, records_in INTEGER NOT NULL DEFAULT 0,
     records_out INTEGER NOT NULL DEFAULT 0, resumes INTEGER NOT NULL DEFAULT 0, error TEXT,
-    created_at TEXT NOT NULL, claimed_at TEXT);
+    created_at TEXT NOT NULL, claimed_at TEXT, lateness_seconds REAL, reason TEXT,
+    rerun_of TEXT, trace_id TEXT, duration_seconds REAL);
 CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (tenant_id, flow_name, status);
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
+CREATE INDEX IF NOT EXISTS runs_by_scheduled ON runs (scheduled_for, instance_id);
+CREATE INDEX IF NOT EXISTS runs_by_tenant_scheduled
+    ON runs (tenant_id, flow_name, scheduled_for, instance_id);
+CREATE INDEX IF NOT EXISTS runs_by_status_scheduled ON runs (status, scheduled_for, instance_id);
+CREATE TABLE IF NOT EXISTS run_pages (
+    instance_id TEXT NOT NULL, page INTEGER NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (instance_id, page)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_summaries (instance_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL,
+    action TEXT NOT NULL, target TEXT NOT NULL, tenant_id TEXT, flow_name TEXT,
+    instance_id TEXT, detail TEXT);
+CREATE INDEX IF NOT EXISTS audit_by_tenant ON audit (tenant_id, flow_name, id);
+CREATE INDEX IF NOT EXISTS audit_by_instance ON audit (instance_id, id);
 CREATE TABLE IF NOT EXISTS checkpoints (
     tenant_id TEXT NOT NULL, flow_name TEXT NOT NULL, cursor TEXT, state TEXT NOT NULL,
     updated_at TEXT NOT NULL, run_id TEXT, page INTEGER, PRIMARY KEY (tenant_id, flow_name));
@@ -64,6 +93,11 @@ _COLUMNS = (
     "records_out",
     "resumes",
     "error",
+    "lateness_seconds",
+    "reason",
+    "rerun_of",
+    "trace_id",
+    "duration_seconds",
 )
 ACTIVE = ("Pending", "Running")
 
@@ -72,13 +106,20 @@ _ADDED = (
     ("runs", "claimed_at", "TEXT"),
     ("checkpoints", "run_id", "TEXT"),
     ("checkpoints", "page", "INTEGER"),
+    ("runs", "lateness_seconds", "REAL"),
+    ("runs", "reason", "TEXT"),
+    ("runs", "rerun_of", "TEXT"),
+    ("runs", "trace_id", "TEXT"),
+    ("runs", "duration_seconds", "REAL"),
 )
 
 
 def _migrate(db: Database) -> None:
     """Add the columns a database made before them lacks (idempotent): ``runs.claimed_at``,
     ``checkpoints.run_id`` and ``checkpoints.page`` (an old checkpoint has no owner: the
-    next ``begin`` or checkpoint claims it)."""
+    next ``begin`` or checkpoint claims it), and the run detail columns of ``runs``
+    (``lateness_seconds``, ``reason``, ``rerun_of``, ``trace_id``, ``duration_seconds``),
+    then the indexes over them."""
     for table, column, kind in _ADDED:
         columns = {row[1] for row in db.read().execute(f"PRAGMA table_info({table})")}
         if column in columns:
@@ -106,6 +147,9 @@ class SqliteRunStore:
 
     def _now(self) -> str:
         return format_utc((self._clock or utcnow)())
+
+    def _clock_now(self) -> datetime:
+        return (self._clock or utcnow)()
 
     def _insert(
         self,
@@ -183,12 +227,18 @@ class SqliteRunStore:
                         records_out=0,
                         resumes=0,
                         error=None,
+                        lateness_seconds=seconds_since(run.scheduled_for, self._clock_now()),
                     ),
                 )
             elif not resume:  # Pending → Running
                 con.execute(
-                    "UPDATE runs SET status = 'Running', started_at = ? WHERE instance_id = ?",
-                    (now, run.instance_id),
+                    "UPDATE runs SET status = 'Running', started_at = ?, lateness_seconds = ? "
+                    "WHERE instance_id = ?",
+                    (
+                        now,
+                        seconds_since(row["scheduled_for"], self._clock_now()),
+                        run.instance_id,
+                    ),
                 )
             else:  # started before (its begin re-ran, or a failed run started again)
                 con.execute(
@@ -246,9 +296,13 @@ class SqliteRunStore:
         pages: int,
         records_in: int,
         records_out: int,
+        detail: StepWrite | None = None,
+        keep_pages: int = 500,
     ) -> FencedWrite:
         now = self._now()
         with self.db.write() as con:
+            if detail is not None:
+                self._write_step(con, detail, keep_pages)
             saved = con.execute(
                 "SELECT run_id, page FROM checkpoints WHERE tenant_id = ? AND flow_name = ?",
                 (tenant, flow),
@@ -283,17 +337,25 @@ class SqliteRunStore:
             )
             return result
 
-    def finish(self, instance_id: str, status: str, error: str | None = None) -> FencedWrite:
-        now = self._now()
+    def finish(
+        self, instance_id: str, status: str, error: str | None = None, *, reason: str | None = None
+    ) -> FencedWrite:
+        clock_now = self._clock_now()
         with self.db.write() as con:
-            row = con.execute(
-                "SELECT status FROM runs WHERE instance_id = ?", (instance_id,)
-            ).fetchone()
+            row = con.execute("SELECT * FROM runs WHERE instance_id = ?", (instance_id,)).fetchone()
             result = fence_finish(row["status"] if row else None, status)
-            if result.outcome == "applied":
+            if row is not None and result.outcome == "applied":
                 con.execute(
-                    "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE instance_id = ?",
-                    (status, error, now, instance_id),
+                    "UPDATE runs SET status = ?, error = ?, finished_at = ?, reason = ?, "
+                    "duration_seconds = ? WHERE instance_id = ?",
+                    (
+                        status,
+                        error,
+                        format_utc(clock_now),
+                        short_reason(reason or error),
+                        run_duration(_run(row), clock_now),
+                        instance_id,
+                    ),
                 )
             return result
 
@@ -342,6 +404,232 @@ class SqliteRunStore:
             sql += " AND flow_name = ?"
             args.append(flow)
         return [_run(r) for r in self.db.read().execute(sql, args).fetchall()]
+
+    # -- run detail ----------------------------------------------------------------------
+    def write_step(self, write: StepWrite, *, keep_pages: int) -> None:
+        with self.db.write() as con:
+            self._write_step(con, write, keep_pages)
+
+    @staticmethod
+    def _write_step(con: sqlite3.Connection, w: StepWrite, keep_pages: int) -> None:
+        row = con.execute(
+            "SELECT doc FROM run_pages WHERE instance_id = ? AND page = ?", (w.instance_id, w.page)
+        ).fetchone()
+        doc = apply_step(json.loads(row[0]) if row else None, w)
+        con.execute(
+            "INSERT OR REPLACE INTO run_pages (instance_id, page, doc) VALUES (?, ?, ?)",
+            (w.instance_id, w.page, json.dumps(doc, separators=(",", ":"))),
+        )
+        q = fold_candidate(w.page, keep_pages) if w.step == "push" else None
+        if q is None:
+            return
+        old = con.execute(
+            "DELETE FROM run_pages WHERE instance_id = ? AND page = ? RETURNING doc",
+            (w.instance_id, q),
+        ).fetchone()
+        if old is None:
+            return
+        saved = con.execute(
+            "SELECT doc FROM run_summaries WHERE instance_id = ?", (w.instance_id,)
+        ).fetchone()
+        summary = fold(json.loads(saved[0]) if saved else None, json.loads(old[0]))
+        con.execute(
+            "INSERT OR REPLACE INTO run_summaries (instance_id, doc) VALUES (?, ?)",
+            (w.instance_id, json.dumps(summary, separators=(",", ":"))),
+        )
+
+    def pages(self, instance_id: str, *, after: int = 0, limit: int = 100) -> list[PageRecord]:
+        rows = (
+            self.db.read()
+            .execute(
+                "SELECT doc FROM run_pages WHERE instance_id = ? AND page > ? "
+                "ORDER BY page LIMIT ?",
+                (instance_id, after, max(limit, 0)),
+            )
+            .fetchall()
+        )
+        return [PageRecord.from_doc(json.loads(r[0])) for r in rows]
+
+    def page_summary(self, instance_id: str) -> PageSummary | None:
+        row = (
+            self.db.read()
+            .execute("SELECT doc FROM run_summaries WHERE instance_id = ?", (instance_id,))
+            .fetchone()
+        )
+        return PageSummary.from_doc(json.loads(row[0])) if row else None
+
+    @staticmethod
+    def _filters(
+        tenant: str | None,
+        flow: str | None,
+        status: str | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("tenant_id", tenant), ("flow_name", flow), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("scheduled_for >= ?")
+            args.append(format_utc(since))
+        if until is not None:
+            where.append("scheduled_for < ?")
+            args.append(format_utc(until))
+        return where, args
+
+    def query(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        where, args = self._filters(tenant, flow, status, since, until)
+        if before is not None:
+            when, instance = parse_token(before)
+            where.append("(scheduled_for, instance_id) < (?, ?)")
+            args += [when, instance]
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY scheduled_for DESC, instance_id DESC LIMIT ?"
+        return [_run(r) for r in self.db.read().execute(sql, (*args, max(limit, 0))).fetchall()]
+
+    def count(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        where, args = self._filters(tenant, flow, status, since, until)
+        sql = "SELECT COUNT(*) FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        return int(self.db.read().execute(sql, args).fetchone()[0])
+
+    def status_counts(self, since: datetime, bucket_seconds: int) -> list[tuple[str, str, int]]:
+        rows = (
+            self.db.read()
+            .execute(
+                "SELECT scheduled_for, status, COUNT(*) FROM runs WHERE scheduled_for >= ? "
+                "GROUP BY scheduled_for, status",
+                (format_utc(since),),
+            )
+            .fetchall()
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for when, status, n in rows:
+            key = (bucket(when, bucket_seconds), status)
+            counts[key] = counts.get(key, 0) + n
+        return [(b, s, n) for (b, s), n in sorted(counts.items())]
+
+    def audit(self, entry: AuditEntry) -> None:
+        e = entry.stored(self._now(), "")
+        with self.db.write() as con:
+            con.execute(
+                "INSERT INTO audit (at, actor, action, target, tenant_id, flow_name, "
+                "instance_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    e.at,
+                    e.actor,
+                    e.action,
+                    e.target,
+                    e.tenant_id,
+                    e.flow_name,
+                    e.instance_id,
+                    e.detail,
+                ),
+            )
+
+    def audit_log(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        instance_id: str | None = None,
+        limit: int = 50,
+    ) -> list[AuditEntry]:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("tenant_id", tenant),
+            ("flow_name", flow),
+            ("instance_id", instance_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT * FROM audit" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY id DESC LIMIT ?"
+        return [
+            AuditEntry(
+                actor=r["actor"],
+                action=r["action"],
+                target=r["target"],
+                tenant_id=r["tenant_id"],
+                flow_name=r["flow_name"],
+                instance_id=r["instance_id"],
+                detail=r["detail"],
+                at=r["at"],
+                id=str(r["id"]),
+            )
+            for r in self.db.read().execute(sql, (*args, max(limit, 0))).fetchall()
+        ]
+
+    def annotate(
+        self,
+        instance_id: str,
+        *,
+        reason: str | None = None,
+        trace_id: str | None = None,
+        rerun_of: str | None = None,
+    ) -> None:
+        sets = [
+            (column, value)
+            for column, value in (
+                ("reason", short_reason(reason)),
+                ("trace_id", trace_id),
+                ("rerun_of", rerun_of),
+            )
+            if value is not None
+        ]
+        if not sets:
+            return
+        with self.db.write() as con:
+            con.execute(
+                f"UPDATE runs SET {', '.join(f'{c} = ?' for c, _ in sets)} WHERE instance_id = ?",
+                (*(v for _, v in sets), instance_id),
+            )
+
+    def prune(self, older_than: datetime, *, batch: int = 500) -> int:
+        """In batches of ``batch`` runs, one transaction each (the write lock is not held
+        for a whole sweep)."""
+        cutoff = format_utc(older_than)
+        total = 0
+        while True:
+            with self.db.write() as con:
+                ids = [
+                    r[0]
+                    for r in con.execute(
+                        "SELECT instance_id FROM runs WHERE status IN "
+                        "('Completed', 'Failed', 'Terminated', 'Skipped', 'Superseded') "
+                        "AND COALESCE(finished_at, created_at) < ? LIMIT ?",
+                        (cutoff, batch),
+                    )
+                ]
+                for table in ("run_pages", "run_summaries", "runs"):
+                    con.executemany(
+                        f"DELETE FROM {table} WHERE instance_id = ?", [(i,) for i in ids]
+                    )
+            total += len(ids)
+            if len(ids) < batch:
+                return total
 
 
 class SqlitePageStore:

@@ -5,6 +5,7 @@ what a real store would hand back, and a caller's later mutation changes nothing
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from dataclasses import dataclass, replace
@@ -22,6 +23,20 @@ from ...ports import (
     claims_checkpoint,
     fence_checkpoint,
     fence_finish,
+)
+from ...records import (
+    AuditEntry,
+    PageRecord,
+    PageSummary,
+    StepWrite,
+    apply_step,
+    bucket,
+    fold,
+    fold_candidate,
+    parse_token,
+    run_duration,
+    seconds_since,
+    short_reason,
 )
 from .clock import system_clock
 
@@ -52,6 +67,10 @@ class MemoryRunStore:
         self.clock: Clock = clock or system_clock
         self._runs: dict[str, _Row] = {}
         self._checkpoints: dict[tuple[str, str], _Saved] = {}
+        self._pages: dict[str, dict[int, dict[str, Any]]] = {}
+        self._summaries: dict[str, dict[str, Any]] = {}
+        self._audit: list[AuditEntry] = []
+        self._audit_ids = itertools.count(1)
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -110,11 +129,13 @@ class MemoryRunStore:
                         records_out=0,
                         resumes=0,
                         error=None,
+                        lateness_seconds=seconds_since(run.scheduled_for, self.clock()),
                     ),
                     now,
                 )
             elif row.run.started_at is None:  # Pending → Running
                 row.run.status, row.run.started_at = "Running", now
+                row.run.lateness_seconds = seconds_since(row.run.scheduled_for, self.clock())
             else:  # started before (its begin re-ran, or a failed run started again)
                 row.run.status, row.run.finished_at, row.run.error = "Running", None, None
                 row.run.resumes += 1
@@ -144,9 +165,13 @@ class MemoryRunStore:
         pages: int,
         records_in: int,
         records_out: int,
+        detail: StepWrite | None = None,
+        keep_pages: int = 500,
     ) -> FencedWrite:
         data = json.dumps({"cursor": cp.cursor, "state": cp.state})
         with self._lock:
+            if detail is not None:
+                self.write_step(detail, keep_pages=keep_pages)
             saved = self._checkpoints.get((tenant, flow))
             result = fence_checkpoint(
                 saved.owner if saved else None, saved.page if saved else None, instance_id, pages
@@ -162,12 +187,17 @@ class MemoryRunStore:
                 )
             return result
 
-    def finish(self, instance_id: str, status: str, error: str | None = None) -> FencedWrite:
+    def finish(
+        self, instance_id: str, status: str, error: str | None = None, *, reason: str | None = None
+    ) -> FencedWrite:
         with self._lock:
             row = self._runs.get(instance_id)
             result = fence_finish(row.run.status if row else None, status)
             if row is not None and result.outcome == "applied":
-                row.run.status, row.run.error, row.run.finished_at = status, error, self._now()
+                now = self.clock()
+                row.run.status, row.run.error, row.run.finished_at = status, error, format_utc(now)
+                row.run.reason = short_reason(reason or error)
+                row.run.duration_seconds = run_duration(row.run, now)
             return result
 
     def mark_resumed(self, instance_id: str) -> None:
@@ -220,6 +250,148 @@ class MemoryRunStore:
                 and r.run.status in ACTIVE
                 and (flow is None or r.run.flow_name == flow)
             ]
+
+    # -- run detail ----------------------------------------------------------------------
+    def write_step(self, write: StepWrite, *, keep_pages: int) -> None:
+        with self._lock:
+            pages = self._pages.setdefault(write.instance_id, {})
+            pages[write.page] = apply_step(pages.get(write.page), write)
+            if write.step != "push":
+                return
+            q = fold_candidate(write.page, keep_pages)
+            doc = pages.pop(q, None) if q is not None else None
+            if doc is not None:
+                self._summaries[write.instance_id] = fold(
+                    self._summaries.get(write.instance_id), doc
+                )
+
+    def pages(self, instance_id: str, *, after: int = 0, limit: int = 100) -> list[PageRecord]:
+        with self._lock:
+            docs = self._pages.get(instance_id, {})
+            numbers = sorted(n for n in docs if n > after)[: max(limit, 0)]
+            return [PageRecord.from_doc(docs[n]) for n in numbers]
+
+    def page_summary(self, instance_id: str) -> PageSummary | None:
+        with self._lock:
+            doc = self._summaries.get(instance_id)
+        return PageSummary.from_doc(doc) if doc is not None else None
+
+    def _matching(
+        self,
+        tenant: str | None,
+        flow: str | None,
+        status: str | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> list[RunRecord]:
+        lo = format_utc(since) if since is not None else None
+        hi = format_utc(until) if until is not None else None
+        return [
+            r.run
+            for r in self._runs.values()
+            if (tenant is None or r.run.tenant_id == tenant)
+            and (flow is None or r.run.flow_name == flow)
+            and (status is None or r.run.status == status)
+            and (lo is None or r.run.scheduled_for >= lo)
+            and (hi is None or r.run.scheduled_for < hi)
+        ]
+
+    def query(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        position = parse_token(before) if before is not None else None
+        with self._lock:
+            runs = self._matching(tenant, flow, status, since, until)
+            if position is not None:
+                runs = [r for r in runs if (r.scheduled_for, r.instance_id) < position]
+            runs.sort(key=lambda r: (r.scheduled_for, r.instance_id), reverse=True)
+            return [replace(r) for r in runs[: max(limit, 0)]]
+
+    def count(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        with self._lock:
+            return len(self._matching(tenant, flow, status, since, until))
+
+    def status_counts(self, since: datetime, bucket_seconds: int) -> list[tuple[str, str, int]]:
+        counts: dict[tuple[str, str], int] = {}
+        with self._lock:
+            for run in self._matching(None, None, None, since, None):
+                key = (bucket(run.scheduled_for, bucket_seconds), run.status)
+                counts[key] = counts.get(key, 0) + 1
+        return [(b, s, n) for (b, s), n in sorted(counts.items())]
+
+    def audit(self, entry: AuditEntry) -> None:
+        with self._lock:
+            self._audit.append(entry.stored(self._now(), f"{next(self._audit_ids):012d}"))
+
+    def audit_log(
+        self,
+        *,
+        tenant: str | None = None,
+        flow: str | None = None,
+        instance_id: str | None = None,
+        limit: int = 50,
+    ) -> list[AuditEntry]:
+        with self._lock:
+            found = [
+                e
+                for e in self._audit
+                if (tenant is None or e.tenant_id == tenant)
+                and (flow is None or e.flow_name == flow)
+                and (instance_id is None or e.instance_id == instance_id)
+            ]
+        found.sort(key=lambda e: (e.at or "", e.id or ""), reverse=True)
+        return found[: max(limit, 0)]
+
+    def annotate(
+        self,
+        instance_id: str,
+        *,
+        reason: str | None = None,
+        trace_id: str | None = None,
+        rerun_of: str | None = None,
+    ) -> None:
+        with self._lock:
+            row = self._runs.get(instance_id)
+            if row is None:
+                return
+            if reason is not None:
+                row.run.reason = short_reason(reason)
+            if trace_id is not None:
+                row.run.trace_id = trace_id
+            if rerun_of is not None:
+                row.run.rerun_of = rerun_of
+
+    def prune(self, older_than: datetime) -> int:
+        from ...ports import TERMINAL
+
+        cutoff = format_utc(older_than)
+        with self._lock:
+            old = [
+                key
+                for key, row in self._runs.items()
+                if row.run.status in TERMINAL and (row.run.finished_at or row.created_at) < cutoff
+            ]
+            for key in old:
+                del self._runs[key]
+                self._pages.pop(key, None)
+                self._summaries.pop(key, None)
+        return len(old)
 
 
 class MemoryPageStore:
