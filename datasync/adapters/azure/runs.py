@@ -666,9 +666,13 @@ class CosmosRunStore:
         if tenant is None or limit <= 0:
             return []
         docs = self.runs.query_items(
-            "SELECT * FROM c WHERE c.type = 'Page' AND c.instanceId = @i AND c.page > @a "
-            "ORDER BY c.page",
-            parameters=[{"name": "@i", "value": instance_id}, {"name": "@a", "value": after}],
+            "SELECT * FROM c WHERE c.tenantId = @t AND c.type = 'Page' AND c.instanceId = @i "
+            "AND c.page > @a ORDER BY c.page",
+            parameters=[
+                {"name": "@t", "value": tenant},
+                {"name": "@i", "value": instance_id},
+                {"name": "@a", "value": after},
+            ],
             partition_key=tenant,
             max_item_count=min(limit, 1000),
         )
@@ -807,7 +811,7 @@ class CosmosRunStore:
         if limit <= 0:
             return []
         where, params = ["c.type = 'Audit'"], []
-        for name, value in (("flowName", flow), ("instanceId", instance_id)):
+        for name, value in (("tenantId", tenant), ("flowName", flow), ("instanceId", instance_id)):
             if value is not None:
                 where.append(f"c.{name} = @{name}")
                 params.append({"name": f"@{name}", "value": value})
@@ -873,9 +877,12 @@ class CosmosRunStore:
             details = [
                 d["id"]
                 for d in self.runs.query_items(
-                    "SELECT c.id FROM c WHERE c.instanceId = @i AND "
+                    "SELECT c.id FROM c WHERE c.tenantId = @t AND c.instanceId = @i AND "
                     "(c.type = 'Page' OR c.type = 'PageSummary')",
-                    parameters=[{"name": "@i", "value": instance}],
+                    parameters=[
+                        {"name": "@t", "value": tenant},
+                        {"name": "@i", "value": instance},
+                    ],
                     partition_key=tenant,
                 )
             ]
