@@ -22,10 +22,11 @@ instance ended, with the reason.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .contracts import RunInput
@@ -34,6 +35,7 @@ from .functions.bindings import ORCHESTRATOR
 from .models import FlowEntry, Job, RunRecord, Tenant
 from .names import format_utc, parse_utc, utcnow
 from .ports import FLOW_JOBS
+from .schedule import jitter_offset, next_occurrence
 
 if TYPE_CHECKING:
     from .app import App
@@ -46,9 +48,11 @@ __all__ = [
     "Ending",
     "Skip",
     "Start",
+    "Supersede",
     "decide",
     "runtime_status",
     "settle",
+    "superseded_reason",
 ]
 
 log = logging.getLogger("datasync.starter")
@@ -75,18 +79,68 @@ class Defer:
     reason: str
 
 
-Decision = Start | Skip | Defer
+@dataclass(frozen=True, slots=True)
+class Supersede:
+    """The job was enqueued under a schedule that has changed since: record it
+    ``Superseded`` with ``reason`` and do not run it."""
+
+    reason: str
+
+
+Decision = Start | Skip | Defer | Supersede
+
+
+def superseded_reason(job: Job, tenant: Tenant | None, entry: FlowEntry | None) -> str | None:
+    """Why a job that carries a schedule revision no longer matches its flow (None: it
+    matches, or it carries none). ``tenant``/``entry`` None: deleted."""
+    if job.revision is None or job.rerun is not None:
+        return None
+    if tenant is None:
+        return f"tenant {job.tenant_id} was deleted after the job was enqueued"
+    if entry is None:
+        return f"flow {job.flow_name} was removed after the job was enqueued"
+    current = entry.revision(tenant)
+    if current == job.revision:
+        return None
+    if tenant.paused:
+        return "tenant was paused after the job was enqueued"
+    if not entry.enabled:
+        return "flow was disabled after the job was enqueued"
+    return (
+        f"the flow's schedule changed after the job was enqueued "
+        f"(revision {job.revision} → {current})"
+    )
+
+
+def _newer_due(job: Job, tenant: Tenant, entry: FlowEntry, now: datetime) -> datetime | None:
+    """The flow's next occurrence after ``job``'s when its job is due by ``now`` (visible,
+    jitter included) and allowed by the flow's options; else None."""
+    try:
+        newer = next_occurrence(entry.cron, tenant.timezone, job.scheduled_for)
+    except Exception:  # noqa: BLE001 - a cron that never fires again: nothing newer
+        return None
+    options = entry.schedule_options()
+    visible = newer + timedelta(seconds=jitter_offset(job.tenant_id, job.flow_name, options.jitter))
+    return newer if visible <= now and options.allows(newer) else None
 
 
 def decide(
-    job: Job, tenant: Tenant, entry: FlowEntry, active: list[RunRecord], *, requeue_delay: float
+    job: Job,
+    tenant: Tenant,
+    entry: FlowEntry,
+    active: list[RunRecord],
+    *,
+    requeue_delay: float,
+    now: datetime | None = None,
 ) -> Decision:
     """The admission policy for ``job``.
 
     ``active`` are the tenant's Pending/Running runs. Paused tenant or disabled flow →
     skip. Another run of the same flow active → by the flow's ``overlap``: ``skip``
-    (recorded), ``queue`` (defer), ``allow`` (start). More than the tenant's
-    ``maxConcurrentRuns`` active → defer."""
+    (recorded), ``queue`` (defer), ``bufferOne`` (defer only the newest due occurrence:
+    an older waiting one is skipped, recorded, once a newer one is due — so at most one
+    waits), ``allow`` (start). More than the tenant's ``maxConcurrentRuns`` active →
+    defer."""
     if tenant.paused:
         return Skip("tenant is paused")
     if not entry.enabled:
@@ -97,6 +151,17 @@ def decide(
         return Skip(f"overlap: {same_flow[0].instance_id} was still running", record=True)
     if same_flow and entry.overlap == "queue":
         return Defer(requeue_delay, f"{same_flow[0].instance_id} is still running (overlap=queue)")
+    if same_flow and entry.overlap == "bufferOne":
+        newer = _newer_due(job, tenant, entry, now or utcnow())
+        if newer is not None:
+            return Skip(
+                f"overlap=bufferOne: {same_flow[0].instance_id} was still running and a newer "
+                f"occurrence ({format_utc(newer)}) is due; only the newest waits",
+                record=True,
+            )
+        return Defer(
+            requeue_delay, f"{same_flow[0].instance_id} is still running (overlap=bufferOne)"
+        )
     if len(others) >= tenant.max_concurrent_runs:
         return Defer(
             requeue_delay,
@@ -105,6 +170,8 @@ def decide(
         )
     return Start()
 
+
+_RUN_INPUT_FIELDS = frozenset(f.name for f in dataclasses.fields(RunInput))
 
 ENDED_INSTANCE = ("Completed", "Failed", "Terminated")
 """Durable runtime statuses of an instance that will not run again."""
@@ -191,13 +258,24 @@ class Admission:
     def __init__(self, app: App) -> None:
         self.app = app
 
-    async def admit(self, job: Job, client: DurableStarter) -> str:
-        """Handle one job; returns what happened (``started``/``skipped``/``deferred``).
+    async def admit(
+        self, job: Job, client: DurableStarter, *, traceparent: str | None = None
+    ) -> str:
+        """Handle one job; returns what happened (``started``/``skipped``/``deferred``/
+        ``superseded``).
 
-        Raises for a job that can never run (unknown tenant or flow, broken flow file), so
-        the host retries it and finally moves it to the poison queue with the reason."""
+        A job that carries a schedule revision its flow no longer has (paused, disabled,
+        deleted, cron or options changed) is recorded ``Superseded`` and not run. Raises for
+        a job that can never run (unknown tenant or flow, broken flow file), so the host
+        retries it and finally moves it to the poison queue with the reason. A deferred job
+        goes back on the queue with the reason as its ``note``. ``traceparent`` (W3C) is
+        handed to the orchestration input where the contract has the field."""
         instance_id = job.instance_id
         decision = await self._policy(job, client)
+        if isinstance(decision, Supersede):
+            log.info("superseded %s: %s", instance_id, decision.reason)
+            await asyncio.to_thread(self._record_final, job, "Superseded", decision.reason)
+            return "superseded"
         if isinstance(decision, Start):
             decision = await self._claim(job, client)
         if isinstance(decision, Skip):
@@ -207,15 +285,20 @@ class Admission:
             log.info("deferring %s by %ss: %s", instance_id, decision.delay, decision.reason)
             await asyncio.to_thread(
                 self.app.queues.queue(FLOW_JOBS).send,
-                job.to_message(),
+                dataclasses.replace(job, note=decision.reason).to_message(),
                 visibility_delay=decision.delay,
             )
             return "deferred"
+        fields: dict[str, Any] = {}
+        trace = traceparent or job.traceparent
+        if trace is not None and "traceparent" in _RUN_INPUT_FIELDS:
+            fields["traceparent"] = trace
         run_input = RunInput(
             tenant_id=job.tenant_id,
             flow_name=job.flow_name,
             scheduled_for=format_utc(job.scheduled_for),
             pages_per_generation=self.app.settings.pages_per_generation,
+            **fields,
         )
         try:
             await client.start_new(ORCHESTRATOR, instance_id, run_input.to_json())
@@ -229,6 +312,10 @@ class Admission:
 
     # -- the policy, over reconciled run records ---------------------------------------
     async def _policy(self, job: Job, client: DurableStarter) -> Decision:
+        if job.revision is not None and job.rerun is None:
+            reason = await asyncio.to_thread(self._superseded, job)
+            if reason is not None:
+                return Supersede(reason)
         facts = await asyncio.to_thread(self._facts, job)
         decision = self._decide(job, facts, facts.active)
         others = [r for r in facts.active if r.instance_id != job.instance_id]
@@ -240,6 +327,17 @@ class Admission:
         if isinstance(decision, Skip) and decision.record:
             await asyncio.to_thread(self._record_skip, job, decision)
         return decision
+
+    def _superseded(self, job: Job) -> str | None:
+        try:
+            tenant = self.app.tenants.get(job.tenant_id)
+        except NotFound:
+            return superseded_reason(job, None, None)
+        try:
+            entry = tenant.flow(job.flow_name)
+        except NotFound:
+            return superseded_reason(job, tenant, None)
+        return superseded_reason(job, tenant, entry)
 
     def _facts(self, job: Job) -> _Facts:
         app = self.app
@@ -254,6 +352,9 @@ class Admission:
         )
 
     def _record_skip(self, job: Job, decision: Skip) -> None:
+        self._record_final(job, "Skipped", decision.reason)
+
+    def _record_final(self, job: Job, status: str, reason: str) -> None:
         # a conditional insert: a redelivered job never overwrites its run's record
         self.app.runs.create(
             RunRecord(
@@ -261,9 +362,9 @@ class Admission:
                 tenant_id=job.tenant_id,
                 flow_name=job.flow_name,
                 scheduled_for=format_utc(job.scheduled_for),
-                status="Skipped",
+                status=status,
                 finished_at=format_utc(utcnow()),
-                error=decision.reason,
+                error=reason,
             )
         )
 

@@ -124,6 +124,18 @@ class Settings:
     run_retention_days: int = 30
     """``DATASYNC_RUN_RETENTION_DAYS`` (1–3650): finished runs older than this are pruned
     with their page detail (``RunStore.prune``)."""
+    lookahead_seconds: float | None = None
+    """``DATASYNC_LOOKAHEAD_SECONDS`` (0–518400): how far ahead each scan enqueues
+    occurrences (0: only what is due now). None: :meth:`lookahead`'s default."""
+
+    def lookahead(self) -> float:
+        """The scheduler's look-ahead in seconds: the override, else two scan intervals
+        plus a margin (datasync.schedule.default_lookahead)."""
+        if self.lookahead_seconds is not None:
+            return self.lookahead_seconds
+        from .schedule import default_lookahead
+
+        return default_lookahead(self.scan_schedule)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -175,6 +187,11 @@ class Settings:
             log_format=_log_format(env),
             run_detail_pages=_number(env, "DATASYNC_RUN_DETAIL_PAGES", int, 500, 2, 100_000),
             run_retention_days=_number(env, "DATASYNC_RUN_RETENTION_DAYS", int, 30, 1, 3650),
+            lookahead_seconds=(
+                _number(env, "DATASYNC_LOOKAHEAD_SECONDS", float, 0.0, 0.0, 518400.0)
+                if env.get("DATASYNC_LOOKAHEAD_SECONDS", "").strip()
+                else None
+            ),
         )
 
     def check_cloud(self) -> None:

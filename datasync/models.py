@@ -19,7 +19,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -28,9 +28,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from .exceptions import InvalidDocument, NotFound, ValidationError
-from .names import format_utc, instance_id, parse_utc, validate_flow_name, validate_tenant_id
+from .names import (
+    format_utc,
+    instance_id,
+    parse_utc,
+    rerun_instance_id,
+    validate_flow_name,
+    validate_tenant_id,
+)
 from .records import RUN_STATUSES, RunRecord
-from .schedule import validate_cron, validate_timezone
+from .schedule import (
+    MAX_CATCH_UP_WINDOW,
+    MAX_JITTER,
+    ScheduleOptions,
+    revision,
+    validate_cron,
+    validate_timezone,
+)
 
 __all__ = [
     "RUN_STATUSES",
@@ -39,6 +53,7 @@ __all__ = [
     "Job",
     "RunRecord",
     "Tenant",
+    "parse_schedule_options",
     "parse_tenant",
     "parse_tenants",
 ]
@@ -89,7 +104,49 @@ def _aware(value: Any) -> datetime | None:
     raise ValueError(f"expected an ISO 8601 time with an offset, got {_show(value)}")
 
 
-class FlowEntry(BaseModel):
+SCHEDULE_KEYS = ("jitter", "catchUp", "catchUpWindow", "startAt", "endAt", "pausedUntil")
+"""The flow-entry keys of :class:`~datasync.schedule.ScheduleOptions` (document names)."""
+
+
+class _ScheduleFields(BaseModel):
+    """The schedule options of a flow entry (shared by :class:`FlowEntry` and the scanner,
+    which validates the raw options of a due-query row with it)."""
+
+    model_config = _CONFIG
+
+    jitter: int = Field(default=0, ge=0, le=MAX_JITTER)
+    catch_up: Literal["latest", "all", "none"] = "latest"
+    catch_up_window: int | None = Field(default=None, ge=1, le=MAX_CATCH_UP_WINDOW)
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    paused_until: datetime | None = None
+
+    @field_validator("start_at", "end_at", "paused_until", mode="before")
+    @classmethod
+    def _times(cls, v: Any) -> datetime | None:
+        return _aware(v)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> _ScheduleFields:
+        if self.start_at and self.end_at and self.end_at < self.start_at:
+            raise _FieldProblem(("endAt",), "must not be before startAt")
+        if self.catch_up_window is not None and self.catch_up != "all":
+            raise _FieldProblem(("catchUpWindow",), "is only used with catchUp 'all'")
+        return self
+
+    def schedule_options(self) -> ScheduleOptions:
+        """The validated options as the scheduler uses them."""
+        return ScheduleOptions(
+            jitter=self.jitter,
+            catch_up=self.catch_up,
+            catch_up_window=self.catch_up_window,
+            start_at=self.start_at,
+            end_at=self.end_at,
+            paused_until=self.paused_until,
+        )
+
+
+class FlowEntry(_ScheduleFields):
     """One flow of a tenant, as in the document's ``flows`` list."""
 
     model_config = _CONFIG
@@ -99,7 +156,7 @@ class FlowEntry(BaseModel):
     cron: str
     next_run_utc: datetime | None = None
     config: dict[str, Any] = Field(default_factory=dict)
-    overlap: Literal["skip", "queue", "allow"] = "skip"
+    overlap: Literal["skip", "queue", "bufferOne", "allow"] = "skip"
 
     @field_validator("name")
     @classmethod
@@ -118,13 +175,35 @@ class FlowEntry(BaseModel):
         return _aware(v)
 
     def to_doc(self) -> dict[str, Any]:
-        """JSON-ready, camelCase; ``nextRunUtc`` as ``...Z`` or omitted when unset."""
+        """JSON-ready, camelCase; ``nextRunUtc`` as ``...Z`` or omitted when unset; schedule
+        options only when set (times as ``...Z``)."""
         doc = self.model_dump(mode="json", by_alias=True)
         if self.next_run_utc is None:
             doc.pop("nextRunUtc", None)
         else:
             doc["nextRunUtc"] = format_utc(self.next_run_utc)
+        defaults = {"jitter": 0, "catchUp": "latest"}
+        for key in SCHEDULE_KEYS:
+            if doc.get(key) is None or doc.get(key) == defaults.get(key):
+                doc.pop(key, None)
+        for key, value in (
+            ("startAt", self.start_at),
+            ("endAt", self.end_at),
+            ("pausedUntil", self.paused_until),
+        ):
+            if value is not None:
+                doc[key] = format_utc(value)
         return doc
+
+    def revision(self, tenant: Tenant) -> str:
+        """This flow's schedule revision in ``tenant`` (see :func:`datasync.schedule.revision`)."""
+        return revision(
+            self.cron,
+            tenant.timezone,
+            self.schedule_options(),
+            enabled=self.enabled,
+            paused=tenant.paused,
+        )
 
 
 class Tenant(BaseModel):
@@ -285,6 +364,8 @@ def _message(err: Any) -> tuple[tuple[str | int, ...], str]:
         return loc, f"expected {ctx.get('expected')}, got {got}"
     if kind == "greater_than_equal":
         return loc, f"must be at least {ctx.get('ge')}, got {got}"
+    if kind == "less_than_equal":
+        return loc, f"must be at most {ctx.get('le')}, got {got}"
     if kind == "int_from_float" or kind == "int_parsing":
         return loc, f"expected an integer, got {got}"
     return loc, str(err.get("msg", "invalid"))
@@ -460,28 +541,92 @@ def parse_tenants(obj: Any, *, known_flows: Collection[str] | None = None) -> li
     return tenants
 
 
+# -- schedule options of a raw due-query row ---------------------------------------------
+
+_DEFAULT_OPTIONS = ScheduleOptions()
+
+
+def parse_schedule_options(raw: Any, where: str) -> ScheduleOptions:
+    """Validate the schedule options of a stored flow entry (``raw``: the entry's
+    :data:`SCHEDULE_KEYS`, or None). ``where`` prefixes the message
+    (``tenant acme: flows[0]``): :class:`ValidationError` ``tenant acme: flows[0].jitter: …``."""
+    if not raw:
+        return _DEFAULT_OPTIONS
+    try:
+        return _ScheduleFields.model_validate(raw).schedule_options()
+    except pydantic.ValidationError as exc:
+        loc, msg = _message(exc.errors(include_url=False)[0])
+        raise ValidationError(f"{where}.{_path(loc)}: {msg}") from None
+
+
 # -- jobs -------------------------------------------------------------------
+
+
+_JOB_KEYS = ("tenantId", "flowName", "scheduledFor")
+_JOB_OPTIONAL = ("revision", "traceparent", "rerun", "note")
+_REVISION = re.compile(r"[0-9a-f]{1,64}")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_MAX_NOTE = 500
+
+
+def _optional(data: dict[str, Any]) -> dict[str, Any]:
+    """The optional job keys, validated (``revision``, ``traceparent``, ``rerun``, ``note``)."""
+    out: dict[str, Any] = {}
+    rev = data.get("revision")
+    if rev is not None:
+        if not isinstance(rev, str) or not _REVISION.fullmatch(rev):
+            raise ValidationError(
+                f"job message: revision must be 1-64 hex digits, got {_show(rev)}"
+            )
+        out["revision"] = rev
+    trace = data.get("traceparent")
+    if trace is not None:
+        if not isinstance(trace, str) or not _TRACEPARENT.fullmatch(trace):
+            raise ValidationError(
+                f"job message: traceparent must be a W3C traceparent, got {_show(trace)}"
+            )
+        out["traceparent"] = trace
+    rerun = data.get("rerun")
+    if rerun is not None:
+        if isinstance(rerun, bool) or not isinstance(rerun, int) or not 1 <= rerun <= 9999:
+            raise ValidationError(f"job message: rerun must be 1-9999, got {_show(rerun)}")
+        out["rerun"] = rerun
+    note = data.get("note")
+    if note is not None:
+        if not isinstance(note, str):
+            raise ValidationError(f"job message: note must be a string, got {_show(note)}")
+        out["note"] = note[:_MAX_NOTE]
+    return out
 
 
 @dataclass(frozen=True)
 class Job:
-    """One queued run: ``{"tenantId", "flowName", "scheduledFor"}`` on ``flow-jobs``.
+    """One queued run: ``{"tenantId", "flowName", "scheduledFor"}`` on ``flow-jobs``, plus
+    optional ``revision`` (the flow's schedule revision when the scheduler enqueued it),
+    ``traceparent`` (W3C, carried opaque), ``rerun`` (N of ``rerun ID``) and ``note`` (why
+    the starter deferred it) — absent when None.
 
     The constructor trusts its caller; :meth:`from_message` validates everything."""
 
     tenant_id: str
     flow_name: str
     scheduled_for: datetime
+    revision: str | None = None
+    traceparent: str | None = None
+    rerun: int | None = None
+    note: str | None = field(default=None, compare=False)  # an annotation, not identity
 
     def to_message(self) -> str:
-        return json.dumps(
-            {
-                "tenantId": self.tenant_id,
-                "flowName": self.flow_name,
-                "scheduledFor": format_utc(self.scheduled_for),
-            },
-            separators=(",", ":"),
-        )
+        data: dict[str, Any] = {
+            "tenantId": self.tenant_id,
+            "flowName": self.flow_name,
+            "scheduledFor": format_utc(self.scheduled_for),
+        }
+        for key in _JOB_OPTIONAL:
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = value
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_message(cls, text: str | bytes) -> Job:
@@ -501,18 +646,25 @@ class Job:
             ) from None
         if not isinstance(data, dict):
             raise ValidationError(f"job message must be a JSON object, got {_show(data)}")
-        missing = [k for k in ("tenantId", "flowName", "scheduledFor") if k not in data]
+        missing = [k for k in _JOB_KEYS if k not in data]
         if missing:
             raise ValidationError(f"job message is missing {', '.join(map(repr, missing))}")
+        unknown = sorted(k for k in data if k not in _JOB_KEYS and k not in _JOB_OPTIONAL)
+        if unknown:
+            raise ValidationError(
+                f"job message has unknown key {_printable(str(unknown[0]))!r} "
+                f"(known: {', '.join(_JOB_KEYS + _JOB_OPTIONAL)})"
+            )
         try:
             tenant = validate_tenant_id(data["tenantId"])
             flow = validate_flow_name(data["flowName"])
             when = parse_utc(data["scheduledFor"])
         except ValidationError as exc:
             raise ValidationError(f"job message: {exc}") from None
-        return cls(tenant, flow, when)
+        return cls(tenant, flow, when, **_optional(data))
 
     @property
     def instance_id(self) -> str:
-        """``Workflow-<tenant>--<flow>-<yyyyMMddTHHmmssZ>``."""
-        return instance_id(self.tenant_id, self.flow_name, self.scheduled_for)
+        """``Workflow-<tenant>--<flow>-<yyyyMMddTHHmmssZ>`` (+ ``-rerun<N>`` for a rerun)."""
+        base = instance_id(self.tenant_id, self.flow_name, self.scheduled_for)
+        return base if self.rerun is None else rerun_instance_id(base, self.rerun)

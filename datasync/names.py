@@ -21,7 +21,9 @@ __all__ = [
     "format_utc",
     "instance_id",
     "page_key",
+    "parse_instance_id",
     "parse_utc",
+    "rerun_instance_id",
     "sanitize_instance_id",
     "secret_name",
     "utcnow",
@@ -122,6 +124,39 @@ def instance_id(tenant_id: str, flow_name: str, scheduled_for: datetime) -> str:
     validate_tenant_id(tenant_id)
     validate_flow_name(flow_name)
     return sanitize_instance_id(f"Workflow-{tenant_id}--{flow_name}-{compact_utc(scheduled_for)}")
+
+
+_INSTANCE = re.compile(
+    r"Workflow-(?P<tenant>[A-Za-z0-9-]{1,40})--(?P<flow>[a-z0-9-]{1,40})-"
+    r"(?P<when>\d{8}T\d{6}Z)(?:-rerun(?P<rerun>[1-9]\d{0,3}))?"
+)
+MAX_RERUN = 9999
+
+
+def rerun_instance_id(instance: str, rerun: int) -> str:
+    """``<instance id>-rerun<N>``: the instance of the N-th ``rerun`` of a run
+    (``instance`` is the run's normal id; N is 1–9999)."""
+    if isinstance(rerun, bool) or not isinstance(rerun, int) or not 1 <= rerun <= MAX_RERUN:
+        raise ValidationError(f"rerun must be an integer 1–{MAX_RERUN}, got {_short(rerun)}")
+    tenant, flow, when, _ = parse_instance_id(instance)
+    return f"{instance_id(tenant, flow, when)}-rerun{rerun}"
+
+
+def parse_instance_id(instance: str) -> tuple[str, str, datetime, int | None]:
+    """``(tenant, flow, scheduledFor, rerun or None)`` of a DataSync instance id
+    (``Workflow-acme--sync-20261123T140000Z`` or ``…-rerun2``); :class:`ValidationError`
+    for anything else."""
+    match = _INSTANCE.fullmatch(instance) if isinstance(instance, str) else None
+    if match is None:
+        raise ValidationError(f"not a DataSync instance id: {_short(instance)}")
+    try:
+        tenant = validate_tenant_id(match["tenant"])
+        flow = validate_flow_name(match["flow"])
+        when = datetime.strptime(match["when"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except (ValidationError, ValueError):
+        raise ValidationError(f"not a DataSync instance id: {_short(instance)}") from None
+    rerun = int(match["rerun"]) if match["rerun"] else None
+    return tenant, flow, when, rerun
 
 
 def secret_name(tenant: str, system: str, key: str) -> str:

@@ -57,6 +57,8 @@ class DueFlow:
     timezone: Any
     next_run_utc: Any  # the stored value (str or None) — validated by the scheduler
     etag: str  # what :meth:`TenantStore.advance` compares against
+    options: Any = None  # the entry's schedule options (``jitter``, ``catchUp``, … as
+    # stored, raw) or None when it has none — validated by the scheduler
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +173,13 @@ class TenantStore(Protocol):
         :class:`~datasync.exceptions.NotFound` when the tenant is gone."""
         ...
 
-    def due_flows(self, now: datetime, *, page_size: int = 1000) -> Iterator[list[DueFlow]]:
+    def due_flows(
+        self, now: datetime, *, page_size: int = 1000, tenant_id: str | None = None
+    ) -> Iterator[list[DueFlow]]:
         """Enabled flows of unpaused tenants whose ``nextRunUtc`` is missing or <= ``now``,
-        in pages of at most ``page_size``; each due flow exactly once."""
+        in pages of at most ``page_size``; each due flow exactly once, with its schedule
+        options (``DueFlow.options``). The look-ahead scan passes ``now`` + look-ahead.
+        ``tenant_id``: only that tenant's flows (none when it is missing)."""
         ...
 
     def advance(self, updates: list[tuple[DueFlow, str]]) -> list[DueFlow]:
@@ -195,6 +201,12 @@ class MessageQueue(Protocol):
 
     def send_many(self, texts: Iterable[str]) -> None:
         """Enqueue each text, visible at once."""
+        ...
+
+    def send_at(self, items: Iterable[tuple[str, datetime]]) -> None:
+        """Enqueue each text hidden until its (aware) time, as the queue service's clock
+        tells it where it tells one (a time in the past: visible at once). Azure Storage
+        caps the delay at 7 days."""
         ...
 
     def receive(self, max_messages: int, visibility_timeout: float) -> list[QueueItem]:

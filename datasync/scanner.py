@@ -1,26 +1,65 @@
-"""The scheduler's tick: find due flows, enqueue their jobs, move their next run on.
+"""The scheduler's tick: find flows due within the look-ahead, enqueue their jobs, move
+their next run on.
+
+Look-ahead: a tick at ``now`` enqueues every occurrence due at or before ``now +
+lookahead``, each hidden on the queue until its time (plus the flow's jitter), so runs start
+on time however rarely the scan runs; ``nextRunUtc`` then moves past the last occurrence it
+enqueued (the first one after the window). With ``lookahead=0`` a tick enqueues only what is
+due now.
 
 Order matters for "nothing lost, nothing run twice": jobs are enqueued first, then each
 flow's ``nextRunUtc`` is written back guarded by its etag. A crash in between re-enqueues
-the same ``scheduledFor`` on the next tick, and the instance id collapses the duplicate.
+the same occurrences on the next tick, and the instance id collapses the duplicates; of two
+schedulers racing, one write-back loses and its duplicate jobs collapse the same way.
+
+Missed occurrences (``nextRunUtc`` in the past: the scheduler was down, or ``trigger`` set
+it to now) follow the flow's ``catchUp``: ``latest`` runs the stored one (several missed
+occurrences coalesce into it), ``all`` runs each within ``catchUpWindow`` seconds (default
+one day), ``none`` runs the stored one only when it is at most :data:`NONE_GRACE` seconds
+old (a ``trigger`` still runs). Every job carries the flow's schedule revision.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .exceptions import ValidationError
-from .models import Job
+from .models import Job, parse_schedule_options
 from .names import format_utc, parse_utc
 from .ports import DueFlow, MessageQueue, TenantStore
-from .schedule import plan, validate_cron, validate_timezone
+from .schedule import (
+    ScheduleOptions,
+    jitter_offset,
+    next_occurrence,
+    occurrences,
+    revision,
+    validate_cron,
+    validate_timezone,
+)
 
-__all__ = ["ScanResult", "scan_and_enqueue"]
+__all__ = [
+    "MAX_CATCH_UP",
+    "MAX_WINDOW",
+    "NONE_GRACE",
+    "ScanResult",
+    "scan_and_enqueue",
+    "schedule_now",
+]
 
 log = logging.getLogger("datasync.scheduler")
+
+MAX_WINDOW = 1000
+"""Occurrences of one flow enqueued by one tick at most (the rest: the next tick)."""
+MAX_CATCH_UP = 1000
+"""Missed occurrences of one flow run by ``catchUp: all`` at most, the latest ones."""
+NONE_GRACE = 300.0
+"""``catchUp: none``: a stored next run at most this many seconds old still runs."""
+DEFAULT_CATCH_UP_WINDOW = 86_400
+
+OnJob = Callable[[Job], Job]
 
 
 @dataclass
@@ -29,6 +68,7 @@ class ScanResult:
     advanced: int = 0  # nextRunUtc values written back
     conflicts: int = 0  # write-backs that lost a race (someone else moved it)
     invalid: list[str] = field(default_factory=list)  # "tenant acme: flows[0].cron: ..."
+    flows: int = 0  # flows that got at least one job
 
 
 _MAX_PLANS = 4096  # distinct (cron, timezone) pairs remembered during one tick
@@ -60,41 +100,158 @@ def _problem(
     return None
 
 
-def _plan_flow(
-    flow: DueFlow,
+def _missed(
+    cron: str, tz: str, stored: datetime, now: datetime, options: ScheduleOptions
+) -> list[datetime]:
+    """The occurrences to run for a stored next run at or before ``now``, by ``catchUp``."""
+    if options.catch_up == "none":
+        late = (now - stored).total_seconds()
+        return [stored] if late <= NONE_GRACE and options.allows(stored) else []
+    if options.catch_up == "all":
+        start = now - timedelta(seconds=options.catch_up_window or DEFAULT_CATCH_UP_WINDOW)
+        found = [stored] if stored >= start and options.allows(stored) else []
+        after = max(stored, start - timedelta(seconds=1))
+        found += [t for t in occurrences(cron, tz, after, now) if options.allows(t)]
+        return found[-MAX_CATCH_UP:]
+    if options.allows(stored):  # latest: coalesce into the stored one
+        return [stored]
+    lower = max(t for t in (options.start_at, options.paused_until, stored) if t is not None)
+    first = next(occurrences(cron, tz, lower - timedelta(seconds=1), now, limit=1), None)
+    return [first] if first is not None and options.allows(first) else []
+
+
+def plan_flow(
+    cron: str,
+    tz: str,
+    stored: datetime | None,
     now: datetime,
-    checked: dict[tuple[object, object], str | None],
-    known_flows: Collection[str] | None,
-) -> tuple[str | None, Job | None, str]:
-    """``(problem, job to enqueue or None, new nextRunUtc text)`` for one due-query row."""
-    key = (flow.cron, flow.timezone)
-    try:
-        pair_problem = checked[key]
-    except KeyError:
-        pair_problem = _check(flow.cron, flow.timezone)
-        if len(checked) < _MAX_PLANS:
-            checked[key] = pair_problem
-    except TypeError:  # unhashable values in a hand-edited document
-        pair_problem = _check(flow.cron, flow.timezone)
-    problem = _problem(flow, known_flows, pair_problem)
-    if problem is not None:
-        return problem, None, ""
-    stored = None
-    if flow.next_run_utc is not None:
+    horizon: datetime,
+    options: ScheduleOptions,
+) -> tuple[list[datetime], datetime]:
+    """``(occurrences to enqueue, new nextRunUtc)`` for one flow at ``now`` with the window
+    ending at ``horizon`` (>= now). Pure; raises :class:`ValidationError` for a cron that
+    never fires again."""
+    times: list[datetime] = []
+    after = now
+    if stored is not None and stored <= now:
+        times = _missed(cron, tz, stored, now, options)
+    elif stored is not None and stored <= horizon:
+        if options.allows(stored):
+            times.append(stored)
+        after = stored
+    elif stored is not None:  # not in the window yet
+        return [], stored
+    last = horizon
+    window = list(occurrences(cron, tz, after, horizon, limit=MAX_WINDOW))
+    if len(window) == MAX_WINDOW:
+        last = window[-1]
+    times += [t for t in window if options.allows(t)]
+    return times, next_occurrence(cron, tz, last)
+
+
+@dataclass
+class _Tick:
+    now: datetime
+    horizon: datetime
+    known_flows: Collection[str] | None
+    on_job: OnJob | None
+    checked: dict[tuple[object, object], str | None] = field(default_factory=dict)
+    revisions: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def pair_problem(self, flow: DueFlow) -> str | None:
+        key = (flow.cron, flow.timezone)
         try:
-            stored = parse_utc(flow.next_run_utc)
+            return self.checked[key]
+        except KeyError:
+            problem = _check(flow.cron, flow.timezone)
+            if len(self.checked) < _MAX_PLANS:
+                self.checked[key] = problem
+            return problem
+        except TypeError:  # unhashable values in a hand-edited document
+            return _check(flow.cron, flow.timezone)
+
+    def revision(self, cron: str, tz: str, options: ScheduleOptions) -> str:
+        if options != _DEFAULT:
+            return revision(cron, tz, options)
+        found = self.revisions.get((cron, tz))
+        if found is None:
+            found = revision(cron, tz, options)
+            if len(self.revisions) < _MAX_PLANS:
+                self.revisions[(cron, tz)] = found
+        return found
+
+    def plan(self, flow: DueFlow) -> tuple[str | None, list[tuple[Job, datetime]], str]:
+        """``(problem, [(job, visible at)], new nextRunUtc text)`` for one due-query row."""
+        where = f"tenant {flow.tenant_id}: flows[{flow.flow_index}]"
+        problem = _problem(flow, self.known_flows, self.pair_problem(flow))
+        if problem is not None:
+            return problem, [], ""
+        stored = None
+        try:
+            if flow.next_run_utc is not None:
+                stored = parse_utc(flow.next_run_utc)
         except ValidationError as exc:
-            return (
-                f"tenant {flow.tenant_id}: flows[{flow.flow_index}].nextRunUtc: {exc}",
-                None,
-                "",
+            return f"{where}.nextRunUtc: {exc}", [], ""
+        try:
+            options = parse_schedule_options(flow.options, where)
+        except ValidationError as exc:
+            return str(exc), [], ""
+        cron, tz = flow.cron, flow.timezone
+        try:
+            times, next_run = plan_flow(cron, tz, stored, self.now, self.horizon, options)
+        except ValidationError as exc:  # e.g. a cron that never fires ("0 0 0 30 2 *")
+            return f"{where}.cron: {exc}", [], ""
+        jobs: list[tuple[Job, datetime]] = []
+        if times:
+            rev = self.revision(cron, tz, options)
+            offset = timedelta(
+                seconds=jitter_offset(flow.tenant_id, flow.flow_name, options.jitter)
             )
-    try:
-        scheduled, next_run = plan(flow.cron, flow.timezone, stored, now)
-    except ValidationError as exc:  # e.g. a cron that never fires ("0 0 0 30 2 *")
-        return f"tenant {flow.tenant_id}: flows[{flow.flow_index}].cron: {exc}", None, ""
-    job = None if scheduled is None else Job(flow.tenant_id, flow.flow_name, scheduled)
-    return None, job, format_utc(next_run)
+            for at in times:
+                job = Job(flow.tenant_id, flow.flow_name, at, revision=rev)
+                if self.on_job is not None:
+                    job = self.on_job(job)
+                jobs.append((job, at + offset))
+        return None, jobs, format_utc(next_run)
+
+
+_DEFAULT = ScheduleOptions()
+
+
+def _run(
+    tenants: TenantStore,
+    queue: MessageQueue,
+    tick: _Tick,
+    pages: Iterable[list[DueFlow]],
+) -> ScanResult:
+    result = ScanResult()
+    for page in pages:
+        immediate: list[str] = []
+        delayed: list[tuple[str, datetime]] = []
+        updates: list[tuple[DueFlow, str]] = []
+        for flow in page:
+            problem, jobs, next_run = tick.plan(flow)
+            if problem is not None:
+                result.invalid.append(problem)
+                log.error("skipping invalid flow: %s", problem)
+                continue
+            if jobs:
+                result.flows += 1
+            for job, visible in jobs:
+                if visible <= tick.now:
+                    immediate.append(job.to_message())
+                else:
+                    delayed.append((job.to_message(), visible))
+            updates.append((flow, next_run))
+        if immediate:
+            queue.send_many(immediate)
+        if delayed:
+            queue.send_at(delayed)
+        result.due += len(immediate) + len(delayed)
+        lost = tenants.advance(updates) if updates else []
+        result.advanced += len(updates) - len(lost)
+        result.conflicts += len(lost)
+    return result
 
 
 def scan_and_enqueue(
@@ -104,32 +261,58 @@ def scan_and_enqueue(
     *,
     known_flows: Collection[str] | None = None,
     page_size: int = 1000,
+    lookahead: float = 0.0,
+    on_job: OnJob | None = None,
 ) -> ScanResult:
     """One tick. Streams due flows page by page; never holds all tenants in memory.
 
-    Invalid flows are reported (tenant id and field) and skipped; the scan goes on."""
-    result = ScanResult()
-    checked: dict[tuple[object, object], str | None] = {}
-    for page in tenants.due_flows(now, page_size=page_size):
-        jobs: list[str] = []
-        updates: list[tuple[DueFlow, str]] = []
-        for flow in page:
-            problem, job, next_run = _plan_flow(flow, now, checked, known_flows)
-            if problem is not None:
-                result.invalid.append(problem)
-                log.error("skipping invalid flow: %s", problem)
-                continue
-            if job is not None:
-                jobs.append(job.to_message())
-            updates.append((flow, next_run))
-        if jobs:
-            queue.send_many(jobs)
-            result.due += len(jobs)
-        lost = tenants.advance(updates) if updates else []
-        result.advanced += len(updates) - len(lost)
-        result.conflicts += len(lost)
+    ``lookahead`` (seconds): enqueue occurrences due up to ``now + lookahead``, each hidden
+    until due. ``on_job`` is called per job before it is serialised (it may return a
+    changed job, e.g. with a ``traceparent``). Invalid flows are reported (tenant id and
+    field) and skipped; the scan goes on."""
+    horizon = now + timedelta(seconds=max(0.0, lookahead))
+    tick = _Tick(now, horizon, known_flows, on_job)
+    result = _run(tenants, queue, tick, tenants.due_flows(horizon, page_size=page_size))
     log.info(
-        "scheduler tick at %s: %d due, %d advanced, %d conflicts, %d invalid",
+        "scheduler tick at %s (window to %s): %d jobs for %d flows, %d advanced, "
+        "%d conflicts, %d invalid",
+        format_utc(now),
+        format_utc(horizon),
+        result.due,
+        result.flows,
+        result.advanced,
+        result.conflicts,
+        len(result.invalid),
+    )
+    return result
+
+
+def schedule_now(
+    tenants: TenantStore,
+    queue: MessageQueue,
+    tenant_id: str,
+    now: datetime,
+    *,
+    lookahead: float,
+    known_flows: Collection[str] | None = None,
+    flow_name: str | None = None,
+    on_job: OnJob | None = None,
+) -> ScanResult:
+    """The tick for one tenant (or one of its flows), at once: what a command that edited
+    the tenant (``trigger``, ``resume``, ``tenants apply``) calls so the new window is on
+    the queue without waiting for the next scan. Occurrences already enqueued may be sent
+    again; their instance ids collapse them at start."""
+    horizon = now + timedelta(seconds=max(0.0, lookahead))
+    tick = _Tick(now, horizon, known_flows, on_job)
+    pages = (
+        [f for f in page if flow_name is None or f.flow_name == flow_name]
+        for page in tenants.due_flows(horizon, tenant_id=tenant_id)
+    )
+    result = _run(tenants, queue, tick, pages)
+    log.info(
+        "scheduled tenant %s%s at %s: %d jobs, %d advanced, %d conflicts, %d invalid",
+        tenant_id,
+        f" flow {flow_name}" if flow_name else "",
         format_utc(now),
         result.due,
         result.advanced,

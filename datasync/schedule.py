@@ -12,19 +12,45 @@ an IANA timezone. Daylight saving time is handled by one of two rules:
   fall-back day (25 runs) and none is invented in the spring gap (23 runs).
 
 Results are aware UTC datetimes, strictly after ``after``.
+
+Per-flow options (:class:`ScheduleOptions`) bound and shift occurrences: ``startAt`` /
+``endAt`` (inclusive) and ``pausedUntil`` drop occurrences outside them; ``jitter`` delays
+a job's visibility by a deterministic per tenant × flow offset (:func:`jitter_offset`)
+while its ``scheduledFor`` stays on the cron boundary. :func:`revision` is a short stable
+hash of everything that decides a flow's schedule (not ``nextRunUtc``), carried by each
+job so the starter can drop jobs enqueued before an edit.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 
 from .exceptions import ValidationError
 
-__all__ = ["due_at", "next_occurrence", "plan", "validate_cron", "validate_timezone"]
+__all__ = [
+    "MAX_JITTER",
+    "MAX_LOOKAHEAD",
+    "ScheduleOptions",
+    "default_lookahead",
+    "due_at",
+    "jitter_offset",
+    "next_occurrence",
+    "occurrences",
+    "plan",
+    "revision",
+    "scan_interval",
+    "validate_cron",
+    "validate_timezone",
+]
 
 UTC = UTC
 _MAX_STEPS = 200_000  # candidates examined per call before giving up (never hit in practice)
@@ -163,3 +189,121 @@ def plan(
     if stored_next <= now:
         return stored_next, next_occurrence(cron, tz, now)
     return None, stored_next
+
+
+def occurrences(
+    cron: str,
+    timezone: str,
+    after: datetime,
+    until: datetime | None = None,
+    limit: int | None = None,
+) -> Iterator[datetime]:
+    """Occurrences strictly after ``after`` and at or before ``until`` (None: unbounded),
+    at most ``limit`` of them, as aware UTC (the rules of :func:`next_occurrence`).
+    A cron that never fires again simply ends the iteration."""
+    validate_cron(cron)
+    validate_timezone(timezone)
+    if not isinstance(after, datetime) or after.utcoffset() is None:
+        raise ValidationError("'after' must be a timezone-aware datetime")
+    at, count = after, 0
+    while limit is None or count < limit:
+        try:
+            at = _next(cron, timezone, at)
+        except ValidationError:  # no occurrence any more (e.g. a fixed year has passed)
+            return
+        if until is not None and at > until:
+            return
+        count += 1
+        yield at
+
+
+MAX_JITTER = 86_400
+"""Largest ``jitter`` a flow may ask for (seconds)."""
+MAX_LOOKAHEAD = 518_400.0
+"""Largest look-ahead (6 days): a delayed job plus its jitter must stay within Azure
+Storage's 7-day visibility limit."""
+MAX_CATCH_UP_WINDOW = 604_800
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleOptions:
+    """The schedule options of one flow entry (validated; defaults = today's behaviour)."""
+
+    jitter: int = 0
+    catch_up: Literal["latest", "all", "none"] = "latest"
+    catch_up_window: int | None = None  # seconds (catchUp=all); None: one day
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    paused_until: datetime | None = None
+
+    def allows(self, at: datetime) -> bool:
+        """Whether an occurrence at ``at`` may run (inside startAt..endAt, not paused)."""
+        if self.start_at is not None and at < self.start_at:
+            return False
+        if self.end_at is not None and at > self.end_at:
+            return False
+        return self.paused_until is None or at >= self.paused_until
+
+    def canonical(self) -> list[object]:
+        """A JSON-ready, order-fixed form (what :func:`revision` hashes)."""
+
+        def z(dt: datetime | None) -> str | None:
+            return None if dt is None else dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        window = self.catch_up_window if self.catch_up == "all" else None
+        return [
+            self.jitter,
+            self.catch_up,
+            window,
+            z(self.start_at),
+            z(self.end_at),
+            z(self.paused_until),
+        ]
+
+
+DEFAULT_OPTIONS = ScheduleOptions()
+
+
+def revision(
+    cron: str,
+    timezone: str,
+    options: ScheduleOptions = DEFAULT_OPTIONS,
+    *,
+    enabled: bool = True,
+    paused: bool = False,
+) -> str:
+    """A short stable hash (12 hex digits) of what decides a flow's schedule: cron,
+    timezone, enabled, tenant paused and the schedule options — never ``nextRunUtc``, so
+    a ``trigger`` does not supersede the jobs already enqueued."""
+    text = json.dumps([cron, timezone, enabled, paused, options.canonical()], separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+def jitter_offset(tenant_id: str, flow_name: str, jitter: int) -> int:
+    """The deterministic delay in ``[0, jitter]`` seconds of a tenant × flow's jobs."""
+    if jitter <= 0:
+        return 0
+    digest = hashlib.blake2b(f"{tenant_id}--{flow_name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % (jitter + 1)
+
+
+@lru_cache(maxsize=64)
+def scan_interval(scan_schedule: str) -> float:
+    """The longest gap (seconds) between ticks of a (UTC) scan schedule, over the next
+    400 ticks from a fixed instant (capped at :data:`MAX_LOOKAHEAD`)."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    longest = 0.0
+    prev = start
+    for at in occurrences(scan_schedule, "UTC", start, limit=400):
+        longest = max(longest, (at - prev).total_seconds())
+        prev = at
+        if longest >= MAX_LOOKAHEAD:
+            break
+    return min(longest, MAX_LOOKAHEAD)
+
+
+def default_lookahead(scan_schedule: str) -> float:
+    """Two scan intervals plus a margin (a tenth of one, at least 60 s), capped at
+    :data:`MAX_LOOKAHEAD`: one missed tick loses nothing."""
+    interval = scan_interval(scan_schedule)
+    return min(2 * interval + max(60.0, interval / 10), MAX_LOOKAHEAD)

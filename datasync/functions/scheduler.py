@@ -36,6 +36,7 @@ def blueprint(app: AppProvider) -> df.Blueprint:
             current.queues.queue(FLOW_JOBS),
             utcnow(),
             known_flows=set(registry.names()),
+            lookahead=current.settings.lookahead(),
         )
 
     return bp

@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from ...config import Settings
 from ...exceptions import ConfigError, InvalidDocument, NotFound
-from ...models import Tenant, parse_tenant
+from ...models import SCHEDULE_KEYS, Tenant, parse_tenant
 from ...names import format_utc
 from ...ports import DueFlow
 from .cosmos_db import CosmosDatabase
@@ -39,6 +39,7 @@ SYSTEM_KEYS = frozenset({"_rid", "_self", "_etag", "_ts", "_attachments", "_lsn"
 
 DUE_QUERY = (
     "SELECT c.tenantId, f.name, f.cron, f.nextRunUtc, c.timezone, c._etag, "
+    "f.jitter, f.catchUp, f.catchUpWindow, f.startAt, f.endAt, f.pausedUntil, "
     "ARRAY(SELECT VALUE {n: g.name, e: g.enabled, r: g.nextRunUtc} FROM g IN c.flows) "
     "AS slots "
     "FROM c JOIN f IN c.flows "
@@ -167,17 +168,28 @@ class CosmosTenantStore:
         return True
 
     # -- scheduler -----------------------------------------------------------------------
-    def due_flows(self, now: datetime, *, page_size: int = 1000) -> Iterator[list[DueFlow]]:
+    def due_flows(
+        self, now: datetime, *, page_size: int = 1000, tenant_id: str | None = None
+    ) -> Iterator[list[DueFlow]]:
         """Active flows with ``nextRunUtc`` missing, null or <= now, one page at a time.
 
         Rows are raw (the scheduler validates them); ``etag`` is the document's ``_etag``.
         Times compare as strings, which is exact for the stored ``...Z`` form."""
-        pages = self.container.query_items(
-            DUE_QUERY,
-            parameters=[{"name": "@now", "value": format_utc(now)}],
-            enable_cross_partition_query=True,
-            max_item_count=page_size,
-        ).by_page()
+        if tenant_id is None:
+            query = self.container.query_items(
+                DUE_QUERY,
+                parameters=[{"name": "@now", "value": format_utc(now)}],
+                enable_cross_partition_query=True,
+                max_item_count=page_size,
+            )
+        else:  # one partition
+            query = self.container.query_items(
+                DUE_QUERY,
+                parameters=[{"name": "@now", "value": format_utc(now)}],
+                partition_key=tenant_id,
+                max_item_count=page_size,
+            )
+        pages = query.by_page()
         last: list[Any] = [None, -1]  # (tenant, etag) of the previous row, its flow index
         for page in pages:
             rows = [self._due(row, last) for row in page]
@@ -212,6 +224,7 @@ class CosmosTenantStore:
             timezone=row.get("timezone", "UTC"),
             next_run_utc=next_run,
             etag=cast(str, row.get("_etag")),
+            options={k: row[k] for k in SCHEDULE_KEYS if k in row} or None,
         )  # raw: the scheduler validates
 
     def advance(self, updates: list[tuple[DueFlow, str]]) -> list[DueFlow]:

@@ -11,6 +11,9 @@ Differences from the embedded queue, all service limits:
   Storage messages carry no metadata, so the reason goes to the log (Application Insights
   on Azure) and :attr:`QueueItem.reason` is ``None`` for items read back.
 - ``peek_all`` sees at most 32 messages (the service's peek limit), and only visible ones.
+- ``send_at`` computes each delay against the service's clock, read from the ``Date``
+  header of a response (whole seconds; the skew is re-read every minute), rounded to
+  whole seconds and capped at 7 days (the service's limit).
 - ``remove(id)`` has no direct API: it receives until it finds the message and releases
   the others at once — their ``dequeue_count`` goes up, so use it on queues nothing
   consumes (``flow-jobs-poison``).
@@ -22,9 +25,12 @@ import contextlib
 import logging
 import math
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ...exceptions import ConfigError, NotFound
@@ -42,6 +48,8 @@ log = logging.getLogger("datasync.queue")
 
 PEEK_LIMIT = 32  # the service returns at most 32 messages per peek / receive
 _NEVER_EXPIRE = -1  # message time-to-live: keep jobs until handled (default is 7 days)
+MAX_DELAY = 604_800  # the service's limit on an initial visibility timeout (7 days)
+_SKEW_TTL = 60.0  # seconds a measured clock skew is reused
 
 
 def _seconds(value: float, minimum: int) -> int:
@@ -56,6 +64,7 @@ class StorageMessageQueue:
         self.name = name
         self._ready = False
         self._lock = threading.Lock()
+        self._skew: tuple[float, float] | None = None  # (service - local seconds, measured at)
 
     def __repr__(self) -> str:
         return f"StorageMessageQueue({self.name!r})"
@@ -100,6 +109,51 @@ class StorageMessageQueue:
         self._ensure()
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="queue-send") as pool:
             for _ in pool.map(self.send, texts):
+                pass
+
+    def clock_skew(self) -> float:
+        """Seconds the service's clock is ahead of this machine's (its ``Date`` header, read
+        from a queue-properties call; cached for a minute)."""
+        cached = self._skew
+        if cached is not None and time.monotonic() - cached[1] < _SKEW_TTL:
+            return cached[0]
+        seen: list[str] = []
+
+        def hook(response: Any) -> None:
+            date = response.http_response.headers.get("Date")
+            if date:
+                seen.append(date)
+
+        before = time.time()
+        self._ensure().get_queue_properties(raw_response_hook=hook)
+        after = time.time()
+        skew = 0.0
+        if seen:
+            try:
+                service = parsedate_to_datetime(seen[-1]).timestamp() + 0.5  # whole seconds
+                skew = service - (before + after) / 2
+            except (TypeError, ValueError):
+                log.debug("queue %s sent an unreadable Date header", self.name)
+        self._skew = (skew, time.monotonic())
+        return skew
+
+    def send_at(self, items: Iterable[tuple[str, datetime]]) -> None:
+        """Enqueue each text hidden until its time by the service's clock (see module)."""
+        items = list(items)
+        if not items:
+            return
+        service_now = time.time() + self.clock_skew()
+
+        def one(item: tuple[str, datetime]) -> None:
+            delay = round(item[1].timestamp() - service_now)
+            self.send(item[0], visibility_delay=float(min(max(delay, 0), MAX_DELAY)))
+
+        if len(items) <= 4:
+            for item in items:
+                one(item)
+            return
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="queue-send") as pool:
+            for _ in pool.map(one, items):
                 pass
 
     def receive(self, max_messages: int, visibility_timeout: float) -> list[QueueItem]:

@@ -76,6 +76,22 @@ class SqliteMessageQueue:
                     rows,
                 )
 
+    def send_at(self, items: Iterable[tuple[str, datetime]]) -> None:
+        """One transaction; each text hidden until its time by this queue's clock."""
+        now = self._time()
+        prefix = uuid.uuid4().hex[:24]
+        rows = [
+            (f"{prefix}{i:08x}", self.name, text, max(now, at.timestamp()), now)
+            for i, (text, at) in enumerate(items)
+        ]
+        if rows:
+            with self.db.write() as con:
+                con.executemany(
+                    "INSERT INTO queue_messages (id, queue, body, visible_at, "
+                    "inserted_at) VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+
     def receive(self, max_messages: int, visibility_timeout: float) -> list[QueueItem]:
         now = self._time()
         receipt = uuid.uuid4().hex

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from ...exceptions import InvalidDocument, NotFound
-from ...models import Tenant, parse_tenant
+from ...models import SCHEDULE_KEYS, Tenant, parse_tenant
 from ...names import format_utc
 from ...ports import DueFlow
 from .db import Database
@@ -35,7 +35,22 @@ CREATE TABLE IF NOT EXISTS flow_schedule (
     PRIMARY KEY (tenant_id, flow_index));
 CREATE INDEX IF NOT EXISTS flow_schedule_due
     ON flow_schedule (active, next_run_utc, tenant_id, flow_index);
+CREATE TABLE IF NOT EXISTS flow_options (
+    tenant_id TEXT NOT NULL, flow_index INTEGER NOT NULL, options TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, flow_index));
 """
+# flow_options holds the schedule options (jitter, catchUp, ...) of the flows that set any,
+# as JSON: most flows have none, so the due query's LEFT JOIN finds nothing for them.
+
+
+def _options(text: str | None) -> Any:
+    """A flow_options row as stored (None: the flow sets no schedule option)."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"jitter": text}  # unreadable: let the scheduler report it
 
 
 class SqliteTenantStore:
@@ -118,6 +133,14 @@ class SqliteTenantStore:
                 for i, f in enumerate(tenant.flows)
             ],
         )
+        con.execute("DELETE FROM flow_options WHERE tenant_id = ?", (tenant.tenant_id,))
+        options = []
+        for i, entry in enumerate(doc.get("flows", [])):
+            chosen = {k: entry[k] for k in SCHEDULE_KEYS if k in entry}
+            if chosen:
+                options.append((tenant.tenant_id, i, json.dumps(chosen, separators=(",", ":"))))
+        if options:
+            con.executemany("INSERT INTO flow_options VALUES (?, ?, ?)", options)
 
     def upsert_many(self, tenants: list[Tenant]) -> None:
         with self.db.write() as con:
@@ -140,7 +163,9 @@ class SqliteTenantStore:
             return True
 
     # -- scheduler -----------------------------------------------------------------------
-    def due_flows(self, now: datetime, *, page_size: int = 1000) -> Iterator[list[DueFlow]]:
+    def due_flows(
+        self, now: datetime, *, page_size: int = 1000, tenant_id: str | None = None
+    ) -> Iterator[list[DueFlow]]:
         """Active flows with ``nextRunUtc`` missing or <= now, in keyset-paged batches.
 
         The etag of a row is the ``nextRunUtc`` it was read with: :meth:`advance` is a
@@ -148,20 +173,46 @@ class SqliteTenantStore:
         cutoff = format_utc(now)
         last: tuple[str, str, int] = ("", "", -1)
         con = self.db.read()
+        if tenant_id is not None:
+            yield from self._due_of(con, cutoff, tenant_id)
+            return
         while True:
             rows = con.execute(
-                "SELECT tenant_id, flow_index, flow_name, cron, timezone, next_run_utc "
-                "FROM flow_schedule WHERE active = 1 AND next_run_utc <= ? "
-                "AND (next_run_utc, tenant_id, flow_index) > (?, ?, ?) "
-                "ORDER BY next_run_utc, tenant_id, flow_index LIMIT ?",
+                "SELECT s.tenant_id, s.flow_index, s.flow_name, s.cron, s.timezone, "
+                "s.next_run_utc, o.options FROM flow_schedule AS s "
+                "LEFT JOIN flow_options AS o "
+                "ON o.tenant_id = s.tenant_id AND o.flow_index = s.flow_index "
+                "WHERE s.active = 1 AND s.next_run_utc <= ? "
+                "AND (s.next_run_utc, s.tenant_id, s.flow_index) > (?, ?, ?) "
+                "ORDER BY s.next_run_utc, s.tenant_id, s.flow_index LIMIT ?",
                 (cutoff, *last, page_size),
             ).fetchall()
             if not rows:
                 return
-            yield [DueFlow(r[0], r[1], r[2], r[3], r[4], r[5] or None, r[5]) for r in rows]
+            yield [
+                DueFlow(r[0], r[1], r[2], r[3], r[4], r[5] or None, r[5], _options(r[6]))
+                for r in rows
+            ]
             last = (rows[-1][5], rows[-1][0], rows[-1][1])
             if len(rows) < page_size:
                 return
+
+    @staticmethod
+    def _due_of(con: sqlite3.Connection, cutoff: str, tenant_id: str) -> Iterator[list[DueFlow]]:
+        rows = con.execute(
+            "SELECT s.tenant_id, s.flow_index, s.flow_name, s.cron, s.timezone, "
+            "s.next_run_utc, o.options FROM flow_schedule AS s "
+            "LEFT JOIN flow_options AS o "
+            "ON o.tenant_id = s.tenant_id AND o.flow_index = s.flow_index "
+            "WHERE s.tenant_id = ? AND s.active = 1 AND s.next_run_utc <= ? "
+            "ORDER BY s.flow_index",
+            (tenant_id, cutoff),
+        ).fetchall()
+        if rows:
+            yield [
+                DueFlow(r[0], r[1], r[2], r[3], r[4], r[5] or None, r[5], _options(r[6]))
+                for r in rows
+            ]
 
     def advance(self, updates: list[tuple[DueFlow, str]]) -> list[DueFlow]:
         """Compare-and-set each flow's next run against the value the scan read.

@@ -95,6 +95,16 @@ class MemoryMessageQueue:
                 msg = self.backend._new(text, 0.0)
                 box[msg.id] = msg
 
+    def send_at(self, items: Iterable[tuple[str, datetime]]) -> None:
+        """Each text hidden until its time by the backend's clock (past: visible now)."""
+        with self.backend.lock:
+            box = self.backend._box(self.name)
+            now = self.backend.clock()
+            for text, at in items:
+                msg = self.backend._new(text, 0.0)
+                msg.visible_at = max(now, at)
+                box[msg.id] = msg
+
     def receive(self, max_messages: int, visibility_timeout: float) -> list[QueueItem]:
         with self.backend.lock:
             now = self.backend.clock()

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from ...exceptions import InvalidDocument, NotFound
-from ...models import Tenant, parse_tenant
+from ...models import SCHEDULE_KEYS, Tenant, parse_tenant
 from ...names import format_utc
 from ...ports import DueFlow
 
@@ -108,7 +108,9 @@ class MemoryTenantStore:
             self._docs.pop(tenant_id, None)
 
     # -- scheduler -----------------------------------------------------------------------
-    def due_flows(self, now: datetime, *, page_size: int = 1000) -> Iterator[list[DueFlow]]:
+    def due_flows(
+        self, now: datetime, *, page_size: int = 1000, tenant_id: str | None = None
+    ) -> Iterator[list[DueFlow]]:
         """Due flows as of the call (one consistent snapshot), ordered by ``nextRunUtc``
         (missing first), tenant and position. ``etag`` is the document's etag."""
         if page_size < 1:
@@ -124,8 +126,10 @@ class MemoryTenantStore:
                     timezone=doc.get("timezone", "UTC"),
                     next_run_utc=entry.get("nextRunUtc"),
                     etag=etag,
+                    options={k: entry[k] for k in SCHEDULE_KEYS if k in entry} or None,
                 )
                 for tid, (doc, etag) in self._docs.items()
+                if tenant_id is None or tid == tenant_id
                 for index, entry in _active_flows(doc, cutoff)
             ]
         rows.sort(key=lambda r: (r.next_run_utc or "", r.tenant_id, r.flow_index))
