@@ -127,6 +127,20 @@ class Settings:
     lookahead_seconds: float | None = None
     """``DATASYNC_LOOKAHEAD_SECONDS`` (0–518400): how far ahead each scan enqueues
     occurrences (0: only what is due now). None: :meth:`lookahead`'s default."""
+    telemetry: tuple[str, ...] = ()
+    """Telemetry exporters (datasync/telemetry): ``azure-monitor`` when
+    ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set, ``otlp`` when
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, ``console`` on ``DATASYNC_TELEMETRY=console``;
+    ``DATASYNC_TELEMETRY=off`` turns all of them off. Empty: no telemetry at all."""
+    appinsights_connection_string: str | None = None
+    """``APPLICATIONINSIGHTS_CONNECTION_STRING`` (never printed)."""
+    stuck_pending_seconds: float = 300.0
+    """``DATASYNC_STUCK_PENDING_SECONDS``: a run Pending longer than this counts as stuck."""
+    stuck_running_seconds: float = 1800.0
+    """``DATASYNC_STUCK_RUNNING_SECONDS``: a Running run without page progress for this long
+    counts as stuck."""
+    metrics_tenant_label: bool = False
+    """``DATASYNC_METRICS_TENANT_LABEL``: put the tenant id on run metrics (cardinality!)."""
 
     def lookahead(self) -> float:
         """The scheduler's look-ahead in seconds: the override, else two scan intervals
@@ -187,6 +201,17 @@ class Settings:
             log_format=_log_format(env),
             run_detail_pages=_number(env, "DATASYNC_RUN_DETAIL_PAGES", int, 500, 2, 100_000),
             run_retention_days=_number(env, "DATASYNC_RUN_RETENTION_DAYS", int, 30, 1, 3650),
+            telemetry=_telemetry(env),
+            appinsights_connection_string=(
+                env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip() or None
+            ),
+            stuck_pending_seconds=_number(
+                env, "DATASYNC_STUCK_PENDING_SECONDS", float, 300.0, 1.0, 604800.0
+            ),
+            stuck_running_seconds=_number(
+                env, "DATASYNC_STUCK_RUNNING_SECONDS", float, 1800.0, 1.0, 604800.0
+            ),
+            metrics_tenant_label=_flag(env, "DATASYNC_METRICS_TENANT_LABEL", False),
             lookahead_seconds=(
                 _number(env, "DATASYNC_LOOKAHEAD_SECONDS", float, 0.0, 0.0, 518400.0)
                 if env.get("DATASYNC_LOOKAHEAD_SECONDS", "").strip()
@@ -266,6 +291,23 @@ def _log_format(env: Mapping[str, str]) -> str:
     if value not in ("text", "json"):
         raise ConfigError(f"DATASYNC_LOG_FORMAT must be text or json, got {raw!r}")
     return value
+
+
+def _telemetry(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("DATASYNC_TELEMETRY", "")
+    mode = raw.strip().lower()
+    if mode not in ("", "auto", "console", "off"):
+        raise ConfigError(f"DATASYNC_TELEMETRY must be auto, console or off, got {raw!r}")
+    if mode == "off":
+        return ()
+    exporters = []
+    if env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip():
+        exporters.append("azure-monitor")
+    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+        exporters.append("otlp")
+    if mode == "console":
+        exporters.append("console")
+    return tuple(exporters)
 
 
 def _scan_schedule(env: Mapping[str, str]) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import azure.durable_functions as df
 
+from .. import telemetry
 from ..redact import install_redaction
 from . import activities, orchestrator, scheduler, starter
 from .provider import AppProvider
@@ -30,6 +31,7 @@ def build_function_app(provider: AppProvider) -> df.DFApp:
 
     Also installs log redaction for the whole process (the worker's handlers included)."""
     install_redaction()
+    telemetry.setup_from_env()  # idempotent; off unless a telemetry setting is set
     app = df.DFApp()
     for blueprint in (
         scheduler.blueprint(provider),
