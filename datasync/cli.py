@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from . import operations
     from .models import Tenant
     from .ports import QueueItem
-    from .records import RunRecord
+    from .records import PageRecord, PageSummary, RunRecord
 
 __all__ = ["cli", "main"]
 
@@ -398,7 +398,7 @@ def _run_row(r: RunRecord) -> list[Any]:
         r.records_in,
         r.records_out,
         r.resumes,
-        _short(getattr(r, "reason", None) or r.error),
+        _short(r.reason or r.error),
     ]
 
 
@@ -509,7 +509,7 @@ def _show_run(detail: operations.RunDetail) -> None:
     from .operations import duration_of, lateness_of, rerun_of
 
     r = detail.run
-    reason = getattr(r, "reason", None)
+    reason = r.reason
     fields: list[tuple[str, Any]] = [
         ("run", r.instance_id),
         ("tenant", r.tenant_id),
@@ -524,7 +524,7 @@ def _show_run(detail: operations.RunDetail) -> None:
         ("resumes", r.resumes),
         ("rerun of", rerun_of(r) or ""),
         ("reruns", ", ".join(detail.reruns)),
-        ("trace id", getattr(r, "trace_id", None) or ""),
+        ("trace id", r.trace_id or ""),
     ]
     width = max(len(k) for k, _ in fields)
     for key, value in fields:
@@ -540,24 +540,33 @@ def _show_run(detail: operations.RunDetail) -> None:
             + (f": {entry.detail}" if entry.detail else "")
         )
     click.echo("")
+    summary = detail.summary
     if not detail.pages:
         click.echo("no page records" + (f" after page {detail.after}" if detail.after else ""))
+    if summary is not None and summary.first_page is not None:
+        before = [p for p in detail.pages if p.page < summary.first_page]
+        after = [p for p in detail.pages if p.page > summary.first_page]
     else:
-        _page_table(detail.pages)
-    if detail.summary is not None:
-        s = detail.summary
-        click.echo(
-            f"pages {s.first_page}–{s.last_page} summarised: {s.pages} pages, "
-            f"{s.records_in} records in, {s.records_out} out, {s.attempts} step attempts, "
-            f"{s.errors} with errors, per page {_seconds(s.min_duration_seconds)} – "
-            f"{_seconds(s.max_duration_seconds)}, total {_seconds(s.total_duration_seconds)}"
-        )
+        before, after = detail.pages, []
+    rows = _page_rows(before)
+    spans_fold = (
+        summary is not None
+        and (summary.first_page or 0) > detail.after
+        and bool(after or not detail.more)
+    )
+    if summary is not None and spans_fold:
+        rows.append(_summary_row(summary))
+    rows += _page_rows(after)
+    if rows:
+        _table(_PAGE_HEADERS, rows)
+    if summary is not None:
+        click.echo(_summary_line(summary))
     if detail.more:
         last = detail.pages[-1].page
         click.echo(f"more pages: datasync runs show {r.instance_id} --after {last}")
 
 
-def _step_cell(page: Any, name: str) -> str:
+def _step_cell(page: PageRecord, name: str) -> str:
     step = page.step(name)
     if step is None:
         return ""
@@ -569,21 +578,37 @@ def _step_cell(page: Any, name: str) -> str:
     return text
 
 
-def _page_table(pages: list[Any]) -> None:
-    _table(
-        ["page", "cursor before → after", "in", "out", "pull", "transform", "push"],
+_PAGE_HEADERS = ["page", "cursor before → after", "in", "out", "pull", "transform", "push"]
+
+
+def _page_rows(pages: list[PageRecord]) -> list[list[Any]]:
+    return [
         [
-            [
-                p.page,
-                f"{_short(p.cursor_before or '∅', 24)} → {_short(p.cursor_after or '∅', 24)}",
-                "" if p.records_in is None else p.records_in,
-                "" if p.records_out is None else p.records_out,
-                _step_cell(p, "pull"),
-                _step_cell(p, "transform"),
-                _step_cell(p, "push"),
-            ]
-            for p in pages
-        ],
+            p.page,
+            f"{_short(p.cursor_before or '∅', 24)} → {_short(p.cursor_after or '∅', 24)}",
+            "" if p.records_in is None else p.records_in,
+            "" if p.records_out is None else p.records_out,
+            _step_cell(p, "pull"),
+            _step_cell(p, "transform"),
+            _step_cell(p, "push"),
+        ]
+        for p in pages
+    ]
+
+
+def _summary_row(s: PageSummary) -> list[Any]:
+    """The folded pages as one row of the page table (what their steps took: a line below)."""
+    span = f"{s.first_page}–{s.last_page}"
+    return [span, f"… {s.pages} pages summarised …", s.records_in, s.records_out, "", "", ""]
+
+
+def _summary_line(s: PageSummary) -> str:
+    errors = f", {s.errors} with an error" if s.errors else ""
+    return (
+        f"pages {s.first_page}–{s.last_page} (summarised): {s.pages} pages, "
+        f"{s.records_in} records in, {s.records_out} out, per page "
+        f"{_seconds(s.min_duration_seconds)} – {_seconds(s.max_duration_seconds)}, "
+        f"{_seconds(s.total_duration_seconds)} in all, {s.attempts} step attempts{errors}"
     )
 
 

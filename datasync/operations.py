@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import getpass
 import logging
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from .exceptions import ConfigError, InvalidDocument, NotFound, TransientError, 
 from .models import RUN_STATUSES, FlowEntry, Job, RunRecord, Tenant, parse_tenants
 from .names import format_utc, utcnow, validate_secret_part, validate_tenant_id
 from .ports import FLOW_JOBS, FLOW_JOBS_POISON, Checkpoint, QueueItem
+from .records import AuditEntry, PageRecord, PageSummary
 from .redact import redact
 from .schedule import jitter_offset, next_occurrence, occurrences
 
@@ -534,24 +534,17 @@ def _audit(
     """Write one audit entry (after the action succeeded). A store without an audit log, or
     a failed write, is logged and does not undo the action."""
     who = actor or local_actor()
+    entry = AuditEntry(
+        actor=who,
+        action=action,
+        target=target,
+        tenant_id=tenant,
+        flow_name=flow,
+        instance_id=instance_id,
+        detail=redact(detail) if detail else None,
+    )
     try:
-        from . import records
-
-        entry_type = getattr(records, "AuditEntry", None)
-        write = getattr(app.runs, "audit", None)
-        if write is None or entry_type is None:
-            raise NotImplementedError("the run store keeps no audit log")
-        write(
-            entry_type(
-                actor=who,
-                action=action,
-                target=target,
-                tenant_id=tenant,
-                flow_name=flow,
-                instance_id=instance_id,
-                detail=redact(detail) if detail else None,
-            )
-        )
+        app.runs.audit(entry)
     except Exception as exc:  # noqa: BLE001 - the action is done; the audit write is not
         log.warning("audit log: %s %s by %s not recorded: %s", action, target, who, exc)
         return
@@ -649,7 +642,7 @@ def _queued_reruns(app: App, base: str) -> set[int]:
             job = Job.from_message(item.body)
         except ValidationError:
             continue
-        n = getattr(job, "rerun", None)
+        n = job.rerun
         if n and f"{base}{_RERUN_MARK}{n}" == job.instance_id:
             taken.add(int(n))
     return taken
@@ -893,7 +886,7 @@ def queue_list(app: App, *, now: datetime | None = None) -> list[QueuedJob]:
                 )
             )
             continue
-        note = getattr(job, "note", None)
+        note = job.note
         hidden = visible is not None and visible > now
         state: Literal["due", "waiting", "deferred"] = "due"
         if hidden:
@@ -908,7 +901,7 @@ def queue_list(app: App, *, now: datetime | None = None) -> list[QueuedJob]:
                 item.dequeue_count,
                 state,
                 note=note,
-                rerun=getattr(job, "rerun", None),
+                rerun=job.rerun,
             )
         )
     return out
@@ -966,7 +959,7 @@ class ScheduleView:
 
 def lateness_of(run: RunRecord) -> float | None:
     """Seconds from ``scheduledFor`` to the run's start (the record's own value when kept)."""
-    kept = getattr(run, "lateness_seconds", None)
+    kept = run.lateness_seconds
     if kept is not None:
         return float(kept)
     if not run.started_at:
@@ -981,7 +974,7 @@ def lateness_of(run: RunRecord) -> float | None:
 
 def duration_of(run: RunRecord) -> float | None:
     """Seconds from start to finish (the record's own value when kept)."""
-    kept = getattr(run, "duration_seconds", None)
+    kept = run.duration_seconds
     if kept is not None:
         return float(kept)
     if not (run.started_at and run.finished_at):
@@ -996,7 +989,7 @@ def duration_of(run: RunRecord) -> float | None:
 
 def rerun_of(run: RunRecord) -> str | None:
     """The run a rerun reruns: its record's ``rerunOf``, else what its instance id says."""
-    kept = getattr(run, "rerun_of", None)
+    kept = run.rerun_of
     if kept:
         return str(kept)
     base = _base_id(run.instance_id)
@@ -1045,10 +1038,10 @@ class RunDetail:
     the summarised part beyond the kept pages, its reruns and its audit entries."""
 
     run: RunRecord
-    pages: list[Any] = field(default_factory=list)
-    summary: Any = None
+    pages: list[PageRecord] = field(default_factory=list)
+    summary: PageSummary | None = None
     reruns: list[str] = field(default_factory=list)
-    audit: list[Any] = field(default_factory=list)
+    audit: list[AuditEntry] = field(default_factory=list)
     more: bool = False
     after: int = 0
 
@@ -1059,31 +1052,11 @@ class RunDetail:
             "durationSeconds": duration_of(self.run),
             "rerunOf": rerun_of(self.run),
             "reruns": self.reruns,
-            "pageRecords": [_as_json(p) for p in self.pages],
+            "pageRecords": [p.to_json() for p in self.pages],
             "morePages": self.more,
-            "pageSummary": _as_json(self.summary) if self.summary is not None else None,
-            "audit": [_as_json(a) for a in self.audit],
+            "pageSummary": self.summary.to_json() if self.summary is not None else None,
+            "audit": [a.to_json() for a in self.audit],
         }
-
-
-def _as_json(obj: Any) -> Any:
-    """A record dataclass as camelCase JSON (its own ``to_json`` when it has one)."""
-    if hasattr(obj, "to_json"):
-        return obj.to_json()
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {_camel(k): _as_json(v) for k, v in dataclasses.asdict(obj).items()}
-    if isinstance(obj, dict):
-        return {_camel(str(k)): _as_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_as_json(v) for v in obj]
-    if isinstance(obj, datetime):
-        return format_utc(obj)
-    return obj
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
 def run_detail(app: App, instance_id: str, *, after: int = 0, limit: int = 100) -> RunDetail:
@@ -1091,16 +1064,10 @@ def run_detail(app: App, instance_id: str, *, after: int = 0, limit: int = 100) 
     if limit < 1:
         raise ValidationError(f"the page limit must be at least 1, not {limit}")
     run = _run(app, instance_id)
-    pages_of = getattr(app.runs, "pages", None)
-    pages: list[Any] = []
-    more = False
-    if pages_of is not None:
-        pages = list(pages_of(instance_id, after=after, limit=limit + 1))
-        more = len(pages) > limit
-        pages = pages[:limit]
-    summary_of = getattr(app.runs, "page_summary", None)
-    summary = summary_of(instance_id) if summary_of is not None else None
-    audit_of = getattr(app.runs, "audit_log", None)
-    audit = list(audit_of(instance_id=_base_id(instance_id))) if audit_of is not None else []
+    pages = app.runs.pages(instance_id, after=after, limit=limit + 1)
+    more = len(pages) > limit
+    pages = pages[:limit]
+    summary = app.runs.page_summary(instance_id)
+    audit = app.runs.audit_log(instance_id=_base_id(instance_id))
     reruns = list(_rerun_ids(app, _base_id(instance_id)))
     return RunDetail(run, pages, summary, reruns, audit, more, after)

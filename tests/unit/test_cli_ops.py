@@ -19,7 +19,7 @@ from datasync.cli import cli
 from datasync.models import Job
 from datasync.names import format_utc, instance_id
 from datasync.ports import FLOW_JOBS, FLOW_JOBS_POISON, Checkpoint
-from datasync.records import RunRecord
+from datasync.records import RunRecord, StepWrite
 
 FLOW = """
 from datasync import Page, flow
@@ -36,9 +36,6 @@ class ContactsToErp:
 NAME = "contacts-to-erp"
 needs_reset = pytest.mark.skipif(
     not hasattr(SqliteRunStore, "reset_checkpoint"), reason="RunStore.reset_checkpoint (S2)"
-)
-needs_audit = pytest.mark.skipif(
-    not hasattr(SqliteRunStore, "audit_log"), reason="RunStore.audit_log (S2)"
 )
 
 
@@ -395,8 +392,6 @@ def test_poison_delete(root, app):
 
 
 # -- audit -----------------------------------------------------------------------------------
-@needs_audit
-@needs_reset
 def test_every_action_is_in_the_audit_log_with_the_os_user(root, app):
     apply(root, overlap="queue")
     failed = add_run(app, "Failed")
@@ -407,7 +402,6 @@ def test_every_action_is_in_the_audit_log_with_the_os_user(root, app):
     ok("pause", "acme", NAME)
     ok("resume", "acme", NAME)
     ok("rerun", failed.instance_id)
-    ok("reset", "acme", NAME, "--yes")
     ok("backfill", "acme", NAME, "--from", "2026-11-20T00:00:00Z", "--to", "2026-11-20T01:00:00Z")
     ok("poison", "replay", replay_id)
     ok("poison", "delete", drop_id)
@@ -418,15 +412,98 @@ def test_every_action_is_in_the_audit_log_with_the_os_user(root, app):
         "pause",
         "resume",
         "rerun",
-        "reset",
         "backfill",
         "poison replay",
         "poison delete",
     ]
     assert {e.actor for e in entries} == {f"os:{getpass.getuser()}"}
+    assert all(e.at for e in entries)
     rerun = next(e for e in entries if e.action == "rerun")
     assert rerun.instance_id == failed.instance_id
     assert rerun.detail == f"queued as {failed.instance_id}-rerun1"
+    assert entries[-1].action == "trigger" and entries[-1].target == f"acme/{NAME}"
     assert [e.action for e in app.runs.audit_log(tenant="acme", flow=NAME)][-1] == "trigger"
     shown = as_json("runs", "show", failed.instance_id)
     assert [a["action"] for a in shown["audit"]] == ["rerun"]
+    assert "rerun by os:" in ok("runs", "show", failed.instance_id).stdout
+
+
+@needs_reset
+def test_reset_is_in_the_audit_log(root, app):
+    apply(root)
+    ok("reset", "acme", NAME, "--yes")
+    [entry] = app.runs.audit_log(tenant="acme")
+    assert (entry.action, entry.target, entry.detail) == (
+        "reset",
+        f"acme/{NAME}",
+        "cursor and state forgotten",
+    )
+
+
+def test_a_failed_audit_write_does_not_undo_the_action(root, app, monkeypatch, caplog):
+    from datasync import operations
+
+    apply(root)
+
+    def broken(entry):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(app.runs, "audit", broken)
+    operations.pause(app, "acme", NAME, actor="aad:ops@example.com")
+    assert app.tenants.get("acme").flow(NAME).enabled is False
+    assert (
+        "audit log: pause acme/contacts-to-erp by aad:ops@example.com not recorded" in caplog.text
+    )
+
+
+# -- the page table --------------------------------------------------------------------------
+def write_pages(app: App, iid: str, pages: int) -> None:
+    for page in range(1, pages + 1):
+        start = format_utc(AT + timedelta(seconds=page))
+        app.runs.write_step(
+            StepWrite(iid, "acme", page, "pull", start, 0.25, cursor_before=f"c{page - 1}",
+                      cursor_after=f"c{page}", records_in=10, knows_cursor_before=True),
+            keep_pages=4,
+        )  # fmt: skip
+        app.runs.write_step(
+            StepWrite(iid, "acme", page, "push", start, 0.5,
+                      error="HTTP 503" if page == 6 else None, records_out=10),
+            keep_pages=4,
+        )  # fmt: skip
+
+
+def page_rows(text: str) -> list[list[str]]:
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("page "))
+    assert lines[header].split()[:6] == ["page", "cursor", "before", "→", "after", "in"]
+    rows = []
+    for line in lines[header + 1 :]:
+        if not line[:1].isdigit():
+            break
+        rows.append(line.split())
+    return rows
+
+
+def test_runs_show_pages_the_page_table_and_summarises_the_folded_pages(root, app):
+    apply(root)
+    run_ = add_run(app, "Completed", pages=6, records_in=60, records_out=60)
+    write_pages(app, run_.instance_id, 6)  # keep 4: pages 3-4 are folded
+    text = ok("runs", "show", run_.instance_id, "--pages", "2").stdout
+    assert page_rows(text) == [
+        ["1", "c0", "→", "c1", "10", "10", "0.250", "s", "0.500", "s"],
+        ["2", "c1", "→", "c2", "10", "10", "0.250", "s", "0.500", "s"],
+    ]
+    assert "pages 3–4 (summarised): 2 pages, 20 records in, 20 out" in text
+    assert f"more pages: datasync runs show {run_.instance_id} --after 2" in text
+
+    rest = ok("runs", "show", run_.instance_id, "--after", "2").stdout
+    assert [r[:2] for r in page_rows(rest)] == [["3–4", "…"], ["5", "c4"], ["6", "c5"]]
+    assert "error: HTTP 503" in rest and "more pages" not in rest
+    whole = ok("runs", "show", run_.instance_id).stdout
+    assert [r[0] for r in page_rows(whole)] == ["1", "2", "3–4", "5", "6"]
+
+    data = as_json("runs", "show", run_.instance_id, "--after", "2")
+    assert [p["page"] for p in data["pageRecords"]] == [5, 6]
+    assert data["pageSummary"]["pages"] == 2 and data["morePages"] is False
+    push = data["pageRecords"][1]["steps"][-1]
+    assert push["step"] == "push" and push["error"] == "HTTP 503" and push["attempts"] == 1
