@@ -124,6 +124,12 @@ class Settings:
     run_retention_days: int = 30
     """``DATASYNC_RUN_RETENTION_DAYS`` (1–3650): finished runs older than this are pruned
     with their page detail (``RunStore.prune``)."""
+    console_actions: bool = False
+    """``DATASYNC_CONSOLE_ACTIONS``: the web console offers actions (trigger, pause, rerun …);
+    read-only when false."""
+    console_token: str | None = field(default=None, repr=False)
+    """``DATASYNC_CONSOLE_TOKEN``: locally, the token that unlocks the console's actions
+    (None: one is generated at start). Never printed by the console's pages."""
     lookahead_seconds: float | None = None
     """``DATASYNC_LOOKAHEAD_SECONDS`` (0–518400): how far ahead each scan enqueues
     occurrences (0: only what is due now). None: :meth:`lookahead`'s default."""
@@ -201,6 +207,8 @@ class Settings:
             log_format=_log_format(env),
             run_detail_pages=_number(env, "DATASYNC_RUN_DETAIL_PAGES", int, 500, 2, 100_000),
             run_retention_days=_number(env, "DATASYNC_RUN_RETENTION_DAYS", int, 30, 1, 3650),
+            console_actions=_flag(env, "DATASYNC_CONSOLE_ACTIONS", False),
+            console_token=env.get("DATASYNC_CONSOLE_TOKEN", "").strip() or None,
             telemetry=_telemetry(env),
             appinsights_connection_string=(
                 env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip() or None
