@@ -862,7 +862,8 @@ class CosmosRunStore:
         old = list(
             self.runs.query_items(
                 "SELECT c.id, c.tenantId, c.status, c.finishedAt, c.createdAt FROM c "
-                "WHERE c.type = 'Run'",
+                "WHERE c.type = 'Run' AND c.createdAt < @cut",  # finished before: made before
+                parameters=[{"name": "@cut", "value": cutoff}],
                 enable_cross_partition_query=True,
             )
         )
