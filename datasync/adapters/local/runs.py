@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ...exceptions import NotFound, PermanentError
@@ -38,7 +38,6 @@ from ...records import (
     PageSummary,
     StepWrite,
     apply_step,
-    bucket,
     fold,
     fold_candidate,
     parse_token,
@@ -514,20 +513,23 @@ class SqliteRunStore:
         return int(self.db.read().execute(sql, args).fetchone()[0])
 
     def status_counts(self, since: datetime, bucket_seconds: int) -> list[tuple[str, str, int]]:
+        """Bucketed in SQL (``strftime('%s')`` of the stored ``...Z`` text), one row per bucket
+        and status."""
         rows = (
             self.db.read()
             .execute(
-                "SELECT scheduled_for, status, COUNT(*) FROM runs WHERE scheduled_for >= ? "
-                "GROUP BY scheduled_for, status",
-                (format_utc(since),),
+                "SELECT CAST(strftime('%s', scheduled_for) AS INTEGER) / ?1 * ?1 AS b, status, "
+                "COUNT(*) FROM runs "
+                "WHERE scheduled_for >= ?2 GROUP BY b, status ORDER BY b, status",
+                (max(int(bucket_seconds), 1), format_utc(since)),
             )
             .fetchall()
         )
-        counts: dict[tuple[str, str], int] = {}
-        for when, status, n in rows:
-            key = (bucket(when, bucket_seconds), status)
-            counts[key] = counts.get(key, 0) + n
-        return [(b, s, n) for (b, s), n in sorted(counts.items())]
+        return [
+            (format_utc(datetime.fromtimestamp(b, UTC)), status, n)
+            for b, status, n in rows
+            if b is not None
+        ]
 
     def audit(self, entry: AuditEntry) -> None:
         e = entry.stored(self._now(), "")
