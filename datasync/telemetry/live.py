@@ -62,6 +62,7 @@ __all__ = ["Live", "build"]
 log = logging.getLogger("datasync.telemetry")
 
 SERVICE_NAME = "datasync"
+_NO_LOGS = "datasync.telemetry.logs-not-exported"
 _PAGE_KEY_SUFFIX = "/p"
 
 
@@ -499,8 +500,11 @@ def build(
             connection_string=settings.appinsights_connection_string,
             resource=resource,
             # the Functions host already ships the worker's log lines to Application
-            # Insights: exporting them here too would store every record twice
+            # Insights: exporting them here too would store every record twice. (1.8.x
+            # overwrites disable_logging from OTEL_LOGS_EXPORTER, so its log handler also
+            # goes on a logger nothing writes to, instead of the root logger.)
             disable_logging=True,
+            logger_name=_NO_LOGS,
             # DataSync's spans are few (a handful per page): keep every trace, so a
             # failed run's trace is never sampled away
             sampling_ratio=1.0,
@@ -510,6 +514,8 @@ def build(
                 name: {"enabled": False}
                 for name in (
                     "azure_sdk",
+                    "httpx",  # instrumented below, with the URL scrubbed
+                    "httpx2",
                     "django",
                     "fastapi",
                     "flask",
