@@ -390,3 +390,16 @@ def test_run_start_comes_from_the_record(live):
     assert abs(run.start_time - expected.timestamp() * 1e9) < 2e6
     [failed] = _points(reader, "datasync.runs")
     assert failed.attributes == {"datasync.flow_name": "contacts-to-erp", "status": "Failed"}
+
+
+def test_host_json_quiets_durable_and_never_samples_failures():
+    from datasync.runtime.host import HostConfig
+
+    host = json.loads((ROOT / "host.json").read_text())
+    levels = host["logging"]["logLevel"]
+    for category in ("Host.Triggers.DurableTask", "DurableTask.AzureStorage", "DurableTask.Core"):
+        assert levels[category] == "Warning", category
+    assert levels["Host.Results"] == "Information"  # every invocation stays in `requests`
+    sampling = host["logging"]["applicationInsights"]["samplingSettings"]
+    assert {"Request", "Exception"} <= set(sampling["excludedTypes"].split(";"))
+    assert HostConfig.load(ROOT, Settings()).max_dequeue_count == 5  # still a file it loads
