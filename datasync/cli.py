@@ -25,6 +25,7 @@ from .exceptions import (
     SecretNotFound,
     ValidationError,
 )
+from .redact import redact
 
 if TYPE_CHECKING:
     from . import operations
@@ -85,15 +86,23 @@ def _time(value: Any) -> str:
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """A compact, aligned plain-text table (no colours, stable for scripts and eyes)."""
-    cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    """A compact, aligned plain-text table (no colours, stable for scripts and eyes); cells
+    are masked (:func:`datasync.redact.redact`) before they are measured."""
+    cells = [[str(c) for c in headers]] + [
+        ["" if c is None else redact(str(c)) for c in r] for r in rows
+    ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for row in cells:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
 
 
 def _json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    click.echo(redact(json.dumps(data, indent=2, ensure_ascii=False)))
+
+
+def _echo(text: str) -> None:
+    """A line of data (a run's error, a reason …), masked."""
+    click.echo(redact(text))
 
 
 def _yes(flag: bool) -> str:
@@ -101,7 +110,8 @@ def _yes(flag: bool) -> str:
 
 
 def _short(text: str | None, width: int = _ERROR_WIDTH) -> str:
-    text = " ".join((text or "").split())
+    """One line of at most ``width`` characters, masked before it is cut."""
+    text = " ".join(redact(text or "").split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -529,20 +539,20 @@ def _show_run(detail: operations.RunDetail) -> None:
     width = max(len(k) for k, _ in fields)
     for key, value in fields:
         if value not in ("", None):
-            click.echo(f"{key.ljust(width)}  {value}")
+            _echo(f"{key.ljust(width)}  {value}")
     if r.error:
-        click.echo(f"{'error'.ljust(width)}  " + r.error.splitlines()[0])
+        _echo(f"{'error'.ljust(width)}  " + r.error.splitlines()[0])
         for line in r.error.splitlines()[1:]:
-            click.echo(" " * (width + 2) + line)
+            _echo(" " * (width + 2) + line)
     for entry in detail.audit:
-        click.echo(
+        _echo(
             f"{'audit'.ljust(width)}  {entry.at or ''} {entry.action} by {entry.actor}"
             + (f": {entry.detail}" if entry.detail else "")
         )
-    click.echo("")
+    _echo("")
     summary = detail.summary
     if not detail.pages:
-        click.echo("no page records" + (f" after page {detail.after}" if detail.after else ""))
+        _echo("no page records" + (f" after page {detail.after}" if detail.after else ""))
     if summary is not None and summary.first_page is not None:
         before = [p for p in detail.pages if p.page < summary.first_page]
         after = [p for p in detail.pages if p.page > summary.first_page]
@@ -560,10 +570,10 @@ def _show_run(detail: operations.RunDetail) -> None:
     if rows:
         _table(_PAGE_HEADERS, rows)
     if summary is not None:
-        click.echo(_summary_line(summary))
+        _echo(_summary_line(summary))
     if detail.more:
         last = detail.pages[-1].page
-        click.echo(f"more pages: datasync runs show {r.instance_id} --after {last}")
+        _echo(f"more pages: datasync runs show {r.instance_id} --after {last}")
 
 
 def _step_cell(page: PageRecord, name: str) -> str:
@@ -941,10 +951,15 @@ def poison_delete(message_id: str) -> None:
 )
 def console(port: int) -> None:
     """The web console on 127.0.0.1 (read-only unless DATASYNC_CONSOLE_ACTIONS=true)."""
+    import importlib
+
     try:
-        from .console import serve  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as err:
+        serve = importlib.import_module("datasync.console").serve
+    except (ImportError, AttributeError) as err:
         _fail(f"the console is not available: {err}")
+    from .logs import configure_logging
+
+    configure_logging()  # the console logs its URL (and a generated token) at start
     serve(_app(), host="127.0.0.1", port=port)
 
 
