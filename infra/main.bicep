@@ -41,6 +41,24 @@ param maximumInstanceCount int = 40
 @allowed([2048, 4096])
 param instanceMemoryMB int = 2048
 
+@description('Alerts (infra/alerts.bicep): resource id of an existing action group to notify. Empty: one is created for alertEmail, else the alerts notify nobody (they still show in the portal).')
+param actionGroupId string = ''
+
+@description('Alerts: e-mail address of a new action group (only when actionGroupId is empty).')
+param alertEmail string = ''
+
+@description('Alerts: minutes without a successful scheduler tick before the heartbeat alert fires (about 2 x the scan interval + 10).')
+param heartbeatMissingMinutes int = 130
+
+@description('Alerts: lateness p95 threshold in seconds.')
+param latenessP95Seconds int = 60
+
+@description('Alerts: failed runs in a row of one tenant flow before it alerts.')
+param failuresInARow int = 3
+
+@description('Alerts: seconds the oldest due flow-jobs message may wait.')
+param queueOldestAgeSeconds int = 900
+
 var suffix = uniqueString(resourceGroup().id)
 var appName = '${baseName}-${suffix}'
 var storageName = take('st${toLower(replace(baseName, '-', ''))}${suffix}', 24)
@@ -338,6 +356,23 @@ resource queueOperator 'Microsoft.Authorization/roleAssignments@2022-04-01' = if
   }
 }
 
+// -- alert rules (infra/alerts.bicep) ----------------------------------------------------
+
+module alerts 'alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    location: location
+    appName: appName
+    appInsightsId: insights.id
+    actionGroupId: actionGroupId
+    alertEmail: alertEmail
+    heartbeatMissingMinutes: heartbeatMissingMinutes
+    latenessP95Seconds: latenessP95Seconds
+    failuresInARow: failuresInARow
+    queueOldestAgeSeconds: queueOldestAgeSeconds
+  }
+}
+
 output functionAppName string = functionApp.name
 output functionAppHost string = functionApp.properties.defaultHostName
 output storageAccountName string = storage.name
@@ -345,3 +380,4 @@ output cosmosEndpoint string = cosmos.properties.documentEndpoint
 output keyVaultName string = vault.name
 output keyVaultUri string = vault.properties.vaultUri
 output applicationInsightsName string = insights.name
+output alertRuleNames array = alerts.outputs.alertRuleNames

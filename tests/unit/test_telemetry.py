@@ -403,3 +403,34 @@ def test_host_json_quiets_durable_and_never_samples_failures():
     sampling = host["logging"]["applicationInsights"]["samplingSettings"]
     assert {"Request", "Exception"} <= set(sampling["excludedTypes"].split(";"))
     assert HostConfig.load(ROOT, Settings()).max_dequeue_count == 5  # still a file it loads
+
+
+def test_every_alert_rule_reads_a_name_datasync_emits():
+    """infra/alerts.bicep queries spans and metrics by name: a rename here breaks them."""
+    import re
+
+    bicep = (ROOT / "infra" / "alerts.bicep").read_text()
+    names = set(re.findall(r'(?<!\[)"((?:datasync\.|schedule_)[a-z_.]+)"', bicep))
+    emitted_spans = {"datasync.scheduler.tick", "datasync.begin", "datasync.run"}
+    emitted_metrics = {"datasync.runs.stuck", "datasync.queue.oldest_age", "datasync.queue.depth"}
+    host_requests = {"schedule_flows"}  # the Functions host's own request for the timer
+    assert names == emitted_spans | emitted_metrics | host_requests
+    source = (ROOT / "datasync" / "telemetry" / "live.py").read_text()
+    source += (ROOT / "datasync" / "telemetry" / "metrics.py").read_text()
+    for name in emitted_metrics | {"datasync.scheduler.tick", "datasync.run"}:
+        assert f'"{name}"' in source, name
+    assert 'f"datasync.{name}"' in source  # datasync.begin and the page steps
+    for attribute in re.findall(r'customDimensions\["([^"]+)"\]', bicep):
+        assert attribute in {"queue", "status"} or f'"{attribute}"' in source, attribute
+    rules = re.findall(r"^    name: '([a-z0-9-]+)'$", bicep, flags=re.M)
+    assert rules == [
+        "scheduler-heartbeat-missing",
+        "lateness-p95",
+        "flow-failing",
+        "stuck-pending",
+        "stuck-running",
+        "queue-oldest-age",
+        "poison-not-empty",
+    ]
+    main = (ROOT / "infra" / "main.bicep").read_text()
+    assert "module alerts 'alerts.bicep'" in main and "appInsightsId: insights.id" in main
