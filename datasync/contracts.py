@@ -105,14 +105,33 @@ class Contract:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class PullOutput(Contract):
+    """``key`` names the staged records in the page store (None for an empty page)."""
+
+    key: str | None
+    count: int
+    cursor: Cursor
+    has_more: bool
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Carry(Contract):
     """Where a run stands: cursor, ``ctx.state`` and the run's cumulative counters."""
+
+    _nested: ClassVar[dict[str, type[Contract]]] = {"prefetched": PullOutput}
 
     cursor: Cursor = None
     state: dict[str, Any] = dataclasses.field(default_factory=dict)
     pages: int = 0
     records_in: int = 0
     records_out: int = 0
+    pipeline: bool = True
+    """Pull page N+1 while page N is transformed and pushed (the flow class's ``pipeline``
+    attribute, default true; ``begin_run`` reports it, ``continue_as_new`` carries it)."""
+    prefetched: PullOutput | None = None
+    """The next page, already pulled (its state merged), when a generation ended while it
+    was in flight: the next generation transforms and pushes it without pulling again."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -127,6 +146,7 @@ class RunInput(Contract):
     scheduled_for: str
     pages_per_generation: int = 10
     carry: Carry | None = None
+    traceparent: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -135,6 +155,7 @@ class BeginInput(Contract):
     flow_name: str
     run_id: str
     scheduled_for: str
+    traceparent: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -145,17 +166,7 @@ class PullInput(Contract):
     page_key: str
     cursor: Cursor = None
     state: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PullOutput(Contract):
-    """``key`` names the staged records in the page store (None for an empty page)."""
-
-    key: str | None
-    count: int
-    cursor: Cursor
-    has_more: bool
-    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+    traceparent: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -166,6 +177,7 @@ class TransformInput(Contract):
     page_key: str
     key: str
     state: dict[str, Any] = dataclasses.field(default_factory=dict)
+    traceparent: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -191,6 +203,7 @@ class PushInput(Contract):
     records_in: int
     records_out: int
     state: dict[str, Any] = dataclasses.field(default_factory=dict)
+    traceparent: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -205,6 +218,7 @@ class FinishInput(Contract):
     run_id: str
     status: str
     error: str | None = None
+    traceparent: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -103,7 +103,12 @@ def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, An
     ``continue_as_new`` every ``pagesPerGeneration`` pages keeps the history short (a
     generation runs on while the cursor is stalled, so the stall count needs no carry)."""
     job = RunInput.from_json(context.get_input())
-    ref = {"tenant_id": job.tenant_id, "flow_name": job.flow_name, "run_id": context.instance_id}
+    ref = {
+        "tenant_id": job.tenant_id,
+        "flow_name": job.flow_name,
+        "run_id": context.instance_id,
+        "traceparent": job.traceparent,
+    }
     carry = job.carry
     try:
         if carry is None:
@@ -193,6 +198,7 @@ def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, An
                 scheduled_for=job.scheduled_for,
                 pages_per_generation=job.pages_per_generation,
                 carry=carry,
+                traceparent=job.traceparent,
             ).to_json()
         )
         return None
