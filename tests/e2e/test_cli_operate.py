@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -104,10 +105,16 @@ def test_a_failed_run_is_shown_page_by_page_and_rerun_completes_it(project):
     tmp, env = project
     (tmp / "fail").write_text("")
     apply(tmp, env, nextRunUtc="2026-01-01T03:00:00+01:00")
-    cli(env, "run", "--once", check=1)
+    log = cli({**env, "DATASYNC_LOG_FORMAT": "json"}, "run", "--once", check=1).stderr
     [failed] = json.loads(cli(env, "runs", "--json").stdout)
     iid = failed["instanceId"]
     assert iid == "Workflow-acme--pages-sync-20260101T020000Z"
+    lines = [json.loads(line) for line in log.splitlines()]  # every line is one JSON object
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", x["ts"]) for x in lines)
+    ended = [x for x in lines if x["message"].startswith(f"[acme/{iid}] run {iid} Failed")]
+    assert len(ended) == 1, [x["message"] for x in lines]
+    assert ended[0]["level"] == "ERROR"
+    assert (ended[0]["tenant"], ended[0]["run"], ended[0]["flow"]) == ("acme", iid, FLOW)
     assert failed["status"] == "Failed" and failed["pages"] == 2
     assert "the target refused page 3" in failed["error"]
 
