@@ -455,21 +455,7 @@ class DurableEngine:
                 "lost the lease on %s (or it was terminated): the episode is dropped", instance_id
             )
             return None
-        for activity_id in committed.activities:
-            self._hold("activity", str(activity_id), True)
-        if committed.again:
-            self._hold("instance", instance_id, True)
-        if plan.status == "Running":
-            size = row["history_bytes"] + sum(len(r) for r in rows)
-            self._cache(
-                instance_id,
-                _Cached(row["execution_id"], size, history + rows, session, plan.events),
-            )
-            posted = len(plan.activities) - len(committed.activities)
-            if posted:
-                self._notify("activity", posted)
-        elif plan.status == "ContinuedAsNew":
-            self._notify("orchestration")
+        self._committed(instance_id, row, plan, history, rows, session, committed)
         return committed
 
     def _replay(
@@ -571,17 +557,26 @@ class DurableEngine:
         run the episode here and return the first work item it scheduled (the others go
         to the other workers), else None."""
         key = str(row["id"])
+        instance_id = row["instance_id"]
         try:
-            instance_id, ours = self._run_activity(row)
-        finally:
-            self._hold("activity", key, False)
-        if not ours:
-            return None
-        try:
-            scheduled = self._episodes(instance_id)
+            result = self._activity_result(row)
+            step = self._direct_step(row, result)
+            if step is None:
+                return None
+            if isinstance(step, Committed):
+                scheduled = step.activities
+                if step.again:
+                    scheduled = scheduled + self._episodes(instance_id)
+            else:
+                ours = self._posted_result(row, step)
+                if not ours:
+                    return None
+                scheduled = self._episodes(instance_id)
         except BaseException:
             self.store.release(instance_id, self.owner)
             raise
+        finally:
+            self._hold("activity", key, False)
         if not scheduled:
             return None
         self._post_ready(scheduled[1:])
@@ -590,9 +585,88 @@ class DurableEngine:
             self._hold("activity", str(scheduled[0]), False)
         return nxt
 
-    def _run_activity(self, row: Any) -> tuple[str, bool]:
-        """Run it and post its result; ``(instance id, True)`` when that leased the
-        instance to this runtime (its episode is this thread's to run)."""
+    def _direct_step(self, row: Any, result: dict[str, Any]) -> Committed | bool | None:
+        """Post ``result`` and, when this runtime has the instance's live orchestrator and
+        nothing else is waiting for it, run the episode that delivers it and commit both in
+        one transaction. :class:`Committed`: done; True/False/None: only the result was
+        posted (see :meth:`~.store.DurableStore.complete_activity`)."""
+        instance_id = row["instance_id"]
+        now = time.time()
+        until = now + self.lease_seconds
+        seen, waiting = self.store.step_state(instance_id, now)
+        entry = None
+        if seen is not None and not waiting and seen["lease_until"] < now:
+            entry = self._take_cached(instance_id, seen["execution_id"], seen["history_bytes"])
+        if entry is None or entry.session is None or seen is None:
+            if entry is not None:
+                self._cache(instance_id, entry)
+            return self.store.complete_activity(row, self.owner, result, now, until)
+        delivered_row = json.dumps(result)
+        opening = opening_events(result, now)
+        opening_rows = [json.dumps(opening[0]), delivered_row]
+        outcome, session = self._replay(
+            seen, instance_id, entry.rows, opening, opening_rows, entry.session, entry.pending
+        )
+        book = InstanceBook(
+            seen["name"],
+            seen["next_event_id"],
+            seen["actions_seen"],
+            json.loads(seen["retry_state"]),
+        )
+        now = time.time()
+        plan = plan_episode(book, result, outcome, now)
+        rows = opening_rows + [json.dumps(e) for e in plan.events]
+        self._hold("instance", instance_id, True)
+        step = self.store.commit_step(
+            row,
+            self.owner,
+            result,
+            seen,
+            plan,
+            rows,
+            len(entry.rows),
+            now,
+            now + self.lease_seconds,
+        )
+        if not isinstance(step, Committed):
+            self._forget(instance_id)  # the session went ahead of the history: drop it
+            self._hold("instance", instance_id, False)
+            return step
+        self._committed(instance_id, seen, plan, entry.rows, rows, session, step)
+        if not step.again:
+            self._hold("instance", instance_id, False)
+        return step
+
+    def _committed(
+        self,
+        instance_id: str,
+        row: Any,
+        plan: Any,
+        history: list[str],
+        rows: list[str],
+        session: ReplaySession | None,
+        committed: Committed,
+    ) -> None:
+        """After an episode's commit: hold what it leased, keep the instance's cache, wake
+        the workers its new work is for."""
+        for activity_id in committed.activities:
+            self._hold("activity", str(activity_id), True)
+        if committed.again:
+            self._hold("instance", instance_id, True)
+        if plan.status == "Running":
+            size = row["history_bytes"] + sum(len(r) for r in rows)
+            self._cache(
+                instance_id,
+                _Cached(row["execution_id"], size, history + rows, session, plan.events),
+            )
+            posted = len(plan.activities) - len(committed.activities)
+            if posted:
+                self._notify("activity", posted)
+        elif plan.status == "ContinuedAsNew":
+            self._notify("orchestration")
+
+    def _activity_result(self, row: Any) -> dict[str, Any]:
+        """Run the work item: its TaskCompleted or TaskFailed event."""
         name, instance_id = row["name"], row["instance_id"]
         if row["deaths"] >= self.max_deaths:
             reason, details = died_failure(name, row["deaths"])
@@ -608,18 +682,24 @@ class DurableEngine:
             result = self._call_activity(name, row["input"], row["task_id"])
         if result["EventType"] == TASK_FAILED:
             log.info("activity %s of %s failed: %s", name, instance_id, result["Reason"])
-        now = time.time()
-        ours = self.store.complete_activity(row, self.owner, result, now, now + self.lease_seconds)
+        return result
+
+    def _posted_result(self, row: Any, ours: bool | None) -> bool:
+        """After the result was posted: True when that leased the instance to this runtime
+        (its episode is this thread's to run)."""
+        instance_id = row["instance_id"]
         if ours:
             self._hold("instance", instance_id, True)
-        if ours is None:
+        elif ours is None:
             log.warning(
-                "activity %s of %s was taken over; its result is dropped", name, instance_id
+                "activity %s of %s was taken over; its result is dropped",
+                row["name"],
+                instance_id,
             )
             self._forget(instance_id)
-        elif not ours:
+        else:
             self._notify("orchestration")
-        return instance_id, bool(ours)
+        return bool(ours)
 
     def _call_activity(self, name: str, input_json: str | None, task_id: int) -> dict[str, Any]:
         """Run one activity: TaskCompleted with its JSON result, or TaskFailed worded as the

@@ -28,8 +28,10 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 def iso(t: float) -> str:
     """Epoch seconds → the history's timestamp text (always UTC, microseconds, ``Z``).
 
-    Always timezone-aware on the SDK side: it rejects mixing naive and aware times."""
-    return datetime.fromtimestamp(t, UTC).strftime(TIME_FORMAT)
+    Always timezone-aware on the SDK side: it rejects mixing naive and aware times.
+    (``isoformat`` gives the same text as ``strftime(TIME_FORMAT)``, without its per-call
+    format parsing: this runs for every event.)"""
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_iso(text: str) -> float:

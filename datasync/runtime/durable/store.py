@@ -418,6 +418,92 @@ class DurableStore:
                 con, instance_id, execution, plan, rows, seq0, now, owner, until, lease_activities
             )
 
+    def step_state(self, instance_id: str, now: float) -> tuple[sqlite3.Row | None, bool]:
+        """A look without the write lock: the instance row, and whether an event of its
+        current execution is deliverable now (then a direct step is not possible)."""
+        con = self.db.read()
+        row = con.execute(
+            "SELECT * FROM instances WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
+        if row is None:
+            return None, False
+        waiting = (
+            con.execute(
+                "SELECT 1 FROM inbox WHERE instance_id = ? AND execution_id = ? "
+                "AND visible_at <= ? LIMIT 1",
+                (instance_id, row["execution_id"], now),
+            ).fetchone()
+            is not None
+        )
+        return row, waiting
+
+    def commit_step(
+        self,
+        activity: sqlite3.Row,
+        owner: str,
+        result: dict[str, Any],
+        seen: sqlite3.Row,
+        plan: EpisodePlan,
+        rows: list[str],
+        seq0: int,
+        now: float,
+        until: float,
+    ) -> Committed | bool | None:
+        """A work item's result and the episode that delivers it, in one transaction: the
+        episode was replayed from ``seen`` (the instance row read before, unleased, nothing
+        deliverable) with ``result`` as its event, which never enters the inbox.
+
+        Returns :class:`Committed` when applied (the work items scheduled are leased to
+        ``owner``, see :meth:`commit_episode`). When the instance changed since ``seen``
+        (another episode, a terminate, a new execution, an event that arrived), the
+        episode is not applied and the result is posted as :meth:`complete_activity`
+        posts it: True/False/None as that method says."""
+        instance_id = activity["instance_id"]
+        execution = activity["execution_id"]
+        with self.db.write() as con:
+            cur = con.execute(
+                "DELETE FROM activities WHERE id = ? AND lease_owner = ?", (activity["id"], owner)
+            )
+            if cur.rowcount != 1:
+                return None
+            now_row = con.execute(
+                "SELECT status, execution_id, history_bytes, lease_owner, lease_until "
+                "FROM instances WHERE instance_id = ?",
+                (instance_id,),
+            ).fetchone()
+            unchanged = (
+                now_row is not None
+                and now_row["status"] in ACTIVE_STATUSES
+                and now_row["execution_id"] == execution == seen["execution_id"]
+                and now_row["history_bytes"] == seen["history_bytes"]
+                and now_row["lease_owner"] in (None, owner)
+                and now_row["lease_until"] < now
+                and con.execute(
+                    "SELECT 1 FROM inbox WHERE instance_id = ? AND execution_id = ? "
+                    "AND visible_at <= ? LIMIT 1",
+                    (instance_id, execution, now),
+                ).fetchone()
+                is None
+            )
+            if not unchanged:
+                self._post(con, instance_id, execution, result, now)
+                cur = con.execute(
+                    "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE instance_id = ? "
+                    "AND execution_id = ? AND (lease_owner IS NULL OR lease_owner = ?) "
+                    f"AND lease_until < ? AND status IN {_ACTIVE_SQL}",
+                    (owner, until, instance_id, execution, owner, now),
+                )
+                return cur.rowcount == 1
+            if plan.status in ("Completed", "Failed"):
+                self._finish(con, instance_id, plan.status, plan.output, now)
+                return Committed([])
+            if plan.status == "ContinuedAsNew":
+                self._continue_as_new(con, seen, plan.continue_input, now)
+                return Committed([])
+            return self._append(
+                con, instance_id, execution, plan, rows, seq0, now, owner, until, True
+            )
+
     def _append(
         self,
         con: sqlite3.Connection,
