@@ -416,6 +416,9 @@ class LocalHost:
             self._fire(fn, trigger, past_due=False)
 
     def _queue_loop(self, fn: Any, trigger: Any, client_param: str | None) -> None:
+        """Receive and dispatch as slots free up: a message is admitted as soon as it is
+        received (no waiting for the rest of a batch), at most ``batch_size`` in flight
+        (the host's ``batchSize``); an empty queue is looked at again after 0.1 s."""
         queue = self.app.queues.queue(trigger.queue_name)
         poison = self.app.queues.queue(trigger.queue_name + "-poison")  # host's rule
         user = fn.get_user_function()
@@ -424,37 +427,40 @@ class LocalHost:
         def finished(_fut: Future[Any]) -> None:
             limit.release()
             self._done()
+            try:
+                _fut.result()
+            except Exception:  # _deliver handles message errors; this is a bug guard
+                log.exception("delivering a %s message failed", trigger.queue_name)
 
         while not self.stopping.is_set():
-            try:
-                items = queue.receive(self.config.batch_size, self.config.message_lease)
-            except StorageFull as exc:
-                self.stopping.wait(self._on_disk_full(exc))
+            if not limit.acquire(timeout=0.5):
                 continue
+            slots = 1
+            while slots < self.config.batch_size and limit.acquire(blocking=False):
+                slots += 1
+            try:
+                items = queue.receive(slots, self.config.message_lease)
+            except StorageFull as exc:
+                items = []
+                self.stopping.wait(self._on_disk_full(exc))
             except Exception:
+                items = []
                 log.exception("receiving from %s failed", trigger.queue_name)
                 self.stopping.wait(1.0)
-                continue
+            for _ in range(slots - len(items)):
+                limit.release()
             if not items:
                 self.stopping.wait(0.1)
                 continue
             with self._messages_lock:
                 self._messages.update((item.id, (queue, item)) for item in items)
-            futures: list[Future[Any]] = []
             for item in items:
-                limit.acquire()
                 with self._inflight_lock:
                     self._inflight += 1
                 fut = asyncio.run_coroutine_threadsafe(
                     self._deliver(user, trigger, client_param, queue, poison, item), self.loop
                 )
                 fut.add_done_callback(finished)
-                futures.append(fut)
-            for fut in futures:
-                try:
-                    fut.result()
-                except Exception:  # _deliver handles message errors; this is a bug guard
-                    log.exception("delivering a %s message failed", trigger.queue_name)
 
     def _done(self) -> None:
         with self._inflight_lock:
