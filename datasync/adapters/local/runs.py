@@ -46,6 +46,7 @@ from ...records import (
     short_reason,
 )
 from .db import Database
+from .pages import decode_records, encode_records
 
 __all__ = ["RUN_SCHEMA", "SqlitePageStore", "SqliteRunStore"]
 
@@ -641,18 +642,15 @@ class SqlitePageStore:
         self.db = db
 
     def put(self, key: str, records: list[dict[str, Any]]) -> None:
+        stored = encode_records(records)  # before the write lock, not while holding it
         with self.db.write() as con:
-            con.execute(
-                "INSERT OR REPLACE INTO pages VALUES (?, ?)",
-                (key, json.dumps(records, separators=(",", ":"))),
-            )
+            con.execute("INSERT OR REPLACE INTO pages VALUES (?, ?)", (key, stored))
 
     def get(self, key: str) -> list[dict[str, Any]]:
         row = self.db.read().execute("SELECT records FROM pages WHERE key = ?", (key,)).fetchone()
         if row is None:
             raise NotFound(f"staged page {key!r} is gone")
-        records: list[dict[str, Any]] = json.loads(row[0])
-        return records
+        return decode_records(row[0])
 
     def delete_prefix(self, prefix: str) -> None:
         with self.db.write() as con:
