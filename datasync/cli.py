@@ -856,11 +856,18 @@ def queue_list(as_json: bool) -> None:
     """Jobs on flow-jobs: due now, waiting for their time (look-ahead) or deferred (why)."""
     from . import operations
 
-    items = operations.queue_list(_app())
+    app = _app()
+    items = operations.queue_list(app)
     if as_json:
         _json([i.to_json() for i in items])
-    elif not items:
-        click.echo("no jobs waiting on flow-jobs")
+        return
+    depth = operations.queue_depth(app)
+    if not items:
+        click.echo(
+            "no jobs waiting on flow-jobs"
+            if depth == 0
+            else f"{depth} message(s) on flow-jobs, none visible to a peek (hidden until due)"
+        )
     else:
         _table(
             ["id", "state", "tenant", "flow", "scheduledFor", "visible at", "dequeues", "note"],
@@ -878,6 +885,11 @@ def queue_list(as_json: bool) -> None:
                 for i in items
             ],
         )
+        if depth > len(items):
+            click.echo(
+                f"listed {len(items)} of {depth} messages: a Storage-queue peek sees at most "
+                "32 visible ones"
+            )
 
 
 @cli.group()
