@@ -235,6 +235,12 @@ class MessageQueue(Protocol):
         """Messages in the queue, hidden ones included."""
         ...
 
+    def count_due(self, before: datetime) -> int:
+        """Messages that are visible, or become visible, at or before ``before`` (held and
+        deferred ones included; jobs scheduled for later excluded). Azure Storage cannot
+        list hidden messages: there it is :meth:`count`."""
+        ...
+
     def move_to(self, item: QueueItem, target: MessageQueue, reason: str) -> None:
         """Put ``item``'s body on ``target`` (with ``reason`` where the backend keeps it,
         else in the log), then delete it here."""

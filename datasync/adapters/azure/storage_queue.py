@@ -14,6 +14,7 @@ Differences from the embedded queue, all service limits:
 - ``send_at`` computes each delay against the service's clock, read from the ``Date``
   header of a response (whole seconds; the skew is re-read every minute), rounded to
   whole seconds and capped at 7 days (the service's limit).
+- ``count_due`` is ``count``: hidden messages and their times cannot be listed.
 - ``remove(id)`` has no direct API: it receives until it finds the message and releases
   the others at once — their ``dequeue_count`` goes up, so use it on queues nothing
   consumes (``flow-jobs-poison``).
@@ -230,6 +231,11 @@ class StorageMessageQueue:
     def count(self) -> int:
         """Approximate message count (the service's figure; includes hidden messages)."""
         return self._ensure().get_queue_properties().approximate_message_count or 0
+
+    def count_due(self, before: datetime) -> int:
+        """The service cannot list hidden messages or their times: :meth:`count` (jobs
+        scheduled for later included)."""
+        return self.count()
 
     def move_to(self, item: QueueItem, target: Any, reason: str) -> None:
         """Send ``item``'s body to ``target``, then delete it here; ``reason`` is logged."""

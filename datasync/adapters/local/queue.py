@@ -149,6 +149,18 @@ class SqliteMessageQueue:
         )
         return int(row[0])
 
+    def count_due(self, before: datetime) -> int:
+        """Messages visible at or before ``before`` (held ones come back at their lease end)."""
+        row = (
+            self.db.read()
+            .execute(
+                "SELECT count(*) FROM queue_messages WHERE queue = ? AND visible_at <= ?",
+                (self.name, before.timestamp()),
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
     def move_to(self, item: QueueItem, target: MessageQueue, reason: str) -> None:
         """Atomically re-home a message in this database (poisoning keeps its body, id and
         dequeue count, and records why); a queue elsewhere gets the body, then it is deleted."""

@@ -155,6 +155,10 @@ class MemoryMessageQueue:
         with self.backend.lock:
             return len(self.backend._box(self.name))
 
+    def count_due(self, before: datetime) -> int:
+        with self.backend.lock:
+            return sum(1 for m in self.backend._box(self.name).values() if m.visible_at <= before)
+
     def move_to(self, item: QueueItem, target: MessageQueue, reason: str) -> None:
         """Re-home a held message atomically (id, body and dequeue count kept, ``reason``
         recorded); a stale receipt is a no-op. A queue of another backend gets the body."""
