@@ -204,7 +204,6 @@ class Live:
             "messaging.system": self.messaging_system,
             "messaging.destination.name": FLOW_JOBS,
             "messaging.operation.type": operation,
-            "messaging.operation.name": operation,
         }
 
     # -- scheduler -------------------------------------------------------------------------
@@ -244,11 +243,12 @@ class Live:
         lateness = _lateness_ms(job.scheduled_for, now)
         if lateness is not None:
             attributes["datasync.lateness_ms"] = lateness
-        with self.tracer.start_as_current_span(
+        span = self.tracer.start_span(  # not made current: nothing runs inside it
             f"send {FLOW_JOBS}", kind=SpanKind.PRODUCER, attributes=attributes
-        ) as span:
-            ctx = span.get_span_context()
-            traceparent = format_traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
+        )
+        ctx = span.get_span_context()
+        span.end()
+        traceparent = format_traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
         return dataclasses.replace(job, traceparent=traceparent)
 
     # -- starter ---------------------------------------------------------------------------
