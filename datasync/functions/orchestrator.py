@@ -6,6 +6,7 @@ the carried cursor, state, page number and counters).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Generator
 from datetime import timedelta
@@ -81,16 +82,20 @@ def is_permanent(exc: Exception) -> bool:
 
 
 def _step(
-    context: df.DurableOrchestrationContext, name: str, payload: Any
+    context: df.DurableOrchestrationContext,
+    name: str,
+    payload: Any,
+    halt: list[Exception] | None = None,
 ) -> Generator[Any, Any, Any]:
     """``call_activity`` tried up to :data:`STEP_ATTEMPTS` times, :data:`STEP_RETRY_SECONDS`
-    apart (a durable timer: deterministic on replay), unless the failure is permanent."""
+    apart (a durable timer: deterministic on replay), unless the failure is permanent or
+    the step runs beside another that has failed (``halt`` holds its error)."""
     attempt = 1
     while True:
         try:
             return (yield context.call_activity(name, payload))
         except Exception as exc:
-            if attempt >= STEP_ATTEMPTS or is_permanent(exc):
+            if attempt >= STEP_ATTEMPTS or is_permanent(exc) or halt:
                 raise
         attempt += 1
         yield context.create_timer(
@@ -98,10 +103,84 @@ def _step(
         )
 
 
+Steps = Generator[Any, Any, Any]
+
+
+def _together(
+    context: df.DurableOrchestrationContext,
+    first: Steps,
+    second: Steps,
+    halt: list[Exception],
+) -> Generator[Any, Any, tuple[Any, Any]]:
+    """Run two step sequences at once (``task_any`` over their pending tasks: replayed in
+    history order, so deterministic) and return both results.
+
+    ``first`` is the earlier page's work: when ``second`` fails, ``first`` still runs to
+    its end and ``second``'s error is raised after it; when ``first`` fails, ``second``'s
+    in-flight activity settles, it starts no retry (``second``'s steps share ``halt``,
+    which gets ``first``'s error), and ``first``'s error is raised."""
+    fibers = [first, second]
+    tasks: list[Any] = [None, None]
+    results: list[Any] = [None, None]
+    errors: list[Exception | None] = [None, None]
+    running = [True, True]
+
+    def advance(i: int, value: Any = None, error: Exception | None = None) -> None:
+        try:
+            tasks[i] = fibers[i].throw(error) if error is not None else fibers[i].send(value)
+        except StopIteration as stop:
+            running[i], results[i] = False, stop.value
+        except Exception as exc:  # noqa: BLE001 - the step's final failure
+            running[i], errors[i] = False, exc
+            if i == 0:
+                halt.append(exc)
+
+    advance(0)
+    advance(1)
+    while running[0] or running[1]:
+        if running[0] and running[1]:
+            done = yield context.task_any([tasks[0], tasks[1]])
+            i = 0 if done is tasks[0] else 1
+            if isinstance(done.result, Exception):
+                advance(i, error=done.result)
+            else:
+                advance(i, done.result)
+        else:
+            i = 0 if running[0] else 1
+            try:
+                value = yield tasks[i]
+            except Exception as exc:  # noqa: BLE001 - handed to the step's own retry logic
+                advance(i, error=exc)
+            else:
+                advance(i, value)
+    if errors[0] is not None:
+        raise errors[0]
+    if errors[1] is not None:
+        raise errors[1]
+    return results[0], results[1]
+
+
+def _merged(base: dict[str, Any], pulled: dict[str, Any], pushed: dict[str, Any]) -> dict[str, Any]:
+    """``ctx.state`` for page N+1 when its pull ran beside page N's transform and push:
+    the pull saw ``base`` (pull N's state) and left ``pulled``; its changes (top-level
+    keys set or removed) are applied on top of what page N's push left, ``pushed`` — so
+    a key both wrote keeps the pull's value, as in page order."""
+    state = dict(pushed)
+    for key, value in pulled.items():
+        if key not in base or base[key] != value:
+            state[key] = value
+    for key in base:
+        if key not in pulled:
+            state.pop(key, None)
+    return state
+
+
 def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
-    """Pull → transform → push page by page, checkpointing after each push;
-    ``continue_as_new`` every ``pagesPerGeneration`` pages keeps the history short (a
-    generation runs on while the cursor is stalled, so the stall count needs no carry)."""
+    """Pull → transform → push page by page, checkpointing after each push (in page
+    order); the pull of page N+1 runs beside page N's transform and push unless the flow
+    opted out (``pipeline = False``). ``continue_as_new`` every ``pagesPerGeneration`` pages
+    keeps the history short (a page pulled by then travels in the carry; a generation runs
+    on while the cursor is stalled, so the stall count needs no carry)."""
     job = RunInput.from_json(context.get_input())
     ref = {
         "tenant_id": job.tenant_id,
@@ -109,6 +188,39 @@ def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, An
         "run_id": context.instance_id,
         "traceparent": job.traceparent,
     }
+
+    def pull(page_no: int, cursor: Any, state: dict[str, Any], halt: list[Exception]) -> Steps:
+        payload = PullInput(
+            **ref, page_key=page_key(context.instance_id, page_no), cursor=cursor, state=state
+        ).to_json()
+        return PullOutput.from_json((yield from _step(context, PULL_PAGE, payload, halt)))
+
+    def page_work(page_no: int, pulled: PullOutput, before: Carry, halt: list[Exception]) -> Steps:
+        """Transform (unless empty) and push page ``page_no``; the push checkpoints it."""
+        key = page_key(context.instance_id, page_no)
+        out = TransformOutput(key=None, count=0, state=pulled.state)
+        if pulled.count and pulled.key is not None:
+            payload = TransformInput(**ref, page_key=key, key=pulled.key, state=pulled.state)
+            out = TransformOutput.from_json(
+                (yield from _step(context, TRANSFORM_PAGE, payload.to_json(), halt))
+            )
+        counters: dict[str, Any] = {
+            "pages": page_no,
+            "records_in": before.records_in + pulled.count,
+            "records_out": before.records_out + out.count,
+        }
+        push = PushInput(
+            **ref,
+            **counters,
+            page_key=key,
+            key=out.key,
+            count=out.count,
+            cursor=pulled.cursor,
+            state=out.state,
+        )
+        pushed = PushOutput.from_json((yield from _step(context, PUSH_PAGE, push.to_json(), halt)))
+        return Carry(**counters, cursor=pulled.cursor, state=pushed.state, pipeline=before.pipeline)
+
     carry = job.carry
     try:
         if carry is None:
@@ -121,23 +233,15 @@ def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, An
                     )
                 )
             )
+        pulled = carry.prefetched
+        carry = dataclasses.replace(carry, prefetched=None)
+        if pulled is None:
+            pulled = yield from pull(carry.pages + 1, carry.cursor, carry.state, [])
         generation_pages = 0
         stalled = 0
-        while generation_pages < job.pages_per_generation or stalled:
+        while True:
             generation_pages += 1
             page_no = carry.pages + 1
-            key = page_key(context.instance_id, page_no)
-            pulled = PullOutput.from_json(
-                (
-                    yield from _step(
-                        context,
-                        PULL_PAGE,
-                        PullInput(
-                            **ref, page_key=key, cursor=carry.cursor, state=carry.state
-                        ).to_json(),
-                    )
-                )
-            )
             stalled = stalled + 1 if pulled.has_more and pulled.cursor == carry.cursor else 0
             if stalled >= STALLED_PAGES:
                 raise ValueError(
@@ -145,42 +249,21 @@ def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, An
                     "in a row while has_more=True; stopping instead of pulling the same page "
                     "forever (pull must return the next cursor with every page that has more)"
                 )
-            out = TransformOutput(key=None, count=0, state=pulled.state)
-            if pulled.count and pulled.key is not None:
-                out = TransformOutput.from_json(
-                    (
-                        yield from _step(
-                            context,
-                            TRANSFORM_PAGE,
-                            TransformInput(
-                                **ref, page_key=key, key=pulled.key, state=pulled.state
-                            ).to_json(),
-                        )
-                    )
+            ahead: PullOutput | None = None
+            if carry.pipeline and pulled.has_more:
+                halt: list[Exception] = []
+                done, ahead = yield from _together(
+                    context,
+                    page_work(page_no, pulled, carry, []),
+                    pull(page_no + 1, pulled.cursor, pulled.state, halt),
+                    halt,
                 )
-            counters: dict[str, Any] = {
-                "pages": page_no,
-                "records_in": carry.records_in + pulled.count,
-                "records_out": carry.records_out + out.count,
-            }
-            pushed = PushOutput.from_json(
-                (
-                    yield from _step(
-                        context,
-                        PUSH_PAGE,
-                        PushInput(
-                            **ref,
-                            **counters,
-                            page_key=key,
-                            key=out.key,
-                            count=out.count,
-                            cursor=pulled.cursor,
-                            state=out.state,
-                        ).to_json(),
-                    )
+                ahead = dataclasses.replace(
+                    ahead, state=_merged(pulled.state, ahead.state, done.state)
                 )
-            )
-            carry = Carry(**counters, cursor=pulled.cursor, state=pushed.state)
+            else:
+                done = yield from page_work(page_no, pulled, carry, [])
+            carry = done
             if not pulled.has_more:
                 yield context.call_activity(
                     FINISH_RUN, FinishInput(**ref, status="Completed").to_json()
@@ -191,13 +274,18 @@ def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, An
                     "recordsIn": carry.records_in,
                     "recordsOut": carry.records_out,
                 }
+            if generation_pages >= job.pages_per_generation and not stalled:
+                break
+            if ahead is None:
+                ahead = yield from pull(page_no + 1, carry.cursor, carry.state, [])
+            pulled = ahead
         context.continue_as_new(
             RunInput(
                 tenant_id=job.tenant_id,
                 flow_name=job.flow_name,
                 scheduled_for=job.scheduled_for,
                 pages_per_generation=job.pages_per_generation,
-                carry=carry,
+                carry=dataclasses.replace(carry, prefetched=ahead),
                 traceparent=job.traceparent,
             ).to_json()
         )
