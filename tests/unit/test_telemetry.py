@@ -433,3 +433,89 @@ def test_every_alert_rule_reads_a_name_datasync_emits():
     ]
     main = (ROOT / "infra" / "main.bicep").read_text()
     assert "module alerts 'alerts.bicep'" in main and "appInsightsId: insights.id" in main
+
+
+TWO_PAGES = """
+from datasync import Page, flow
+
+
+@flow("two-pages")
+class TwoPages:
+    def pull(self, ctx, cursor):
+        n = int(cursor or 0)
+        return Page(records=[{"n": n}], cursor=n + 1, has_more=n + 1 < 2)
+
+    def push(self, ctx, records):
+        pass
+"""
+
+
+def test_replays_emit_nothing_each_step_span_once_under_the_run_span(tmp_path):
+    """The real orchestrator under the engine's SDK replay (a continue_as_new between the
+    pages): every step span once, all children of the run span, nothing else."""
+    import azure.durable_functions as df
+
+    from datasync import operations
+    from datasync.contracts import RunInput
+    from datasync.functions import activities, orchestrator
+    from datasync.functions.provider import AppProvider
+    from tests.unit.durable_support import drain, engine_for
+
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "two_pages.py").write_text(TWO_PAGES)
+    settings = Settings.from_env(
+        {"DATASYNC_HOME": str(tmp_path / "home"), "DATASYNC_FLOWS_DIR": str(flows)}
+    )
+    exporter = InMemorySpanExporter()
+    telemetry.shutdown()
+    assert telemetry.setup(settings, span_exporter=exporter)
+    app = App.from_settings(settings)
+    provider = AppProvider()
+    provider.install(app)
+    dfapp = df.DFApp()
+    dfapp.register_functions(orchestrator.blueprint())
+    dfapp.register_functions(activities.blueprint(provider))
+    engine = engine_for(dfapp, tmp_path / "durable.db")
+    try:
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        operations.apply_tenants(
+            app,
+            [
+                {
+                    "id": "acme",
+                    "tenantId": "acme",
+                    "name": "Acme",
+                    "flows": [{"name": "two-pages", "cron": "0 0 2 * * *"}],
+                }
+            ],
+            now,
+        )
+        job = Job("acme", "two-pages", now)
+        app.runs.create(_run(job.instance_id, "Pending"))
+        tp = format_traceparent(0xFEED, 0xBEEF)
+        run_input = RunInput(
+            tenant_id="acme",
+            flow_name="two-pages",
+            scheduled_for="2026-01-01T00:00:00Z",
+            pages_per_generation=1,
+            traceparent=tp,
+        )
+        engine.start_new("sync_flow", job.instance_id, json.dumps(run_input.to_json()))
+        drain(engine)
+        assert engine.get_status(job.instance_id).runtime_status == "Completed"
+    finally:
+        engine.close()
+        telemetry.shutdown()
+        app.close()
+    spans = exporter.get_finished_spans()
+    run_id = run_span_id(0xFEED, job.instance_id)
+    [run] = [s for s in spans if s.name == "datasync.run"]
+    assert run.context.span_id == run_id and run.parent.span_id == 0xBEEF
+    steps = [s for s in spans if s is not run]
+    assert sorted(s.name for s in steps) == sorted(
+        ["datasync.begin", "datasync.finish"]
+        + ["datasync.pull", "datasync.transform", "datasync.push"] * 2
+    )
+    assert {s.parent.span_id for s in steps} == {run_id}
+    assert {s.context.trace_id for s in spans} == {0xFEED}
