@@ -3,6 +3,12 @@
 N tenants × 3 flows (mixed crons, 20 timezones), 10% of the flows due. The store is
 bulk-loaded with direct SQLite inserts (same schema and document shape as
 ``tenants apply``); each tick runs in a fresh process so its peak RSS is its own.
+
+The look-ahead case (``due_times="lookahead"``) is the steady state of an hourly scan with
+the default look-ahead (:data:`LOOKAHEAD`): every flow's ``nextRunUtc`` is where the
+previous tick (an hour earlier) left it, so this tick enqueues the occurrences of one more
+scan interval — every hourly and quarter-hourly flow, a few of the daily ones — each hidden
+until due.
 """
 
 from __future__ import annotations
@@ -22,7 +28,17 @@ from typing import Any
 
 from .common import Metric, run_json
 
-__all__ = ["CRONS", "FLOWS", "NOW", "TIMEZONES", "load", "run", "tenant_docs", "tick"]
+__all__ = [
+    "CRONS",
+    "FLOWS",
+    "LOOKAHEAD",
+    "NOW",
+    "TIMEZONES",
+    "load",
+    "run",
+    "tenant_docs",
+    "tick",
+]
 
 TIMEZONES = [
     "UTC",
@@ -56,6 +72,7 @@ CRONS = [
 ]
 FLOWS = ["orders-sync", "contacts-to-erp", "invoices-sync"]
 NOW = datetime(2026, 3, 29, 0, 30, 0, tzinfo=UTC)  # near a DST change, on purpose
+LOOKAHEAD = 2 * 3600 + 360  # the default look-ahead of the default hourly scan
 
 
 def _z(dt: datetime) -> str:
@@ -87,6 +104,9 @@ def tenant_docs(
     ``trigger`` to an arbitrary second); a flow not due holds its next occurrence.
     ``"random"``: every due flow has its own random second in the last two hours (the
     worst case for locality: each write-back lands on a different page)."""
+    if due_times == "lookahead":
+        yield from _lookahead_docs(tenants, now)
+        return
     rnd = random.Random(seed)
     occurrences: dict[tuple[str, str], tuple[list[str], str]] = {}
     for n in range(tenants):
@@ -130,6 +150,53 @@ def tenant_docs(
                 "flows": flows,
             },
             due,
+        )
+
+
+def _lookahead_docs(tenants: int, now: datetime) -> Iterator[tuple[dict, int]]:
+    """Documents as an hourly look-ahead scan left them an hour ago, each with how many jobs
+    this tick must enqueue for it (occurrences in the new slice of the window)."""
+    from datasync.schedule import next_occurrence, occurrences
+
+    previous = now - timedelta(hours=1) + timedelta(seconds=LOOKAHEAD)  # last tick's horizon
+    horizon = now + timedelta(seconds=LOOKAHEAD)
+    plans: dict[tuple[str, str], tuple[str, int]] = {}
+    for n in range(tenants):
+        tid = f"t{n:07d}"
+        tz = TIMEZONES[n % len(TIMEZONES)]
+        flows, jobs = [], 0
+        for i, name in enumerate(FLOWS):
+            cron = CRONS[(n + i) % len(CRONS)]
+            if (cron, tz) not in plans:
+                nxt = next_occurrence(cron, tz, previous)
+                plans[(cron, tz)] = (
+                    _z(nxt),
+                    len(list(occurrences(cron, tz, previous, horizon))),
+                )
+            nxt_text, count = plans[(cron, tz)]
+            jobs += count
+            flows.append(
+                {
+                    "name": name,
+                    "enabled": True,
+                    "cron": cron,
+                    "overlap": "skip",
+                    "nextRunUtc": nxt_text,
+                    "config": {"source_url": "http://x"},
+                }
+            )
+        yield (
+            {
+                "id": tid,
+                "type": "Tenant",
+                "tenantId": tid,
+                "name": f"Tenant {n}",
+                "timezone": tz,
+                "paused": False,
+                "maxConcurrentRuns": 2,
+                "flows": flows,
+            },
+            jobs,
         )
 
 
@@ -182,7 +249,9 @@ def _reset_hwm() -> None:
         Path("/proc/self/clear_refs").write_text("5")  # Linux: reset VmHWM to VmRSS
 
 
-def tick(home: Path, now: datetime = NOW, *, trace: bool = False) -> dict[str, float]:
+def tick(
+    home: Path, now: datetime = NOW, *, trace: bool = False, lookahead: float = 0.0
+) -> dict[str, float]:
     """One tick in this (fresh) process: seconds, counts, and memory.
 
     ``rss_peak_mb`` is the process's peak RSS during the tick (reset just before it);
@@ -202,7 +271,9 @@ def tick(home: Path, now: datetime = NOW, *, trace: bool = False) -> dict[str, f
     _reset_hwm()
     rss_before = _hwm_mb()
     started = time.perf_counter()
-    result = scan_and_enqueue(backend.tenants, queue, now, known_flows=set(FLOWS))
+    result = scan_and_enqueue(
+        backend.tenants, queue, now, known_flows=set(FLOWS), lookahead=lookahead
+    )
     seconds = time.perf_counter() - started
     rss_peak = _hwm_mb()
     heap_peak = tracemalloc.get_traced_memory()[1] / 2**20 if trace else 0.0
@@ -210,7 +281,8 @@ def tick(home: Path, now: datetime = NOW, *, trace: bool = False) -> dict[str, f
     left = (
         backend.db.read()
         .execute(
-            "SELECT count(*) FROM flow_schedule WHERE active = 1 AND next_run_utc <= ?", (_z(now),)
+            "SELECT count(*) FROM flow_schedule WHERE active = 1 AND next_run_utc <= ?",
+            (_z(now + timedelta(seconds=lookahead)),),
         )
         .fetchone()[0]
     )
@@ -219,6 +291,7 @@ def tick(home: Path, now: datetime = NOW, *, trace: bool = False) -> dict[str, f
     return {
         "seconds": seconds,
         "due": result.due,
+        "flows": result.flows,
         "advanced": result.advanced,
         "conflicts": result.conflicts,
         "invalid": len(result.invalid),
@@ -231,6 +304,7 @@ def tick(home: Path, now: datetime = NOW, *, trace: bool = False) -> dict[str, f
 
 
 def _measure(tenants: int, due_times: str = "cron", trace: bool = True) -> dict[str, float]:
+    ahead = ["--lookahead", str(LOOKAHEAD)] if due_times == "lookahead" else []
     with tempfile.TemporaryDirectory(prefix="bench-sched-") as tmp:
         home, copy = Path(tmp) / "a", Path(tmp) / "b"
         t0 = time.perf_counter()
@@ -238,12 +312,13 @@ def _measure(tenants: int, due_times: str = "cron", trace: bool = True) -> dict[
         load_s = time.perf_counter() - t0
         if trace:
             shutil.copytree(home, copy)
-        out = run_json(["-m", "benchmarks.scheduler", "--tick", str(home)])
+        out = run_json(["-m", "benchmarks.scheduler", "--tick", str(home), *ahead], timeout=1800)
         if out["due"] != due or out["left"] or out["queued"] != due or out["invalid"]:
             raise RuntimeError(f"scheduler tick is wrong: expected {due} due, got {out}")
         if trace:
             out["heap_peak_mb"] = run_json(
-                ["-m", "benchmarks.scheduler", "--tick", str(copy), "--trace"]
+                ["-m", "benchmarks.scheduler", "--tick", str(copy), "--trace", *ahead],
+                timeout=1800,
             )["heap_peak_mb"]
         out["load_seconds"] = load_s
         return out
@@ -285,6 +360,7 @@ def run(quick: bool = False) -> list[Metric]:
             1.2,
         ),
     ]
+    metrics += _lookahead_metrics(quick, a)
     if not quick:
         metrics += [
             Metric.report(f"scheduler.heap_peak_mb.{s_k}_tenants", a["heap_peak_mb"], "MB"),
@@ -298,6 +374,35 @@ def run(quick: bool = False) -> list[Metric]:
     return metrics
 
 
+def _lookahead_metrics(quick: bool, baseline: dict[str, float]) -> list[Metric]:
+    """The look-ahead tick (steady state of an hourly scan): 100k tenants / 300k flows, and
+    issue 15's 1M flows (333k tenants × 3) in a full run; memory against the small tick."""
+    sizes = (1_000,) if quick else (100_000, 333_334)
+    metrics: list[Metric] = []
+    for n in sizes:
+        r = _measure(n, due_times="lookahead", trace=False)
+        flows = n * len(FLOWS)
+        print(
+            f"  scheduler look-ahead {n} tenants ({flows} flows): tick {r['seconds']:.3f} s, "
+            f"{r['due']} jobs for {r['flows']} flows ({r['due'] / r['seconds']:,.0f} jobs/s), "
+            f"peak RSS {r['rss_peak_mb']:.1f} MB, bulk load {r['load_seconds']:.1f} s"
+        )
+        label = f"{_k(flows) if flows % 1000 == 0 else f'{round(flows / 1000)}k'}_flows"
+        metrics += [
+            Metric.check(f"scheduler.lookahead_tick_seconds.{label}", r["seconds"], "s", "<", 3.0),
+            Metric.report(f"scheduler.lookahead_jobs.{label}", r["due"], "jobs"),
+            Metric.report(f"scheduler.lookahead_due_flows.{label}", r["flows"], "flows"),
+            Metric.check(
+                f"scheduler.lookahead_peak_rss_ratio.{label}_vs_baseline",
+                r["rss_peak_mb"] / baseline["rss_peak_mb"],
+                "x",
+                "<=",
+                1.2,
+            ),
+        ]
+    return metrics
+
+
 def _k(n: int) -> str:
     return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
@@ -306,8 +411,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tick", type=Path, required=True)
     parser.add_argument("--trace", action="store_true")
+    parser.add_argument("--lookahead", type=float, default=0.0)
     args = parser.parse_args()
-    print(json.dumps(tick(args.tick, trace=args.trace)))
+    print(json.dumps(tick(args.tick, trace=args.trace, lookahead=args.lookahead)))
 
 
 if __name__ == "__main__":

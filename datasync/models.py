@@ -38,6 +38,7 @@ from .names import (
 )
 from .records import RUN_STATUSES, RunRecord
 from .schedule import (
+    DEFAULT_OPTIONS,
     MAX_CATCH_UP_WINDOW,
     MAX_JITTER,
     ScheduleOptions,
@@ -543,17 +544,16 @@ def parse_tenants(obj: Any, *, known_flows: Collection[str] | None = None) -> li
 
 # -- schedule options of a raw due-query row ---------------------------------------------
 
-_DEFAULT_OPTIONS = ScheduleOptions()
-
 
 def parse_schedule_options(raw: Any, where: str) -> ScheduleOptions:
     """Validate the schedule options of a stored flow entry (``raw``: the entry's
     :data:`SCHEDULE_KEYS`, or None). ``where`` prefixes the message
     (``tenant acme: flows[0]``): :class:`ValidationError` ``tenant acme: flows[0].jitter: …``."""
     if not raw:
-        return _DEFAULT_OPTIONS
+        return DEFAULT_OPTIONS
     try:
-        return _ScheduleFields.model_validate(raw).schedule_options()
+        options = _ScheduleFields.model_validate(raw).schedule_options()
+        return DEFAULT_OPTIONS if options == DEFAULT_OPTIONS else options
     except pydantic.ValidationError as exc:
         loc, msg = _message(exc.errors(include_url=False)[0])
         raise ValidationError(f"{where}.{_path(loc)}: {msg}") from None

@@ -22,6 +22,7 @@ old (a ``trigger`` still runs). Every job carries the flow's schedule revision.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +32,7 @@ from .models import Job, parse_schedule_options
 from .names import format_utc, parse_utc
 from .ports import DueFlow, MessageQueue, TenantStore
 from .schedule import (
+    DEFAULT_OPTIONS,
     ScheduleOptions,
     jitter_offset,
     next_occurrence,
@@ -149,6 +151,22 @@ def plan_flow(
     return times, next_occurrence(cron, tz, last)
 
 
+class _StoredNextRun(ValidationError):
+    """A stored ``nextRunUtc`` that is not a time."""
+
+
+_SAFE = re.compile(r"[A-Za-z0-9-]{1,40}")  # names that need no JSON escaping
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One flow's tick, shareable by every flow with the same cron, timezone, stored next
+    run and default options: occurrences (with their ``...Z`` text) and the new next run."""
+
+    times: tuple[tuple[datetime, str], ...]
+    next_run: str
+
+
 @dataclass
 class _Tick:
     now: datetime
@@ -157,6 +175,7 @@ class _Tick:
     on_job: OnJob | None
     checked: dict[tuple[object, object], str | None] = field(default_factory=dict)
     revisions: dict[tuple[str, str], str] = field(default_factory=dict)
+    plans: dict[tuple[str, str, str | None], _Plan] = field(default_factory=dict)
 
     def pair_problem(self, flow: DueFlow) -> str | None:
         key = (flow.cron, flow.timezone)
@@ -180,42 +199,67 @@ class _Tick:
                 self.revisions[(cron, tz)] = found
         return found
 
-    def plan(self, flow: DueFlow) -> tuple[str | None, list[tuple[Job, datetime]], str]:
-        """``(problem, [(job, visible at)], new nextRunUtc text)`` for one due-query row."""
+    def _plan(self, cron: str, tz: str, stored_text: str | None, options: ScheduleOptions) -> _Plan:
+        """The flow's plan; cached for flows with default options (raises ValidationError)."""
+        key = (cron, tz, stored_text)
+        shared = options is _DEFAULT
+        if shared:
+            found = self.plans.get(key)
+            if found is not None:
+                return found
+        try:
+            stored = parse_utc(stored_text) if stored_text is not None else None
+        except ValidationError as exc:
+            raise _StoredNextRun(str(exc)) from None
+        times, next_run = plan_flow(cron, tz, stored, self.now, self.horizon, options)
+        result = _Plan(tuple((t, format_utc(t)) for t in times), format_utc(next_run))
+        if shared and len(self.plans) < _MAX_PLANS:
+            self.plans[key] = result
+        return result
+
+    def plan(self, flow: DueFlow) -> tuple[str | None, list[tuple[str, datetime]], str]:
+        """``(problem, [(job message, visible at)], new nextRunUtc text)`` for one row."""
         where = f"tenant {flow.tenant_id}: flows[{flow.flow_index}]"
         problem = _problem(flow, self.known_flows, self.pair_problem(flow))
         if problem is not None:
             return problem, [], ""
-        stored = None
-        try:
-            if flow.next_run_utc is not None:
-                stored = parse_utc(flow.next_run_utc)
-        except ValidationError as exc:
-            return f"{where}.nextRunUtc: {exc}", [], ""
         try:
             options = parse_schedule_options(flow.options, where)
         except ValidationError as exc:
             return str(exc), [], ""
-        cron, tz = flow.cron, flow.timezone
+        cron, tz, stored = flow.cron, flow.timezone, flow.next_run_utc
         try:
-            times, next_run = plan_flow(cron, tz, stored, self.now, self.horizon, options)
-        except ValidationError as exc:  # e.g. a cron that never fires ("0 0 0 30 2 *")
-            return f"{where}.cron: {exc}", [], ""
-        jobs: list[tuple[Job, datetime]] = []
-        if times:
-            rev = self.revision(cron, tz, options)
-            offset = timedelta(
-                seconds=jitter_offset(flow.tenant_id, flow.flow_name, options.jitter)
-            )
-            for at in times:
-                job = Job(flow.tenant_id, flow.flow_name, at, revision=rev)
-                if self.on_job is not None:
-                    job = self.on_job(job)
-                jobs.append((job, at + offset))
-        return None, jobs, format_utc(next_run)
+            if stored is not None and not isinstance(stored, str):
+                parse_utc(stored)  # raises: says what it got
+            plan = self._plan(cron, tz, stored, options)
+        except _StoredNextRun as exc:
+            return f"{where}.nextRunUtc: {exc}", [], ""
+        except ValidationError as exc:
+            if stored is not None and not isinstance(stored, str):
+                return f"{where}.nextRunUtc: {exc}", [], ""
+            return f"{where}.cron: {exc}", [], ""  # e.g. a cron that never fires
+        if not plan.times:
+            return None, [], plan.next_run
+        rev = self.revision(cron, tz, options)
+        offset = jitter_offset(flow.tenant_id, flow.flow_name, options.jitter)
+        delay = timedelta(seconds=offset)
+        out: list[tuple[str, datetime]] = []
+        tenant, name = flow.tenant_id, flow.flow_name
+        if self.on_job is None and _SAFE.fullmatch(tenant) and _SAFE.fullmatch(name):
+            head = f'{{"tenantId":"{tenant}","flowName":"{name}","scheduledFor":"'
+            tail = f'","revision":"{rev}"}}'
+            for at, text in plan.times:  # the text Job.to_message writes, without the Job
+                out.append((head + text + tail, at + delay if offset else at))
+            return None, out, plan.next_run
+        for at, _text in plan.times:
+            job = Job(tenant, name, at, revision=rev)
+            if self.on_job is not None:
+                job = self.on_job(job)
+            out.append((job.to_message(), at + delay if offset else at))
+        return None, out, plan.next_run
 
 
-_DEFAULT = ScheduleOptions()
+_DEFAULT = DEFAULT_OPTIONS
 
 
 def _run(
@@ -225,6 +269,7 @@ def _run(
     pages: Iterable[list[DueFlow]],
 ) -> ScanResult:
     result = ScanResult()
+    now = tick.now
     for page in pages:
         immediate: list[str] = []
         delayed: list[tuple[str, datetime]] = []
@@ -237,11 +282,11 @@ def _run(
                 continue
             if jobs:
                 result.flows += 1
-            for job, visible in jobs:
-                if visible <= tick.now:
-                    immediate.append(job.to_message())
-                else:
-                    delayed.append((job.to_message(), visible))
+                for text, visible in jobs:
+                    if visible <= now:
+                        immediate.append(text)
+                    else:
+                        delayed.append((text, visible))
             updates.append((flow, next_run))
         if immediate:
             queue.send_many(immediate)

@@ -37,6 +37,7 @@ from croniter import CroniterError, croniter
 from .exceptions import ValidationError
 
 __all__ = [
+    "DEFAULT_OPTIONS",
     "MAX_JITTER",
     "MAX_LOOKAHEAD",
     "ScheduleOptions",
