@@ -38,6 +38,7 @@ __all__ = [
     "count_missed",
     "count_skipped",
     "job_hook",
+    "record_scan",
     "setup",
     "setup_from_env",
     "shutdown",
@@ -110,6 +111,14 @@ def shutdown() -> None:
         live, _active = _active, None
     if live is not None:
         live.shutdown()
+
+
+def record_scan(result: Any) -> None:
+    """What a scheduler tick did (a :class:`~datasync.scanner.ScanResult`): counts on the
+    tick span, and invalid flow documents as skipped occurrences (``reason=invalid``)."""
+    live = _active
+    if live is not None:
+        live.record_scan(result)
 
 
 def count_missed(reason: str, count: int = 1) -> None:

@@ -228,6 +228,17 @@ class Live:
         self.metrics.last_tick = time.time()
         self.metrics.ticks.add(1, {"outcome": "ok"})
 
+    def record_scan(self, result: Any) -> None:
+        span = trace.get_current_span()
+        for key in ("due", "advanced", "conflicts", "flows"):
+            value = getattr(result, key, None)
+            if isinstance(value, int):
+                span.set_attribute(f"datasync.scan.{key}", value)
+        invalid = len(getattr(result, "invalid", None) or ())
+        span.set_attribute("datasync.scan.invalid", invalid)
+        if invalid:
+            self.metrics.skipped.add(invalid, {"reason": "invalid"})
+
     def on_job(self, job: Job) -> Job:
         """The scanner's per-job hook: a send span, whose context travels in the job."""
         now = datetime.now(UTC)

@@ -519,3 +519,16 @@ def test_replays_emit_nothing_each_step_span_once_under_the_run_span(tmp_path):
     )
     assert {s.parent.span_id for s in steps} == {run_id}
     assert {s.context.trace_id for s in spans} == {0xFEED}
+
+
+def test_scan_results_go_on_the_tick_span_and_invalid_flows_count_as_skipped(live):
+    from datasync.scanner import ScanResult
+
+    tel, app, exporter, reader = live
+    with tel.tick(app):
+        telemetry.record_scan(ScanResult(due=3, advanced=3, flows=2, invalid=["tenant x: cron"]))
+    [tick] = exporter.get_finished_spans()
+    assert tick.attributes["datasync.scan.due"] == 3
+    assert tick.attributes["datasync.scan.invalid"] == 1
+    [skipped] = _points(reader, "datasync.schedule.skipped")
+    assert (skipped.attributes["reason"], skipped.value) == ("invalid", 1)
