@@ -126,6 +126,7 @@ class Metrics:
         self.last_tick: float | None = None
         self._stuck = stuck
         self._apps: weakref.WeakSet[App] = weakref.WeakSet()
+        self._queue_reading: tuple[float, list[tuple[str, list[QueueItem], int]]] | None = None
         meter.create_observable_gauge(
             "datasync.queue.depth", [self._queue_depth], description="Messages in the queue"
         )
@@ -158,14 +159,23 @@ class Metrics:
         return labels
 
     # -- gauge callbacks (each export; never raise) -------------------------------------
-    def _queues(self) -> Iterable[tuple[str, list[QueueItem] | None, int]]:
+    def _queues(self) -> list[tuple[str, list[QueueItem], int]]:
+        """Each watched queue's messages and count, read once per export (both queue
+        gauges are called in one collection: the second reuses the first's reading)."""
+        now = time.monotonic()
+        cached = self._queue_reading
+        if cached is not None and now - cached[0] < 1.0:
+            return cached[1]
+        reading: list[tuple[str, list[QueueItem], int]] = []
         for app in list(self._apps):
             for name in (FLOW_JOBS, FLOW_JOBS_POISON):
                 try:
                     queue = app.queues.queue(name)
-                    yield name, queue.peek_all(), queue.count()
+                    reading.append((name, queue.peek_all(), queue.count()))
                 except Exception as exc:  # noqa: BLE001 - a gauge must not break the export
                     log.debug("queue gauge for %s failed: %s", name, type(exc).__name__)
+        self._queue_reading = (now, reading)
+        return reading
 
     def _queue_depth(self, _options: CallbackOptions) -> Iterable[Observation]:
         for name, _items, count in self._queues():
@@ -174,7 +184,7 @@ class Metrics:
     def _queue_age(self, _options: CallbackOptions) -> Iterable[Observation]:
         now = datetime.now(UTC)
         for name, items, _count in self._queues():
-            age = max((_waited(item, now) for item in items or ()), default=0.0)
+            age = max((_waited(item, now) for item in items), default=0.0)
             yield Observation(round(age, 3), {"queue": name})
 
     def _stuck_runs(self, _options: CallbackOptions) -> Iterable[Observation]:
