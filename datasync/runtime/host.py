@@ -67,6 +67,7 @@ class HostConfig:
     """The parts of ``host.json`` the runtime honours (queues and durable settings)."""
 
     batch_size: int = 16
+    new_batch_threshold: int | None = None  # None: batch_size // 2, the host's default
     max_dequeue_count: int = 5
     visibility_timeout: float = 0.0  # delay before a failed message is retried
     message_lease: float = 6.0  # a received message stays invisible this long,
@@ -95,6 +96,9 @@ class HostConfig:
         durable = data.get("extensions", {}).get("durableTask", {})
         return cls(
             batch_size=int(queues.get("batchSize", 16)),
+            new_batch_threshold=(
+                int(queues["newBatchThreshold"]) if "newBatchThreshold" in queues else None
+            ),
             max_dequeue_count=int(queues.get("maxDequeueCount", 5)),
             visibility_timeout=_timespan(queues.get("visibilityTimeout", "00:00:00")),
             task_hub=durable.get("hubName", "DataSyncHub").replace("%", "") or "DataSyncHub",
@@ -416,45 +420,51 @@ class LocalHost:
             self._fire(fn, trigger, past_due=False)
 
     def _queue_loop(self, fn: Any, trigger: Any, client_param: str | None) -> None:
-        """Receive and dispatch as slots free up: a message is admitted as soon as it is
-        received (no waiting for the rest of a batch), at most ``batch_size`` in flight
-        (the host's ``batchSize``); an empty queue is looked at again after 0.1 s."""
+        """The queue trigger's polling, as the host does it: receive up to ``batchSize``
+        messages whenever the messages still being handled are ``newBatchThreshold`` or
+        fewer, and start each one as soon as it is received (nothing waits for the rest of
+        its batch); at most ``batchSize + newBatchThreshold`` run at once. An empty queue
+        is looked at again after 0.1 s."""
         queue = self.app.queues.queue(trigger.queue_name)
         poison = self.app.queues.queue(trigger.queue_name + "-poison")  # host's rule
         user = fn.get_user_function()
-        limit = threading.Semaphore(self.config.batch_size)
+        batch = self.config.batch_size
+        threshold = self.config.new_batch_threshold
+        threshold = batch // 2 if threshold is None else threshold
+        running = [0]
+        room = threading.Condition()
 
-        def finished(_fut: Future[Any]) -> None:
-            limit.release()
+        def finished(fut: Future[Any]) -> None:
+            with room:
+                running[0] -= 1
+                room.notify()
             self._done()
             try:
-                _fut.result()
+                fut.result()
             except Exception:  # _deliver handles message errors; this is a bug guard
                 log.exception("delivering a %s message failed", trigger.queue_name)
 
         while not self.stopping.is_set():
-            if not limit.acquire(timeout=0.5):
-                continue
-            slots = 1
-            while slots < self.config.batch_size and limit.acquire(blocking=False):
-                slots += 1
+            with room:
+                if not room.wait_for(lambda: running[0] <= threshold, 0.5):
+                    continue
             try:
-                items = queue.receive(slots, self.config.message_lease)
+                items = queue.receive(batch, self.config.message_lease)
             except StorageFull as exc:
-                items = []
                 self.stopping.wait(self._on_disk_full(exc))
+                continue
             except Exception:
-                items = []
                 log.exception("receiving from %s failed", trigger.queue_name)
                 self.stopping.wait(1.0)
-            for _ in range(slots - len(items)):
-                limit.release()
+                continue
             if not items:
                 self.stopping.wait(0.1)
                 continue
             with self._messages_lock:
                 self._messages.update((item.id, (queue, item)) for item in items)
             for item in items:
+                with room:
+                    running[0] += 1
                 with self._inflight_lock:
                     self._inflight += 1
                 fut = asyncio.run_coroutine_threadsafe(

@@ -1,6 +1,8 @@
 """The local queue trigger admits a message as soon as it is received: a slow message does
-not hold back the ones received after it (no batch barrier), and at most ``batchSize`` run
-at once. A real app (the shipped one plus a probe queue function) on the real host."""
+not hold back the ones received after it (no batch barrier), and, as the host does, a new
+batch is fetched once ``newBatchThreshold`` or fewer are running, so at most ``batchSize +
+newBatchThreshold`` run at once. A real app (the shipped one plus a probe queue function)
+on the real host."""
 
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     root.mkdir()
     config = json.loads((ROOT / "host.json").read_text())
     config["extensions"]["queues"]["batchSize"] = 4
+    config["extensions"]["queues"]["newBatchThreshold"] = 1
     (root / "host.json").write_text(json.dumps(config))
     shutil.copytree(ROOT / "flows", root / "flows")
     (root / "function_app.py").write_text(PROBE_APP)
@@ -92,9 +95,9 @@ def test_a_slow_message_does_not_hold_back_the_next_ones(host: LocalHost) -> Non
 
 
 @pytest.mark.timeout(60)
-def test_at_most_batch_size_messages_run_at_once(host: LocalHost) -> None:
+def test_at_most_batch_size_plus_new_batch_threshold_run_at_once(host: LocalHost) -> None:
     module = sys.modules["function_app"]
     queue = host.app.queues.queue("probe")
-    queue.send_many([f"busy-{i}" for i in range(10)])
-    _wait(lambda: sum(kind == "end" for kind, _, _ in module.PROBE_LOG) == 10, 20)
-    assert module.PROBE_RUNNING[1] == 4  # host.json batchSize
+    queue.send_many([f"busy-{i}" for i in range(12)])
+    _wait(lambda: sum(kind == "end" for kind, _, _ in module.PROBE_LOG) == 12, 20)
+    assert 4 <= module.PROBE_RUNNING[1] <= 5  # host.json batchSize 4 + newBatchThreshold 1

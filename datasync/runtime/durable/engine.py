@@ -43,7 +43,7 @@ __all__ = ["DurableEngine", "Episode", "InstanceStatus"]
 
 log = logging.getLogger("datasync.durable")
 
-HISTORY_CACHE = 128  # instances whose history (and live orchestrator) this runtime keeps
+HISTORY_CACHE = 512  # instances whose history (and live orchestrator) this runtime keeps
 MAX_DEATHS = 3
 """Times a work item may be taken over from a runtime that died running it before it is
 failed instead of run again (a step that kills its process would loop forever)."""
