@@ -313,6 +313,7 @@ class Live:
     # -- activities ------------------------------------------------------------------------
     def step(self, app: App, name: str, args: Any, call: Callable[[], Any]) -> Any:
         """Run one activity (``call``) inside its span, a child of the run span."""
+        self.metrics.watch(app)  # Flex Consumption scales activities on their own instances
         args = args if isinstance(args, dict) else {}
         tenant_id = str(args.get("tenantId", ""))
         flow_name = str(args.get("flowName", ""))
