@@ -317,12 +317,16 @@ def secrets_set(tenant: str, system: str, key: str) -> None:
 @cli.command()
 @click.argument("tenant")
 @click.argument("flow")
-def trigger(tenant: str, flow: str) -> None:
-    """Force a run: make FLOW of TENANT due now."""
+@click.option("--json", "as_json", is_flag=True, help="The tenant document afterwards, as JSON.")
+def trigger(tenant: str, flow: str, as_json: bool) -> None:
+    """Force a run: make FLOW of TENANT due now (queued at once)."""
     from . import operations
 
     now = _now()
-    _, note = operations.trigger(_app(), tenant, flow, now)
+    doc, note = operations.trigger(_app(), tenant, flow, now)
+    if as_json:
+        _json(doc.to_doc())
+        return
     click.echo(f"triggered flow {flow} of tenant {tenant}: due now ({_time(now)})")
     if note:
         click.echo(note)
@@ -331,11 +335,15 @@ def trigger(tenant: str, flow: str) -> None:
 @cli.command()
 @click.argument("tenant")
 @click.argument("flow", required=False)
-def pause(tenant: str, flow: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="The tenant document afterwards, as JSON.")
+def pause(tenant: str, flow: str | None, as_json: bool) -> None:
     """Pause a tenant, or disable one of its flows."""
     from . import operations
 
-    operations.pause(_app(), tenant, flow)
+    doc = operations.pause(_app(), tenant, flow)
+    if as_json:
+        _json(doc.to_doc())
+        return
     click.echo(
         f"paused tenant {tenant}" if flow is None else f"disabled flow {flow} of tenant {tenant}"
     )
@@ -344,12 +352,16 @@ def pause(tenant: str, flow: str | None) -> None:
 @cli.command()
 @click.argument("tenant")
 @click.argument("flow", required=False)
-def resume(tenant: str, flow: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="The tenant document afterwards, as JSON.")
+def resume(tenant: str, flow: str | None, as_json: bool) -> None:
     """Resume a tenant, or enable one of its flows; next runs are recomputed from now."""
     from . import operations
 
     now = _now()
     doc = operations.resume(_app(), tenant, flow, now=now)
+    if as_json:
+        _json(doc.to_doc())
+        return
     upcoming = operations.next_runs(doc, now)
     if flow is None:
         click.echo(f"resumed tenant {tenant}")
@@ -938,21 +950,29 @@ def poison_list(as_json: bool) -> None:
 
 @poison.command("replay")
 @click.argument("message_id", metavar="ID")
-def poison_replay(message_id: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help='{"id", "newId"} as JSON.')
+def poison_replay(message_id: str, as_json: bool) -> None:
     """Move poison message ID back to flow-jobs."""
     from . import operations
 
     new_id = operations.poison_replay(_app(), message_id)
+    if as_json:
+        _json({"id": message_id, "newId": new_id})
+        return
     click.echo(f"replayed {message_id} to flow-jobs as {new_id}")
 
 
 @poison.command("delete")
 @click.argument("message_id", metavar="ID")
-def poison_delete(message_id: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="The deleted message, as JSON.")
+def poison_delete(message_id: str, as_json: bool) -> None:
     """Drop poison message ID for good."""
     from . import operations
 
-    operations.poison_delete(_app(), message_id)
+    item = operations.poison_delete(_app(), message_id)
+    if as_json:
+        _json(_poison_json(item))
+        return
     click.echo(f"deleted poison message {message_id}")
 
 

@@ -379,6 +379,13 @@ def test_queue_list_shows_due_waiting_deferred_and_invalid(root, app):
     assert "deferred" in text and "maxConcurrentRuns 2 reached" in text
 
 
+def test_trigger_pause_resume_print_the_document_with_json(root):
+    apply(root)
+    assert as_json("pause", "acme", NAME)["flows"][0]["enabled"] is False
+    assert as_json("resume", "acme", NAME)["flows"][0]["enabled"] is True
+    assert as_json("trigger", "acme", NAME)["tenantId"] == "acme"
+
+
 def test_queue_list_empty(root):
     assert ok("queue", "list").stdout == "no jobs waiting on flow-jobs\n"
 
@@ -388,6 +395,10 @@ def test_poison_delete(root, app):
     message = poison.send(Job("acme", NAME, AT).to_message())
     assert ok("poison", "delete", message).stdout == f"deleted poison message {message}\n"
     assert poison.peek_all() == []
+    other = poison.send("junk")
+    assert as_json("poison", "delete", other)["body"] == "junk"
+    replayed = poison.send("junk again")
+    assert as_json("poison", "replay", replayed)["id"] == replayed
     assert "no message" in refused("poison", "delete", message)
 
 
