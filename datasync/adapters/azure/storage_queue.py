@@ -143,10 +143,12 @@ class StorageMessageQueue:
         items = list(items)
         if not items:
             return
-        service_now = time.time() + self.clock_skew()
+        skew = self.clock_skew()
 
         def one(item: tuple[str, datetime]) -> None:
-            delay = round(item[1].timestamp() - service_now)
+            # at send time: a big batch takes a while, and each delay counts from its own
+            # arrival at the service
+            delay = round(item[1].timestamp() - (time.time() + skew))
             self.send(item[0], visibility_delay=float(min(max(delay, 0), MAX_DELAY)))
 
         if len(items) <= 4:
