@@ -387,7 +387,7 @@ def _lookahead_metrics(quick: bool, baseline: dict[str, float]) -> list[Metric]:
             f"{r['due']} jobs for {r['flows']} flows ({r['due'] / r['seconds']:,.0f} jobs/s), "
             f"peak RSS {r['rss_peak_mb']:.1f} MB, bulk load {r['load_seconds']:.1f} s"
         )
-        label = f"{_k(flows) if flows % 1000 == 0 else f'{round(flows / 1000)}k'}_flows"
+        label = f"{round(flows / 1e6)}m_flows" if flows >= 999_000 else f"{_k(flows)}_flows"
         metrics += [
             Metric.check(f"scheduler.lookahead_tick_seconds.{label}", r["seconds"], "s", "<", 3.0),
             Metric.report(f"scheduler.lookahead_jobs.{label}", r["due"], "jobs"),
