@@ -192,3 +192,17 @@ def test_buffer_one_over_many_redeliveries_leaves_one_waiting(app: App) -> None:
     now = datetime(2026, 11, 23, 14, 50, tzinfo=UTC)
     decisions = [decide(j, t, entry, ACTIVE, requeue_delay=30, now=now) for j in waiting]
     assert [type(d).__name__ for d in decisions] == ["Skip", "Skip", "Skip", "Defer"]
+
+
+TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_a_traceparent_reaches_the_orchestration_input(app: App) -> None:
+    edit(app, overlap="allow")
+    durable = FakeDurable()
+    job = Job("acme", "contacts", NOW)
+    assert asyncio.run(app.admission.admit(job, durable, traceparent=TRACE)) == "started"
+    assert durable.started[0][1]["traceparent"] == TRACE
+    carried = Job("acme", "contacts", NOW + timedelta(minutes=15), traceparent=TRACE)
+    assert admit(app, carried, durable) == "started"  # from the job message when not passed
+    assert durable.started[1][1]["traceparent"] == TRACE
