@@ -493,23 +493,88 @@ def stop_runs(
 async def _terminate_embedded(app: App, runs: list[RunRecord], reason: str) -> list[Termination]:
     from azure.durable_functions import DurableOrchestrationClient
 
-    from .runtime.durable import (
-        DurableEngine,
-        close_durable_client_session,
-        fresh_durable_client_session,
-    )
+    from .runtime.durable import DurableEngine
     from .runtime.rpc import DurableRpcServer
 
     engine = DurableEngine(app.settings.home / "durable.db", orchestrators={}, activities={})
     rpc = DurableRpcServer(engine).start()
-    fresh_durable_client_session()
+    transport = _PrivateTransport()
     try:
         client = DurableOrchestrationClient(rpc.binding_json())
+        transport.attach(client)
         return await terminate(app, runs, client, reason=reason)
     finally:
-        await close_durable_client_session()
+        await transport.close()
         rpc.stop()
         engine.close()
+
+
+class _PrivateTransport:
+    """The Durable client's HTTP calls over a session of its own.
+
+    The SDK keeps one module-global aiohttp session bound to the first event loop that used
+    it; in a process that also runs the embedded runtime (the web console inside ``run``) that
+    session belongs to the runtime's loop, so this client must neither use nor replace it.
+    Same requests and response shape as ``azure.durable_functions.models.utils.http_utils``."""
+
+    def __init__(self) -> None:
+        self._session: Any = None
+
+    def attach(self, client: Any) -> None:
+        client._post_async_request = self.post
+        client._get_async_request = self.get
+        client._delete_async_request = self.delete
+
+    async def _open(self) -> Any:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=240, sock_connect=10)
+            )
+        return self._session
+
+    @staticmethod
+    def _headers(
+        trace_parent: str | None, trace_state: str | None, invocation: str | None
+    ) -> dict[str, str]:
+        headers = {
+            "traceparent": trace_parent,
+            "tracestate": trace_state,
+            "X-Azure-Functions-InvocationId": invocation,
+        }
+        return {k: v for k, v in headers.items() if v}
+
+    async def post(
+        self,
+        url: str,
+        data: Any = None,
+        trace_parent: str | None = None,
+        trace_state: str | None = None,
+        function_invocation_id: str | None = None,
+    ) -> list[Any]:
+        session = await self._open()
+        headers = self._headers(trace_parent, trace_state, function_invocation_id)
+        async with session.post(url, json=data, headers=headers) as response:
+            return [response.status, await response.json(content_type=None)]
+
+    async def get(self, url: str, function_invocation_id: str | None = None) -> list[Any]:
+        session = await self._open()
+        headers = self._headers(None, None, function_invocation_id)
+        async with session.get(url, headers=headers) as response:
+            body = await response.json(content_type=None)
+            return [response.status, "" if body is None else body]
+
+    async def delete(self, url: str, function_invocation_id: str | None = None) -> list[Any]:
+        session = await self._open()
+        headers = self._headers(None, None, function_invocation_id)
+        async with session.delete(url, headers=headers) as response:
+            return [response.status, await response.json(content_type=None)]
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 # -- who did it: the audit log -----------------------------------------------------------

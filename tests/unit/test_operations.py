@@ -169,3 +169,35 @@ def test_reset_refuses_while_active(app):
     with pytest.raises(NotFound):
         operations.check_reset(app, "acme", "nope")
     assert app.runs.audit_log() == []
+
+
+def test_terminate_leaves_the_sdk_session_of_a_runtime_in_this_process_alone(tmp_path, monkeypatch):
+    """The console inside ``run`` terminates through its own HTTP session: the Durable SDK's
+    module-global one belongs to the runtime's event loop and must stay open and in place."""
+    import asyncio
+    import threading
+
+    from azure.durable_functions.models.utils import http_utils
+
+    monkeypatch.setenv("DATASYNC_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DATASYNC_FLOWS_DIR", "flows")
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(http_utils, "_client_session", None)
+    monkeypatch.setattr(http_utils, "_session_lock", asyncio.Lock())
+    try:
+        runtime_session = asyncio.run_coroutine_threadsafe(http_utils._get_session(), loop).result()
+        with App.from_settings() as app:
+            tenant(app)
+            run = add_run(app, "Running", datetime.now(UTC) - timedelta(minutes=1))
+            [done] = operations.stop_runs(app, "acme", run.instance_id, actor=PRINCIPAL)
+            assert done.outcome == "not-started" and done.run.status == "Terminated"
+            assert app.runs.audit_log()[0].action == "terminate"
+        assert http_utils._client_session is runtime_session
+        assert not runtime_session.closed
+    finally:
+        asyncio.run_coroutine_threadsafe(runtime_session.close(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
