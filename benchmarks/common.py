@@ -28,13 +28,17 @@ RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
 
 @dataclass
 class Metric:
-    """One figure: ``target`` is text (``"< 3"``, ``">= 20000"``, ``"report"``)."""
+    """One figure: ``target`` is text (``"< 3"``, ``">= 20000"``, ``"report"``).
+
+    ``passed`` is None for a figure that was not measured (:meth:`skip`): its verdict is
+    ``SKIP``, never ``PASS``; a ``"report"`` figure has no bound (verdict ``REPORT``)."""
 
     name: str
-    value: float
+    value: float | None
     unit: str
     target: str
-    passed: bool
+    passed: bool | None
+    reason: str | None = None
 
     @classmethod
     def check(cls, name: str, value: float, unit: str, op: str, bound: float) -> Metric:
@@ -47,14 +51,30 @@ class Metric:
     def report(cls, name: str, value: float, unit: str) -> Metric:
         return cls(name, round(value, 4), unit, "report", True)
 
+    @classmethod
+    def skip(cls, name: str, unit: str, target: str, reason: str) -> Metric:
+        """A figure that could not be measured here (``target`` as :meth:`check` writes
+        it, e.g. ``">= 1.6"``, or ``"report"``), and why."""
+        return cls(name, None, unit, target, None, reason)
+
+    @property
+    def verdict(self) -> str:
+        if self.passed is None:
+            return "SKIP"
+        if self.target == "report":
+            return "REPORT"
+        return "PASS" if self.passed else "MISS"
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["pass"] = d.pop("passed")
+        d["verdict"] = self.verdict
         return d
 
 
 def write_results(metrics: list[Metric], path: Path = RESULTS) -> Path:
-    """``{"metrics": [{"name", "value", "unit", "target", "pass"}]}`` (DESIGN.md)."""
+    """``{"metrics": [{"name", "value", "unit", "target", "pass", "verdict", "reason"}]}``:
+    ``pass`` and ``value`` are null for a skipped figure (verdict ``SKIP``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"metrics": [m.to_json() for m in metrics]}, indent=2) + "\n")
     return path

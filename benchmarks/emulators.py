@@ -167,11 +167,19 @@ def case_sync(url: str, records: int) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> list[Metric]:
+    tenants, records = (500, 2_000) if quick else (5_000, 10_000)
     problem = _emu_module().missing_install()
     if problem:
         print(f"  skipped: {problem}")
-        return [Metric("emulators.skipped", 1.0, "", "report (emulators not installed)", True)]
-    tenants, records = (500, 2_000) if quick else (5_000, 10_000)
+        return [
+            Metric.skip(name, unit, "report", f"emulators not installed: {problem}")
+            for name, unit in (
+                (f"emulators.tick_seconds.{tenants}_tenants", "s"),
+                ("emulators.due_flows_per_second", "flows/s"),
+                ("emulators.cosmos_upserts_per_second", "upserts/s"),
+                (f"emulators.sync_records_per_second.{records}_records", "records/s"),
+            )
+        ]
     from .sync import ApiServer
 
     with tempfile.TemporaryDirectory(prefix="bench-emu-") as tmp, emulators(Path(tmp)) as settings:

@@ -140,9 +140,11 @@ def run_orchestrations(quick: bool = False) -> list[Metric]:
         f"{s['busy_seconds']:.2f} s ({s_rate:.0f}/s; wall {s['wall_seconds']:.2f} s)"
     )
     return [
-        Metric.check("runtime.orchestrations_per_second", o_rate, "orchestrations/s", ">=", 100),
+        Metric.check("runtime.orchestrations_per_second", o_rate, "orchestrations/s", ">=", 250),
         Metric.report("runtime.orchestrations_run_once_wall_seconds", o["wall_seconds"], "s"),
-        Metric.check("runtime.sequential_activities_per_second", s_rate, "activities/s", ">=", 300),
+        Metric.check(
+            "runtime.sequential_activities_per_second", s_rate, "activities/s", ">=", 1000
+        ),
     ]
 
 
