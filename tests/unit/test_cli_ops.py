@@ -128,6 +128,25 @@ def test_version(root):
     assert not (root / "home").exists()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["runs", "show"],
+        ["rerun"],
+        ["reset"],
+        ["backfill"],
+        ["schedule", "show"],
+        ["queue", "list"],
+        ["poison", "delete"],
+        ["console"],
+    ],
+)
+def test_help_of_the_new_commands_does_not_touch_storage(root, command):
+    result = ok(*command, "--help")
+    assert "Usage:" in result.stdout
+    assert not (root / "home").exists()
+
+
 def test_console_says_when_it_is_not_available(root, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasync.console", None)  # import fails
     assert "the console is not available" in refused("console", "--port", "8799")
