@@ -1,0 +1,26 @@
+// DataSync console: refresh the page's <main> every data-refresh seconds (no library).
+// Skips a refresh while the tab is hidden, a form field has focus, or text is selected.
+(function () {
+  "use strict";
+  var seconds = parseInt(document.body.getAttribute("data-refresh") || "0", 10);
+  if (!seconds || !window.fetch || !window.DOMParser) { return; }
+  function busy() {
+    var el = document.activeElement;
+    var typing = el && /^(INPUT|SELECT|TEXTAREA)$/.test(el.tagName);
+    var selecting = window.getSelection && String(window.getSelection()).length > 0;
+    return document.hidden || typing || selecting;
+  }
+  function refresh() {
+    if (busy()) { return; }
+    fetch(window.location.href, { credentials: "same-origin", headers: { "X-Refresh": "1" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) { return; }
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("main");
+        var main = document.getElementById("main");
+        if (fresh && main && !busy()) { main.innerHTML = fresh.innerHTML; }
+      })
+      .catch(function () { /* keep the page as it is; the next tick retries */ });
+  }
+  window.setInterval(refresh, seconds * 1000);
+})();
