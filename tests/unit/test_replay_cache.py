@@ -247,3 +247,23 @@ def test_a_session_gives_the_sdk_handles_state_for_the_same_history(name):
     _, outcome = ReplaySession.start(handle, context)
     assert outcome == invoke_orchestrator(handle, context)
     assert outcome.actions
+
+
+def test_a_stale_result_is_dropped_even_with_a_live_orchestrator(tmp_path, caplog):
+    import time
+
+    stalled = _engine(tmp_path, owner="a")
+    stalled.start_new("failing", "t1", None)
+    assert stalled.run_orchestration_once()  # "a" keeps t1's live orchestrator
+    now = time.time()
+    claimed = stalled.store.claim_activity("a", now, now + 0.05)  # then "a" stalls
+    assert claimed is not None
+    time.sleep(0.1)
+    other = _engine(tmp_path, owner="b")
+    drain(other)  # takes the work item over and finishes the run
+    assert output(other, "t1")[0] == "Failed"
+    before = other.store.instance("t1")
+    stalled._activity_then_episode(claimed[0])  # "a" wakes up with its result
+    assert "was taken over; its result is dropped" in caplog.text
+    assert dict(other.store.instance("t1")) == dict(before)  # nothing changed
+    assert "t1" not in stalled._history

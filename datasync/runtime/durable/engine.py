@@ -561,8 +561,6 @@ class DurableEngine:
         try:
             result = self._activity_result(row)
             step = self._direct_step(row, result)
-            if step is None:
-                return None
             if isinstance(step, Committed):
                 scheduled = step.activities
                 if step.again:
@@ -572,9 +570,6 @@ class DurableEngine:
                 if not ours:
                     return None
                 scheduled = self._episodes(instance_id)
-        except BaseException:
-            self.store.release(instance_id, self.owner)
-            raise
         finally:
             self._hold("activity", key, False)
         if not scheduled:
