@@ -59,6 +59,19 @@ param failuresInARow int = 3
 @description('Alerts: seconds the oldest due flow-jobs message may wait.')
 param queueOldestAgeSeconds int = 900
 
+@description('Durable Functions backend. azureStorage: the task hub lives in the Storage account (host.json as shipped). durableTaskScheduler: a Durable Task Scheduler and task hub (infra/dts.bicep); app settings switch host.json storageProvider to azureManaged. See infra/README.md.')
+@allowed(['azureStorage', 'durableTaskScheduler'])
+param durableBackend string = 'azureStorage'
+
+@description('Durable Task Scheduler SKU (durableBackend = durableTaskScheduler): Consumption (pay per action, up to 500 actions/s) or Dedicated (capacity units, up to 2,000 actions/s each).')
+@allowed(['Consumption', 'Dedicated'])
+param durableTaskSchedulerSku string = 'Consumption'
+
+@description('Durable Task Scheduler capacity units (Dedicated only; 3 for high availability).')
+@minValue(1)
+@maxValue(3)
+param durableTaskSchedulerCapacity int = 1
+
 var suffix = uniqueString(resourceGroup().id)
 var appName = '${baseName}-${suffix}'
 var storageName = take('st${toLower(replace(baseName, '-', ''))}${suffix}', 24)
@@ -67,6 +80,18 @@ var cosmosName = toLower('cosmos-${baseName}-${suffix}')
 var databaseName = 'flowsync'
 var deploymentContainer = 'app-package'
 var pagesContainer = 'datasync-pages'
+var useDurableTaskScheduler = durableBackend == 'durableTaskScheduler'
+var schedulerName = take('dts-${baseName}-${suffix}', 64)
+var taskHubName = 'DataSyncHub' // host.json extensions.durableTask.hubName
+// App settings that override host.json (AzureFunctionsJobHost__<path>) to move the task hub
+// to the scheduler; the system-assigned identity authenticates (dts-access.bicep).
+var durableTaskSchedulerSettings = useDurableTaskScheduler
+  ? [
+      { name: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING', value: 'Endpoint=${dts.outputs.endpoint};Authentication=ManagedIdentity' }
+      { name: 'AzureFunctionsJobHost__extensions__durableTask__storageProvider__type', value: 'azureManaged' }
+      { name: 'AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName', value: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING' }
+    ]
+  : []
 
 // Built-in role definitions (ids are the same in every tenant).
 var roles = {
@@ -222,6 +247,19 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
+// -- the Durable Task Scheduler (durableBackend = durableTaskScheduler) ------------------
+
+module dts 'dts.bicep' = if (useDurableTaskScheduler) {
+  name: 'dts'
+  params: {
+    location: location
+    name: schedulerName
+    taskHubName: taskHubName
+    skuName: durableTaskSchedulerSku
+    capacity: durableTaskSchedulerCapacity
+  }
+}
+
 // -- the Function App ------------------------------------------------------------------
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -266,7 +304,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       // Flex Consumption sets the worker runtime and version from functionAppConfig:
       // FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION must not be set here.
-      appSettings: [
+      appSettings: concat([
         { name: 'AzureWebJobsStorage__accountName', value: storage.name }
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
         // Required: the scheduler's timer binding is %DATASYNC_SCAN_SCHEDULE%; without it
@@ -280,7 +318,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         // settings only the embedded runtime reads are deliberately absent (host.json
         // sets the log levels here). Worker indexing is the host's default, so there is
         // no AzureWebJobsFeatureFlags either.
-      ]
+      ], durableTaskSchedulerSettings)
     }
   }
   dependsOn: [
@@ -322,6 +360,17 @@ resource cosmosAppRole 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments
     principalId: functionApp.identity.principalId
     scope: cosmos.id
   }
+}
+
+module dtsAccess 'dts-access.bicep' = if (useDurableTaskScheduler) {
+  name: 'dtsAccess'
+  params: {
+    schedulerName: schedulerName
+    principalId: functionApp.identity.principalId
+  }
+  dependsOn: [
+    dts
+  ]
 }
 
 // -- optional: the operator (CLI: secrets, tenants apply, runs) -----------------------
@@ -381,3 +430,5 @@ output keyVaultName string = vault.name
 output keyVaultUri string = vault.properties.vaultUri
 output applicationInsightsName string = insights.name
 output alertRuleNames array = alerts.outputs.alertRuleNames
+output durableTaskSchedulerEndpoint string = useDurableTaskScheduler ? dts.outputs.endpoint : ''
+
