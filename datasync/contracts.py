@@ -129,6 +129,9 @@ class Carry(Contract):
     pipeline: bool = True
     """Pull page N+1 while page N is transformed and pushed (the flow class's ``pipeline``
     attribute, default true; ``begin_run`` reports it, ``continue_as_new`` carries it)."""
+    transform: bool = True
+    """Whether the flow has a ``transform`` (``begin_run`` reports it): without one, the
+    pulled page is pushed as staged, with no ``transform_page`` activity in between."""
     prefetched: PullOutput | None = None
     """The next page, already pulled (its state merged), when a generation ended while it
     was in flight: the next generation transforms and pushes it without pulling again."""

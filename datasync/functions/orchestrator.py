@@ -196,10 +196,13 @@ def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, An
         return PullOutput.from_json((yield from _step(context, PULL_PAGE, payload, halt)))
 
     def page_work(page_no: int, pulled: PullOutput, before: Carry, halt: list[Exception]) -> Steps:
-        """Transform (unless empty) and push page ``page_no``; the push checkpoints it."""
+        """Transform (unless empty, or the flow has no ``transform``: the pulled page is
+        pushed as it was staged) and push page ``page_no``; the push checkpoints it."""
         key = page_key(context.instance_id, page_no)
         out = TransformOutput(key=None, count=0, state=pulled.state)
-        if pulled.count and pulled.key is not None:
+        if pulled.count and pulled.key is not None and not before.transform:
+            out = TransformOutput(key=pulled.key, count=pulled.count, state=pulled.state)
+        elif pulled.count and pulled.key is not None:
             payload = TransformInput(**ref, page_key=key, key=pulled.key, state=pulled.state)
             out = TransformOutput.from_json(
                 (yield from _step(context, TRANSFORM_PAGE, payload.to_json(), halt))
@@ -219,7 +222,9 @@ def sync_flow(context: df.DurableOrchestrationContext) -> Generator[Any, Any, An
             state=out.state,
         )
         pushed = PushOutput.from_json((yield from _step(context, PUSH_PAGE, push.to_json(), halt)))
-        return Carry(**counters, cursor=pulled.cursor, state=pushed.state, pipeline=before.pipeline)
+        return dataclasses.replace(
+            before, **counters, cursor=pulled.cursor, state=pushed.state, prefetched=None
+        )
 
     carry = job.carry
     try:

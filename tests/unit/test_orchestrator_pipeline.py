@@ -30,8 +30,16 @@ class Source:
     Pull counts pulls in ``state["pulled"]``, push counts pushes in ``state["pushed"]``:
     the checkpoint (cursor, state, counters) lives here across runs."""
 
-    def __init__(self, sizes: list[int], *, pipeline: bool = True, overlap: bool = False):
+    def __init__(
+        self,
+        sizes: list[int],
+        *,
+        pipeline: bool = True,
+        overlap: bool = False,
+        transform: bool = True,
+    ):
         self.sizes, self.pipeline, self.overlap = sizes, pipeline, overlap
+        self.transform = transform
         self.lock = threading.Lock()
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.checkpoints: list[dict[str, Any]] = []
@@ -62,6 +70,7 @@ class Source:
                 "recordsIn": 0,
                 "recordsOut": 0,
                 "pipeline": self.pipeline,
+                "transform": self.transform,
             }
 
         def pull(args):
@@ -270,3 +279,14 @@ def test_history_stays_flat_with_pipelining(tmp_path):
         assert status.runtime_status == "Completed"
         sizes.append(history)
     assert sizes[0][0] == sizes[1][0]  # events in the last generation
+
+
+def test_a_flow_without_transform_pushes_the_pulled_page_as_staged(tmp_path):
+    source = Source([3, 0, 2], transform=False)
+    status, _ = run(tmp_path, source, per_generation=2)
+    assert status.runtime_status == "Completed"
+    assert "transform" not in source.kinds()
+    pushes = source.args("push")
+    assert [(p["key"], p["count"]) for p in pushes] == [("k0", 3), (None, 0), ("k2", 2)]
+    assert source.checkpoints[-1]["recordsIn"] == source.checkpoints[-1]["recordsOut"] == 5
+    assert [c["state"] for c in source.checkpoints][-1] == {"pulled": 3, "pushed": 3}
