@@ -20,7 +20,7 @@ import azure.durable_functions as df
 
 from .. import telemetry
 from ..redact import install_redaction
-from . import activities, orchestrator, scheduler, starter
+from . import activities, console, orchestrator, scheduler, starter
 from .provider import AppProvider
 
 __all__ = ["AppProvider", "build_function_app"]
@@ -38,6 +38,7 @@ def build_function_app(provider: AppProvider) -> df.DFApp:
         starter.blueprint(provider),
         orchestrator.blueprint(),
         activities.blueprint(provider),
+        console.blueprint(provider),
     ):
         app.register_functions(blueprint)
     return app

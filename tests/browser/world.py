@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from datasync import operations
 from datasync.app import App
@@ -136,3 +137,37 @@ def build_world(tmp: Path) -> Iterator[World]:
             '{"tenantId": "ghost", "flowName": "gone", "scheduledFor": "2026-01-01T00:00:00Z"}'
         )
         yield World(tmp / "home", flows, settings, app, apis, code)
+
+
+class AsgiClient:
+    """A synchronous HTTP client for an ASGI app (httpx over its ASGI transport), keeping
+    cookies between requests like a browser. Redirects are not followed."""
+
+    def __init__(self, asgi: object, base_url: str = "http://127.0.0.1") -> None:
+        import httpx
+
+        self.asgi = asgi
+        self.base_url = base_url
+        self.cookies = httpx.Cookies()
+
+    def request(self, method: str, url: str, **kwargs: object) -> Any:
+        import asyncio
+
+        import httpx
+
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.asgi)  # type: ignore[arg-type]
+            async with httpx.AsyncClient(
+                transport=transport, base_url=self.base_url, cookies=self.cookies
+            ) as client:
+                response = await client.request(method, url, **kwargs)  # type: ignore[arg-type]
+                self.cookies = client.cookies
+                return response
+
+        return asyncio.run(go())
+
+    def get(self, url: str, **kwargs: object) -> Any:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: object) -> Any:
+        return self.request("POST", url, **kwargs)
