@@ -32,8 +32,8 @@ def status_chart(
     counts: dict[tuple[str, str], int],
     statuses: Sequence[str],
     *,
-    width: int = 720,
-    height: int = 160,
+    width: int = 1200,
+    height: int = 170,
 ) -> Markup:
     """Stacked bars: ``buckets`` (start times, oldest first) × ``statuses``."""
     if not buckets:
@@ -45,8 +45,8 @@ def status_chart(
     bar_w = max(slot * 0.8, 1.0)
     parts = [
         (
-            f'<svg class="chart status-chart" viewBox="0 0 {width} {height}" width="100%" '
-            f'height="{height}" role="img" aria-label="runs by status over time">'
+            f'<svg class="chart status-chart" viewBox="0 0 {width} {height}" '
+            f'role="img" aria-label="runs by status over time">'
         )
     ]
     for i, start in enumerate(buckets):
@@ -74,7 +74,7 @@ def status_chart(
     return Markup("".join(parts))
 
 
-def page_timeline(pages: Sequence[PageRecord], *, width: int = 720, row: int = 14) -> Markup:
+def page_timeline(pages: Sequence[PageRecord], *, width: int = 1000, row: int = 14) -> Markup:
     """One horizontal stacked bar per page, scaled to the slowest page of the window."""
     if not pages:
         return Markup("")
@@ -84,8 +84,8 @@ def page_timeline(pages: Sequence[PageRecord], *, width: int = 720, row: int = 1
     height = row * len(pages) + 4
     parts = [
         (
-            f'<svg class="chart page-timeline" viewBox="0 0 {width} {height}" width="100%" '
-            f'height="{height}" role="img" aria-label="step durations per page">'
+            f'<svg class="chart page-timeline" viewBox="0 0 {width} {height}" '
+            f'role="img" aria-label="step durations per page">'
         )
     ]
     for i, page in enumerate(pages):
