@@ -164,7 +164,15 @@ class AsgiClient:
                 self.cookies = client.cookies
                 return response
 
-        return asyncio.run(go())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(go())
+        # a loop already runs on this thread (Playwright's sync API): use a thread of our own
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, go()).result()
 
     def get(self, url: str, **kwargs: object) -> Any:
         return self.request("GET", url, **kwargs)
