@@ -97,10 +97,13 @@ def _step(
         except Exception as exc:
             if attempt >= STEP_ATTEMPTS or is_permanent(exc) or halt:
                 raise
+            error = exc
         attempt += 1
         yield context.create_timer(
             context.current_utc_datetime + timedelta(seconds=STEP_RETRY_SECONDS)
         )
+        if halt:  # the step beside this one failed while this one waited to retry
+            raise error
 
 
 Steps = Generator[Any, Any, Any]

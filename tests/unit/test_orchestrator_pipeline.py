@@ -47,6 +47,7 @@ class Source:
         self.finished: dict[str, Any] | None = None
         self.fail: dict[tuple[str, int], list[BaseException]] = {}  # (step, page) → errors
         self.pulling: dict[int, threading.Event] = {}
+        self.pull_failed: dict[int, threading.Event] = {}
         self.overlapped: list[int] = []
 
     def _log(self, kind: str, args: dict[str, Any]) -> int:
@@ -55,7 +56,11 @@ class Source:
             self.calls.append((kind, args))
             errors = self.fail.get((kind, page))
             error = errors.pop(0) if errors else None
+        if kind == "push" and (page + 1) in self.pull_failed:
+            self.pull_failed[page + 1].wait(5)  # fail only once the next pull has failed
         if error is not None:
+            if kind == "pull" and page in self.pull_failed:
+                self.pull_failed[page].set()
             raise error
         return page
 
@@ -258,6 +263,21 @@ def test_a_failed_push_stops_the_next_page_s_pull_retries(tmp_path):
     assert status.runtime_status == "Failed"
     assert "PermanentError: target rejects the schema" in source.finished["error"]
     assert source.kinds().count("pull") == 2  # page 2's pull is not retried
+    assert source.checkpoints == []
+
+
+def test_a_failed_push_stops_a_pull_waiting_to_retry(tmp_path, monkeypatch):
+    """Pull 2 fails once and waits 1 s to retry; meanwhile push 1 fails for good: when the
+    wait is over the pull is not tried again."""
+    monkeypatch.setattr(orchestrator, "STEP_RETRY_SECONDS", 1.0)
+    source = Source([2, 2, 2])
+    source.pull_failed[2] = threading.Event()
+    source.fail[("pull", 2)] = [ConnectionError("source down")]
+    source.fail[("push", 1)] = [PermanentError("target rejects the schema")]
+    status, _ = run(tmp_path, source)
+    assert status.runtime_status == "Failed"
+    assert "PermanentError: target rejects the schema" in source.finished["error"]
+    assert source.kinds().count("pull") == 2
     assert source.checkpoints == []
 
 
