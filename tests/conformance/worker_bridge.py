@@ -9,8 +9,9 @@ app's own prints go to stderr)::
     {"op": "metadata"}                                   functions_metadata_request
     {"op": "invoke", "function": "begin_run",            invocation_request, as the host
      "input_data": [{"name": "args", "data": {"json": "..."}}],   sends it; data is one of
-     "trigger_metadata": {"Id": {"string": "..."}},       string | json | bytes (base64)
-     "retry_context": {...}}
+     "trigger_metadata": {"Id": {"string": "..."}},       string | json | bytes (base64) |
+     "retry_context": {...}}                              http ({"method", "url", "headers",
+                                                          "body", "params", "query"})
     {"op": "durable_start", "task_hub": "..."}           the embedded Durable HTTP API
     {"op": "durable_status", "instance_id": "..."}       an instance as the engine has it
     {"op": "durable_instances"}                          every instance id
@@ -91,8 +92,18 @@ class StatusResult(Message):
 
 STATUS_NAMES = {0: "Failure", 1: "Success", 2: "Cancelled"}
 
+
+class RpcHttpCookie(Message):
+    class SameSite:  # the enum the worker's cookie converter reads
+        Lax, Strict, ExplicitNone = 1, 2, 3
+
+
+setattr(RpcHttpCookie.SameSite, "None", 0)
+
+
 protos = types.SimpleNamespace(
     BindingInfo=BindingInfo,
+    RpcHttpCookie=RpcHttpCookie,
     StatusResult=StatusResult,
     TypedData=_message("TypedData", data=TYPED_DATA_KINDS),
     ParameterBinding=_message("ParameterBinding", rpc_data=("data", "rpc_shared_memory")),
@@ -113,7 +124,10 @@ protos = types.SimpleNamespace(
             "WorkerInitRequest",
             "StreamingMessage",
             "RpcHttp",
-            "RpcHttpCookie",
+            "NullableString",
+            "NullableBool",
+            "NullableDouble",
+            "NullableTimestamp",
         )
     },
 )
@@ -126,6 +140,15 @@ def typed_data(spec: dict[str, Any] | None) -> Message | None:
     ((kind, value),) = spec.items()
     if kind == "bytes":
         value = base64.b64decode(value)
+    if kind == "http":  # {"method", "url", "headers", "body": spec, "params", "query"}
+        value = protos.RpcHttp(
+            method=value["method"],
+            url=value["url"],
+            headers=dict(value.get("headers") or {}),
+            body=typed_data(value.get("body") or {"bytes": ""}),
+            params=dict(value.get("params") or {}),  # the route's parameters
+            query=dict(value.get("query") or {}),
+        )
     return protos.TypedData(**{kind: value})
 
 
@@ -136,9 +159,34 @@ def typed_data_json(td: Any) -> dict[str, Any] | None:
     if kind is None:
         return None
     value = getattr(td, kind)
+    if kind == "http":  # an HTTP response: status, headers, body, cookies as the host gets them
+        return {"http": http_json(value)}
     if isinstance(value, (bytes, bytearray)):
         value = base64.b64encode(bytes(value)).decode()
     return {kind: value}
+
+
+def _nullable(value: Any) -> Any:
+    return None if value is None else value.value
+
+
+def http_json(http: Any) -> dict[str, Any]:
+    return {
+        "status_code": http.status_code,
+        "headers": dict(http.headers or {}),
+        "body": typed_data_json(http.body),
+        "cookies": [
+            {
+                "name": c.name,
+                "value": c.value,
+                "path": _nullable(c.path),
+                "http_only": _nullable(c.http_only),
+                "secure": _nullable(c.secure),
+                "same_site": c.same_site,
+            }
+            for c in http.cookies or []
+        ],
+    }
 
 
 def exception_json(exc: Any) -> dict[str, Any] | None:
