@@ -51,6 +51,7 @@ from ..names import utcnow
 from ..ports import FLOW_JOBS_POISON, QueueItem
 from ..schedule import next_occurrence
 from .durable import DurableEngine, close_durable_client_session, fresh_durable_client_session
+from .durable.deadline import CallAbandoned
 from .rpc import DurableRpcServer
 from .validation import validate_app
 
@@ -261,11 +262,13 @@ class LocalHost:
             on_resume=self.app.runs.mark_resumed,
             activity_runner=self._call,
             activity_timeout=self.config.function_timeout,
+            on_abandon=self._replace_activity_worker,
         )
         self.rpc = DurableRpcServer(self.engine, self.config.task_hub)
         self.stopping = threading.Event()
         self.activity_workers = activity_workers or self.settings.activity_workers
         self._threads: list[threading.Thread] = []
+        self._replaced = 0  # activity workers started in place of stuck ones
         self._inflight = 0
         self._inflight_lock = threading.Lock()
         self._messages: dict[str, tuple[Any, QueueItem]] = {}  # held: id → (queue, item)
@@ -340,13 +343,17 @@ class LocalHost:
     # -- workers -------------------------------------------------------------------------
     def _worker_loop(self, step: Callable[[], bool], kind: str) -> None:
         """Run ``step`` while it finds work; else sleep until the engine posts ``kind`` of
-        work (an activity result, a new activity), or 0.2 s for timers and other runtimes."""
+        work (an activity result, a new activity), or 0.2 s for timers and other runtimes.
+        A worker whose activity ran past ``functionTimeout`` was replaced meanwhile
+        (:meth:`_replace_activity_worker`): it ends once that call returns at last."""
         while not self.stopping.is_set():
             seen = self.engine.posted(kind)
             try:
                 did = step()
                 if did:  # a step that wrote something: there is room again
                     self._full_since = None
+            except CallAbandoned:
+                return
             except StorageFull as exc:
                 did = False
                 self.stopping.wait(self._on_disk_full(exc))
@@ -356,6 +363,19 @@ class LocalHost:
                 self.stopping.wait(0.5)
             if not did and not self.stopping.is_set():
                 self.engine.wait_for_work(kind, seen, 0.2)
+
+    def _replace_activity_worker(self) -> None:
+        """An activity ran past ``functionTimeout`` on a worker's thread (the engine failed
+        it): start another worker in its place, as the host restarts the language worker."""
+        if self.stopping.is_set():
+            return
+        self._replaced += 1
+        self._spawn(
+            f"activities-r{self._replaced}",
+            self._worker_loop,
+            self.engine.run_activity_once,
+            "activity",
+        )
 
     def _on_disk_full(self, exc: StorageFull) -> float:
         """A write failed for want of space: say so (one line, not a traceback per thread and

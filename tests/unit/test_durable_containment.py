@@ -206,3 +206,67 @@ def test_host_config_reads_function_timeout(tmp_path):
 def test_a_bad_flow_import_timeout_names_the_setting(value):
     with pytest.raises(ConfigError, match="DATASYNC_FLOW_IMPORT_TIMEOUT"):
         Settings.from_env({"DATASYNC_FLOW_IMPORT_TIMEOUT": value})
+
+
+@bp.activity_trigger(input_name="x", activity="where")
+def where(x):
+    return threading.current_thread().name
+
+
+@pytest.mark.timeout(30)
+def test_inline_activities_past_the_timeout_are_failed_by_the_watchdog_and_replaced(
+    tmp_path,
+):
+    """With a host that can replace its workers (``on_abandon``), activities run on the
+    worker's own thread; one past the timeout is failed, another worker takes its place,
+    and the stuck thread stops once its call returns (its late result is dropped)."""
+    from datasync.runtime.durable.deadline import CallAbandoned
+
+    release.clear()
+    stop = threading.Event()
+    workers: list[threading.Thread] = []
+    ended: list[str] = []
+
+    def worker() -> None:
+        while not stop.is_set():
+            try:
+                if not engine.run_activity_once():
+                    time.sleep(0.005)
+            except CallAbandoned:
+                ended.append(threading.current_thread().name)
+                return
+
+    def spawn() -> None:
+        thread = threading.Thread(target=worker, name=f"worker-{len(workers)}", daemon=True)
+        workers.append(thread)
+        thread.start()
+
+    engine = _engine(tmp_path, activity_timeout=0.3, on_abandon=spawn)
+    spawn()
+    try:
+        engine.start_new("calls", "h", json.dumps(["hangs", None]))
+        engine.start_new("calls", "w", json.dumps(["where", None]))
+        deadline = time.time() + 10
+        while engine.active_count() and time.time() < deadline:
+            if not engine.run_orchestration_once():
+                time.sleep(0.005)
+        assert output(engine, "h") == (
+            "Completed",
+            (
+                "caught: Activity function 'hangs' failed: Timeout value of 00:00:00.3000000 "
+                "was exceeded by function: Functions.hangs"
+            ),
+        )
+        status, ran_on = output(engine, "w")
+        assert status == "Completed" and ran_on.startswith("worker-")  # no hand-off
+        assert len(workers) == 2  # the stuck worker was replaced
+        release.set()
+        workers[0].join(5)
+        assert ended == ["worker-0"]  # it stopped serving once its call returned
+        assert output(engine, "h")[1].startswith("caught: Activity function 'hangs' failed")
+    finally:
+        release.set()
+        stop.set()
+        for thread in workers:
+            thread.join(5)
+        engine.close()

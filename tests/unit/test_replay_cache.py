@@ -39,11 +39,13 @@ def flaky(x):
 
 @bp.activity_trigger(input_name="x", activity="wait")
 def wait(x):
+    waiting.set()
     gate.wait(5)
     return x
 
 
 gate = threading.Event()
+waiting = threading.Event()
 
 
 @bp.orchestration_trigger(context_name="context", orchestration="pages")
@@ -145,14 +147,14 @@ def test_an_orchestrator_failure_matches_a_full_replay(tmp_path):
 def test_terminate_drops_the_live_orchestrator(tmp_path):
     engine = _engine(tmp_path)
     gate.clear()
+    waiting.clear()
     engine.start_new("stoppable", "s1", None)
     worker = threading.Thread(target=lambda: drain(engine, 10))
     worker.start()
     try:
-        for _ in range(500):  # until the episode that schedules "wait" ran, cached
-            if any(e.cached for e in engine.episodes):
-                break
-            threading.Event().wait(0.01)
+        assert waiting.wait(5)  # the cached episode that scheduled "wait" has committed
+        assert any(e.cached for e in engine.episodes)
+        assert "s1" in engine._history
         assert engine.terminate("s1", "stop")
     finally:
         gate.set()

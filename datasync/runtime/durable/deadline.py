@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 from typing import Any
 
-__all__ = ["CallTimedOut", "DeadlineRunner"]
+__all__ = ["CallAbandoned", "CallTimedOut", "DeadlineRunner", "Watchdog"]
 
 log = logging.getLogger("datasync.durable")
 
@@ -30,6 +31,85 @@ class CallTimedOut(Exception):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"did not return within {seconds:g} s")
         self.seconds = seconds
+
+
+class CallAbandoned(Exception):
+    """An inline call (see :class:`Watchdog`) returned after its deadline: its result is
+    dropped and its thread, replaced meanwhile, should stop serving."""
+
+
+class _Watch:
+    __slots__ = ("at", "on_expiry", "state")
+
+    def __init__(self, at: float, on_expiry: Callable[[], None]) -> None:
+        self.at = at
+        self.on_expiry = on_expiry
+        self.state = "running"  # → "done" (returned in time) or "expired"
+
+
+class Watchdog:
+    """Deadlines for calls made *on their caller's thread* (no hand-off to another one).
+
+    :meth:`watch` before the call, :meth:`finish` after it. A call still running at its
+    deadline is expired by the watchdog's thread, which runs its ``on_expiry`` (the caller's
+    replacement: post the timeout, start another worker); :meth:`finish` then returns False
+    and the caller drops its result. Exactly one of the two wins."""
+
+    def __init__(self, name: str = "activity-watchdog") -> None:
+        self.name = name
+        self.expired = 0
+        """Calls expired so far (their threads may still be running)."""
+        self._watches: list[_Watch] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def watch(self, timeout: float, on_expiry: Callable[[], None]) -> _Watch:
+        token = _Watch(time.monotonic() + timeout, on_expiry)
+        with self._cond:
+            self._watches.append(token)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+                self._thread.start()
+            elif token.at < min(w.at for w in self._watches):
+                self._cond.notify()
+        return token
+
+    def finish(self, token: _Watch) -> bool:
+        """True when the call returned in time (its result counts)."""
+        with self._cond:
+            if token.state != "running":
+                return False
+            token.state = "done"
+            self._watches.remove(token)
+            return True
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed:
+                    now = time.monotonic()
+                    due = [w for w in self._watches if w.at <= now]
+                    if due:
+                        break
+                    nearest = min((w.at for w in self._watches), default=now + 1.0)
+                    self._cond.wait(max(0.0, nearest - now))
+                if self._closed:
+                    return
+                for token in due:
+                    token.state = "expired"
+                    self._watches.remove(token)
+                    self.expired += 1
+            for token in due:
+                try:
+                    token.on_expiry()
+                except Exception:
+                    log.exception("handling an expired call failed")
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
 
 
 class _Worker:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .deadline import CallTimedOut, DeadlineRunner
+from .deadline import CallAbandoned, CallTimedOut, DeadlineRunner, Watchdog
 from .events import TASK_COMPLETED, TASK_FAILED, event, iso
 from .planner import InstanceBook, opening_events, plan_episode, start_decision
 from .sdk import (
@@ -128,6 +128,12 @@ class DurableEngine:
         still running then fails with the host's timeout text; its thread is abandoned.
     :param max_deaths: take-overs of one work item from a runtime that died running it
         before the item fails (:func:`~.wording.died_failure`) instead of running again.
+    :param on_abandon: given by a host whose activity workers can be replaced: activities
+        then run on the worker's own thread under a :class:`~.deadline.Watchdog`; one past
+        ``activity_timeout`` is failed by the watchdog, ``on_abandon()`` starts another
+        worker, and the stuck thread raises :class:`~.deadline.CallAbandoned` (it should
+        stop serving) when its call returns at last. Without it, each call is handed to a
+        pooled thread (:class:`~.deadline.DeadlineRunner`).
     :param replay_cache: keep each instance's orchestrator alive between its episodes and
         feed it only the new events (:class:`~.sdk.ReplaySession`); a full replay whenever
         the cache is cold, evicted, or anything is unexpected.
@@ -150,6 +156,7 @@ class DurableEngine:
         max_deaths: int = MAX_DEATHS,
         replay_cache: bool = True,
         verify_replay: bool = False,
+        on_abandon: Callable[[], None] | None = None,
         **removed: Any,
     ) -> None:
         if "error_text" in removed:  # activity errors are the worker's text now
@@ -173,6 +180,8 @@ class DurableEngine:
         self.verify_replay = verify_replay
         self.replay_check = ReplayCheck()
         self._deadlines = DeadlineRunner()
+        self.on_abandon = on_abandon
+        self._watchdog = Watchdog()
         self.wakeup = threading.Condition()  # orchestration workers wait here
         # Work posted per kind, and where each kind waits: a new activity wakes one
         # activity worker, not every thread of the runtime.
@@ -674,7 +683,7 @@ class DurableEngine:
                 Details=details,
             )
         else:
-            result = self._call_activity(name, row["input"], row["task_id"])
+            result = self._call_activity(name, row["input"], row["task_id"], row)
         if result["EventType"] == TASK_FAILED:
             log.info("activity %s of %s failed: %s", name, instance_id, result["Reason"])
         return result
@@ -696,7 +705,9 @@ class DurableEngine:
             self._notify("orchestration")
         return bool(ours)
 
-    def _call_activity(self, name: str, input_json: str | None, task_id: int) -> dict[str, Any]:
+    def _call_activity(
+        self, name: str, input_json: str | None, task_id: int, row: Any = None
+    ) -> dict[str, Any]:
         """Run one activity: TaskCompleted with its JSON result, or TaskFailed worded as the
         extension words it. Any exception fails the activity, BaseException included
         (SystemExit, KeyboardInterrupt): it must not end the worker thread."""
@@ -707,9 +718,17 @@ class DurableEngine:
                 TASK_FAILED, now(), TaskScheduledId=task_id, Reason=reason, Details=details
             )
         fn, param = self.activities[name]
+        inline = self.on_abandon is not None and self.activity_timeout is not None
+        token = None
+        if inline and row is not None:
+            assert self.activity_timeout is not None
+            token = self._watchdog.watch(
+                self.activity_timeout, lambda: self._expire(row, name, task_id)
+            )
         try:
             value = json.loads(input_json) if input_json is not None else None
-            output = json.dumps(self._invoke(fn, {param: value}))
+            output = json.dumps(self._invoke(fn, {param: value}, token is None))
+            result = event(TASK_COMPLETED, now(), TaskScheduledId=task_id, Result=output)
         except CallTimedOut as timed_out:
             reason, details = timeout_failure(name, timed_out.seconds)
             log.error(
@@ -717,19 +736,48 @@ class DurableEngine:
                 reason,
                 self._deadlines.abandoned,
             )
-            return event(
+            result = event(
                 TASK_FAILED, now(), TaskScheduledId=task_id, Reason=reason, Details=details
             )
         except BaseException as exc:  # noqa: BLE001 - the activity fails, the worker lives
             reason, details = activity_failure(name, exc)
-            return event(
+            result = event(
                 TASK_FAILED, now(), TaskScheduledId=task_id, Reason=reason, Details=details
             )
-        return event(TASK_COMPLETED, now(), TaskScheduledId=task_id, Result=output)
+        if token is not None and not self._watchdog.finish(token):
+            log.warning(
+                "an abandoned call of %s (%s) returned at last: its result is dropped",
+                name,
+                threading.current_thread().name,
+            )
+            raise CallAbandoned(name)
+        return result
 
-    def _invoke(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-        """The activity runner's call, within ``activity_timeout`` when there is one."""
-        if self.activity_timeout is None:
+    def _expire(self, row: Any, name: str, task_id: int) -> None:
+        """The watchdog's side of an inline call past ``activity_timeout``: fail the work
+        item with the host's text and start another worker in place of the stuck one."""
+        assert self.activity_timeout is not None
+        reason, details = timeout_failure(name, self.activity_timeout)
+        log.error(
+            "%s; the call is abandoned (%d so far) and the runtime goes on",
+            reason,
+            self._watchdog.expired,
+        )
+        failed = event(
+            TASK_FAILED, time.time(), TaskScheduledId=task_id, Reason=reason, Details=details
+        )
+        try:
+            if self.store.complete_activity(row, self.owner, failed, time.time()) is not None:
+                self._notify("orchestration")
+        finally:
+            self._hold("activity", str(row["id"]), False)
+            if self.on_abandon is not None:
+                self.on_abandon()
+
+    def _invoke(self, fn: Callable[..., Any], kwargs: dict[str, Any], bounded: bool = True) -> Any:
+        """The activity runner's call, on a pooled thread within ``activity_timeout`` when
+        there is one and the call is not watched inline (``bounded``)."""
+        if self.activity_timeout is None or not bounded:
             return self.activity_runner(fn, kwargs)
         return self._deadlines.call(lambda: self.activity_runner(fn, kwargs), self.activity_timeout)
 
@@ -751,4 +799,5 @@ class DurableEngine:
 
     def close(self) -> None:
         self._deadlines.close()
+        self._watchdog.close()
         self.store.close()

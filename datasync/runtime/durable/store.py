@@ -63,7 +63,8 @@ class Claim:
 @dataclass(slots=True)
 class Committed:
     """An episode applied. ``activities``: ids of the work items it scheduled that are
-    leased to the committing runtime already (run them without a claim); ``again``: the
+    leased to the committing runtime already (the first one at most: run it at once, without
+    a claim); ``again``: the
     instance stays leased to it, another event is deliverable now (run the next episode)."""
 
     activities: list[int]
@@ -521,9 +522,11 @@ class DurableStore:
             "INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)",
             [(instance_id, seq0 + i, r) for i, r in enumerate(rows)],
         )
-        leased = until is not None and lease_activities
         ids: list[int] = []
         for task_id, name, payload in plan.activities:
+            # only the first: the caller starts it at once; the others are anyone's to claim
+            # (a work item leased but never started would count a death if we died)
+            leased = until is not None and lease_activities and not ids
             cur = con.execute(
                 "INSERT INTO activities (instance_id, execution_id, task_id, name, input, "
                 "lease_owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?)",
