@@ -118,3 +118,26 @@ def test_no_page_contains_a_secret(page, operator):
                 todo.append(parsed._replace(fragment="").geturl())
     assert len(seen) > 12
     assert any("/runs/Workflow-leaky--leaky-sync-" in u for u in seen)
+
+
+def test_pages_refresh_themselves(page, read_only, world):
+    from datasync.ports import FLOW_JOBS
+
+    queue = world.app.queues.queue(FLOW_JOBS)
+    page.goto(read_only.url + "queue?refresh=1")
+    assert page.locator("#queue-count").inner_text().startswith("0 messages")
+    job = {
+        "tenantId": "acme",
+        "flowName": "contacts-to-erp",
+        "scheduledFor": "2030-01-01T00:00:00Z",
+    }
+    message = queue.send(json.dumps(job), visibility_delay=3600)
+    try:
+        from playwright.sync_api import expect
+
+        # no reload: the page's own script swaps in the new <main> (CSP forbids eval, so
+        # the wait polls the DOM through a locator)
+        expect(page.locator("#queue-count")).to_have_text(re.compile(r"^1 message"), timeout=10_000)
+        assert page.locator("tr.job").count() == 1
+    finally:
+        queue.remove(message)

@@ -1,8 +1,10 @@
 // DataSync console: refresh the page's <main> every data-refresh seconds (no library).
-// Skips a refresh while the tab is hidden, a form field has focus, or text is selected.
+// ?refresh=N in the address changes the interval. Skips a refresh while the tab is hidden, a form field has focus, or text is selected.
 (function () {
   "use strict";
   var seconds = parseInt(document.body.getAttribute("data-refresh") || "0", 10);
+  var asked = parseInt(new URLSearchParams(window.location.search).get("refresh") || "0", 10);
+  if (seconds && asked >= 1) { seconds = asked; }  // ?refresh=N: every N seconds instead
   if (!seconds || !window.fetch || !window.DOMParser) { return; }
   function busy() {
     var el = document.activeElement;
