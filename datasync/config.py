@@ -130,6 +130,9 @@ class Settings:
     console_token: str | None = field(default=None, repr=False)
     """``DATASYNC_CONSOLE_TOKEN``: locally, the token that unlocks the console's actions
     (None: one is generated at start). Never printed by the console's pages."""
+    app_service_auth: bool = False
+    """``WEBSITE_AUTH_ENABLED`` (set by App Service when its authentication is on): only
+    then does the console on Azure trust the ``X-MS-CLIENT-PRINCIPAL`` header."""
     lookahead_seconds: float | None = None
     """``DATASYNC_LOOKAHEAD_SECONDS`` (0–518400): how far ahead each scan enqueues
     occurrences (0: only what is due now). None: :meth:`lookahead`'s default."""
@@ -209,6 +212,7 @@ class Settings:
             run_retention_days=_number(env, "DATASYNC_RUN_RETENTION_DAYS", int, 30, 1, 3650),
             console_actions=_flag(env, "DATASYNC_CONSOLE_ACTIONS", False),
             console_token=env.get("DATASYNC_CONSOLE_TOKEN", "").strip() or None,
+            app_service_auth=env.get("WEBSITE_AUTH_ENABLED", "").strip().lower() == "true",
             telemetry=_telemetry(env),
             appinsights_connection_string=(
                 env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip() or None

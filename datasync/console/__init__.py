@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ValidationError
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["BackgroundConsole", "console_url", "create_app", "serve", "start_in_background"]
 
 log = logging.getLogger("datasync.console")
+
+LastTick = Callable[[], datetime | None]
+"""When the scheduler last ticked (aware UTC), or None when it has not yet."""
 
 DEFAULT_PORT = 8765
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -59,11 +64,11 @@ def _announce(app: App, asgi: Any, url: str) -> None:
         log.info("web console at %s (actions: sign in with token %s)", url, console.token)
 
 
-def _server(app: App, host: str, port: int) -> Any:
+def _server(app: App, host: str, port: int, last_tick: LastTick | None) -> Any:
     import uvicorn
 
     _check_host(app, host)
-    asgi = create_app(app)
+    asgi = create_app(app, last_tick=last_tick)
     config = uvicorn.Config(
         asgi,
         host=host,
@@ -76,9 +81,16 @@ def _server(app: App, host: str, port: int) -> Any:
     return asgi, uvicorn.Server(config)
 
 
-def serve(app: App, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
-    """Serve the console until Ctrl-C / SIGTERM (blocks)."""
-    asgi, server = _server(app, host, port)
+def serve(
+    app: App,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    last_tick: LastTick | None = None,
+) -> None:
+    """Serve the console until Ctrl-C / SIGTERM (blocks). ``last_tick``: when the
+    scheduler last ticked, for the overview (the runtime's own record of it)."""
+    asgi, server = _server(app, host, port, last_tick)
     _announce(app, asgi, console_url(host, port))
     server.run()
 
@@ -103,11 +115,16 @@ class BackgroundConsole:
 
 
 def start_in_background(
-    app: App, port: int = DEFAULT_PORT, host: str = "127.0.0.1"
+    app: App,
+    port: int = DEFAULT_PORT,
+    host: str = "127.0.0.1",
+    *,
+    last_tick: LastTick | None = None,
 ) -> BackgroundConsole:
     """Start the console on a daemon thread; returns once it listens (port 0: any free
-    port, see ``.port``). Raises OSError when the port is taken."""
-    asgi, server = _server(app, host, port)
+    port, see ``.port``). Raises OSError when the port is taken. ``last_tick``: as
+    :func:`serve`."""
+    asgi, server = _server(app, host, port, last_tick)
     failure: list[BaseException] = []
 
     def run() -> None:

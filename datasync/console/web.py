@@ -70,9 +70,15 @@ def _finalize(value: Any) -> Any:
 class Console:
     """The state behind the ASGI app: the DataSync app, settings, templates, the token."""
 
-    def __init__(self, app: App | Callable[[], App], settings: Settings | None) -> None:
+    def __init__(
+        self,
+        app: App | Callable[[], App],
+        settings: Settings | None,
+        last_tick: Callable[[], datetime | None] | None = None,
+    ) -> None:
         self._app = app
         self._settings = settings
+        self._last_tick = last_tick
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -102,6 +108,15 @@ class Console:
         if self._token is None:
             self._token = _secrets.token_urlsafe(18)
         return self._token
+
+    def last_tick(self) -> datetime | None:
+        """When the scheduler last ticked: the runtime's own hook, else this process's
+        telemetry heartbeat; None when unknown."""
+        if self._last_tick is not None:
+            value = self._last_tick()
+            if value is not None:
+                return value
+        return data.last_tick(self.app)
 
     # -- who -----------------------------------------------------------------------------
     def viewer(self, request: Request) -> auth.Viewer | None:
@@ -197,9 +212,17 @@ def _time_param(request: Request, name: str) -> datetime | None:
 
 
 # -- the app -----------------------------------------------------------------------------
-def create_app(app: App | Callable[[], App], *, settings: Settings | None = None) -> Starlette:
-    """The console over ``app`` (an App, or a zero-argument function returning it)."""
-    console = Console(app, settings)
+def create_app(
+    app: App | Callable[[], App],
+    *,
+    settings: Settings | None = None,
+    last_tick: Callable[[], datetime | None] | None = None,
+) -> Starlette:
+    """The console over ``app`` (an App, or a zero-argument function returning it).
+
+    ``settings`` overrides ``app.settings`` for the console; ``last_tick`` tells when the
+    scheduler last ticked (the embedded runtime passes its own)."""
+    console = Console(app, settings, last_tick)
 
     def page(
         fn: Callable[[Request, auth.Viewer], Response],
@@ -207,6 +230,14 @@ def create_app(app: App | Callable[[], App], *, settings: Settings | None = None
         def endpoint(request: Request) -> Response:
             if not console.settings.on_azure and not _loopback_host(request):
                 return console.error(request, 403, "this console answers on loopback only")
+            if console.settings.on_azure and not console.settings.app_service_auth:
+                return HTMLResponse(
+                    "<!doctype html><title>401</title><p>App Service authentication is not "
+                    "enabled for this Function App (WEBSITE_AUTH_ENABLED), so the console "
+                    "cannot trust who is asking: turn it on to use the console.</p>",
+                    status_code=401,
+                    headers=SECURITY_HEADERS,
+                )
             viewer = console.viewer(request)
             if viewer is None:
                 return HTMLResponse(
@@ -234,7 +265,7 @@ def create_app(app: App | Callable[[], App], *, settings: Settings | None = None
         return endpoint
 
     def overview(request: Request, viewer: auth.Viewer) -> Response:
-        o = data.overview(console.app)
+        o = data.overview(console.app, last_tick=console.last_tick())
         chart = charts.status_chart(o.buckets, o.counts, o.statuses)
         return console.render(request, "overview.html", refresh=15, o=o, chart=chart)
 
@@ -294,7 +325,7 @@ def create_app(app: App | Callable[[], App], *, settings: Settings | None = None
             older=older,
             paged=bool(before),
             statuses=RUN_STATUSES,
-            last_tick=data.last_tick(console.app),
+            last_tick=console.last_tick(),
         )
 
     def run_page(request: Request, viewer: auth.Viewer) -> Response:
@@ -381,7 +412,7 @@ def create_app(app: App | Callable[[], App], *, settings: Settings | None = None
             action=action,
             params=params,
             description=action.describe(params),
-            back=request.headers.get("referer") or "",
+            back=_back(params),
         )
 
     async def act(request: Request) -> Response:
@@ -489,6 +520,17 @@ def create_app(app: App | Callable[[], App], *, settings: Settings | None = None
     asgi = Starlette(routes=routes)
     asgi.state.console = console
     return asgi
+
+
+def _back(params: dict[str, str]) -> str:
+    """Where an action's cancel link goes: the page it was started from."""
+    if params.get("id", "").startswith("Workflow-"):
+        return "/runs/" + params["id"]
+    if "id" in params:
+        return "/poison"
+    if "tenant" in params:
+        return "/tenants/" + params["tenant"]
+    return "/"
 
 
 def _safe_next(value: str | None) -> str:

@@ -210,7 +210,7 @@ def principal(name: str, *roles: str) -> str:
 
 
 def test_on_azure_no_principal_is_401_and_roles_decide(world):
-    c = client(world.app, on_azure=True, console_actions=True)
+    c = client(world.app, on_azure=True, app_service_auth=True, console_actions=True)
     assert c.get("/").status_code == 401
     assert c.get("/", headers={"x-ms-client-principal": "not base64!"}).status_code == 401
     nobody = {"x-ms-client-principal": principal("eve@contoso.com")}
@@ -223,8 +223,28 @@ def test_on_azure_no_principal_is_401_and_roles_decide(world):
     assert c.get("/confirm/trigger?tenant=acme&flow=contacts-to-erp", headers=op).status_code == 200
 
 
+def test_on_azure_without_app_service_authentication_no_principal_is_trusted(world):
+    c = client(world.app, on_azure=True, app_service_auth=False, console_actions=True)
+    forged = {"x-ms-client-principal": principal("mallory@contoso.com", OPERATOR_ROLE)}
+    r = c.get("/", headers=forged)
+    assert r.status_code == 401 and "WEBSITE_AUTH_ENABLED" in r.text
+    assert c.get("/confirm/rerun?id=x", headers=forged).status_code == 401
+
+
+def test_the_last_scheduler_tick_comes_from_the_runtime(world):
+    tick = datetime(2026, 12, 1, 14, 0, 5, tzinfo=UTC)
+    asgi = create_app(world.app, last_tick=lambda: tick)
+    html = AsgiClient(asgi).get("/").text
+    assert "2026-12-01T14:00:05Z" in html and 'id="last-tick"' in html
+    empty = App.in_memory()
+    html = AsgiClient(create_app(empty, last_tick=lambda: tick)).get("/runs").text
+    assert "No runs yet: the scheduler last ran at 2026-12-01T14:00:05Z" in html
+    html = AsgiClient(create_app(empty)).get("/").text
+    assert "no runs yet" in html and "not seen by this process" in html
+
+
 def test_operator_action_on_azure_is_audited_with_the_principal(world):
-    c = client(world.app, on_azure=True, console_actions=True)
+    c = client(world.app, on_azure=True, app_service_auth=True, console_actions=True)
     op = {"x-ms-client-principal": principal("olga@contoso.com", OPERATOR_ROLE)}
     page = c.get("/confirm/pause?tenant=globex&flow=contacts-to-erp", headers=op)
     csrf = page.cookies.get(CSRF_COOKIE) or c.cookies.get(CSRF_COOKIE)
