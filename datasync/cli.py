@@ -6,6 +6,7 @@ traceback). Services are built lazily inside commands, so ``--help`` never touch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -490,13 +491,13 @@ def _watch(tenant: str | None, flow: str | None, status: str | None, limit: int)
             view.add_row("no runs yet", *[""] * (len(_RUN_HEADERS) - 1))
         return view
 
-    try:
-        with Live(table(), console=Console(), auto_refresh=False) as live:
-            while True:
-                time.sleep(2.0)
-                live.update(table(), refresh=True)
-    except KeyboardInterrupt:
-        pass
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        Live(table(), console=Console(), auto_refresh=False) as live,
+    ):
+        while True:
+            time.sleep(2.0)
+            live.update(table(), refresh=True)
 
 
 @runs.command("show")
@@ -992,7 +993,8 @@ def console(port: int) -> None:
     from .logs import configure_logging
 
     configure_logging()  # the console logs its URL (and a generated token) at start
-    serve(_app(), host="127.0.0.1", port=port)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it is meant to stop
+        serve(_app(), host="127.0.0.1", port=port)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -228,3 +228,43 @@ def test_runs_watch_ends_with_exit_0_on_ctrl_c(project):
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "no runs yet" in out
+
+
+@pytest.mark.timeout(60)
+def test_console_serves_on_loopback_and_ctrl_c_ends_it(project):
+    import socket
+
+    import httpx
+
+    tmp, env = project
+    apply(tmp, env)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "datasync", "console", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "the console did not start"
+                time.sleep(0.2)
+        assert page.status_code == 200 and "DataSync" in page.text
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert f"web console at http://127.0.0.1:{port}/" in err
+    assert "Traceback" not in err
