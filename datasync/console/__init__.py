@@ -14,19 +14,27 @@ authentication. Read-only unless ``DATASYNC_CONSOLE_ACTIONS=true``; see
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import ValidationError
+from ..exceptions import ConfigError, ValidationError
 from .web import create_app
 
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = ["BackgroundConsole", "console_url", "create_app", "serve", "start_in_background"]
+__all__ = [
+    "BackgroundConsole",
+    "PortInUse",
+    "console_url",
+    "create_app",
+    "serve",
+    "start_in_background",
+]
 
 log = logging.getLogger("datasync.console")
 
@@ -64,6 +72,27 @@ def _announce(app: App, asgi: Any, url: str) -> None:
         log.info("web console at %s (actions: sign in with token %s)", url, console.token)
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; PortInUse (a ConfigError) when it is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(
+            f"the console cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(another console or program has it? choose another port with --port)"
+        ) from None
+    return sock
+
+
+class PortInUse(ConfigError):
+    """The console's port cannot be bound."""
+
+
 def _server(app: App, host: str, port: int, last_tick: LastTick | None) -> Any:
     import uvicorn
 
@@ -71,8 +100,6 @@ def _server(app: App, host: str, port: int, last_tick: LastTick | None) -> Any:
     asgi = create_app(app, last_tick=last_tick)
     config = uvicorn.Config(
         asgi,
-        host=host,
-        port=port,
         log_level="warning",
         access_log=False,
         lifespan="off",
@@ -89,10 +116,15 @@ def serve(
     last_tick: LastTick | None = None,
 ) -> None:
     """Serve the console until Ctrl-C / SIGTERM (blocks). ``last_tick``: when the
-    scheduler last ticked, for the overview (the runtime's own record of it)."""
+    scheduler last ticked, for the overview (the runtime's own record of it).
+    :class:`PortInUse` when the port is taken."""
     asgi, server = _server(app, host, port, last_tick)
-    _announce(app, asgi, console_url(host, port))
-    server.run()
+    sock = _listen(host, port)
+    _announce(app, asgi, console_url(host, sock.getsockname()[1]))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 class BackgroundConsole:
@@ -122,32 +154,30 @@ def start_in_background(
     last_tick: LastTick | None = None,
 ) -> BackgroundConsole:
     """Start the console on a daemon thread; returns once it listens (port 0: any free
-    port, see ``.port``). Raises OSError when the port is taken. ``last_tick``: as
+    port, see ``.port``). :class:`PortInUse` when the port is taken. ``last_tick``: as
     :func:`serve`."""
     asgi, server = _server(app, host, port, last_tick)
+    sock = _listen(host, port)
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
-            server.run()
-        except BaseException as exc:  # noqa: BLE001 - uvicorn raises SystemExit when it cannot bind
+            server.run(sockets=[sock])
+        except BaseException as exc:  # noqa: BLE001 - uvicorn raises SystemExit on a failed start
             failure.append(exc)
+        finally:
+            sock.close()
 
     thread = threading.Thread(target=run, name="datasync-console", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         if failure or not thread.is_alive():
-            raise OSError(f"the console could not listen on {host}:{port}")
+            raise OSError(f"the console did not start on {host}:{port}")
         if time.monotonic() > deadline:
             server.should_exit = True
             raise OSError(f"the console did not start on {host}:{port} within 10 s")
         time.sleep(0.02)
-    bound = port
-    for srv in getattr(server, "servers", []):
-        for sock in srv.sockets:
-            bound = sock.getsockname()[1]
-            break
-    handle = BackgroundConsole(server, thread, host, bound)
+    handle = BackgroundConsole(server, thread, host, sock.getsockname()[1])
     _announce(app, asgi, handle.url)
     return handle

@@ -355,3 +355,14 @@ def test_static_files_and_nothing_else(world):
     assert "setInterval" in c.get("/static/console.js").text
     assert c.get("/static/../web.py").status_code == 404
     assert Path(__file__).name not in c.get("/static/x.js").text
+
+
+def test_a_taken_port_is_a_clear_error(world):
+    from datasync.console import PortInUse, start_in_background
+
+    first = start_in_background(world.app, port=0)
+    try:
+        with pytest.raises(PortInUse, match=rf"cannot listen on 127.0.0.1:{first.port}"):
+            start_in_background(world.app, port=first.port)
+    finally:
+        first()
