@@ -120,7 +120,9 @@ def test_a_failed_run_is_shown_page_by_page_and_rerun_completes_it(project):
 
     detail = json.loads(cli(env, "runs", "show", iid, "--json").stdout)
     pages = detail["pageRecords"]
-    assert [p["page"] for p in pages] == [1, 2, 3]
+    # page 4 may have been pulled beside page 3's push (pipelined pages); it was never pushed
+    assert [p["page"] for p in pages][:3] == [1, 2, 3] and len(pages) <= 4
+    assert all(s["step"] != "push" for p in pages[3:] for s in p["steps"])
     assert [(p["cursorBefore"], p["cursorAfter"]) for p in pages[:2]] == [(None, "1"), ("1", "2")]
     push3 = pages[2]["steps"][-1]
     assert push3["step"] == "push" and "the target refused page 3" in push3["error"]
