@@ -32,17 +32,20 @@ SOURCE_TOKEN, TARGET_TOKEN = "bench-src-token", "bench-erp-token"
 class ApiServer:
     """``python -m datasync.demo_apis`` in a child process; a context manager."""
 
-    def __init__(self, tenants: dict[str, int], latency_ms: float = 0.0) -> None:
+    def __init__(
+        self, tenants: dict[str, int], latency_ms: float = 0.0, max_limit: int = 0
+    ) -> None:
         self.tenants = tenants
         self.latency_ms = latency_ms
+        self.max_limit = max_limit
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
     def __enter__(self) -> ApiServer:
         args = [sys.executable, "-m", "datasync.demo_apis", "--port", "0"]
-        if self.latency_ms:
-            args = [sys.executable, "-m", "benchmarks.apis", "--latency-ms"]
-            args += [str(self.latency_ms), "--port", "0"]
+        if self.latency_ms or self.max_limit:
+            args = [sys.executable, "-m", "benchmarks.apis", "--port", "0"]
+            args += ["--latency-ms", str(self.latency_ms), "--max-limit", str(self.max_limit)]
         for name, records in self.tenants.items():
             args += ["--tenant", f"{name}:{SOURCE_TOKEN}:{TARGET_TOKEN}:{records}"]
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -135,7 +138,8 @@ def datasync(url: str, tenant: str, page_size: int) -> dict[str, Any]:
 def compare(records: int, page_size: int, latency_ms: float = 0.0) -> tuple[float, float]:
     """Both syncs of ``records`` in pages of ``page_size`` against one server; checked
     (every record stored exactly once, the run Completed). (plain, DataSync) records/s."""
-    with ApiServer({"bench-plain": records, "bench-ds": records}, latency_ms) as api:
+    limit = page_size if page_size > 1000 else 0  # the demo source caps pages at 1,000
+    with ApiServer({"bench-plain": records, "bench-ds": records}, latency_ms, limit) as api:
         p = run_json(["-m", "benchmarks.sync", "plain", api.url, "bench-plain", str(page_size)])
         d = run_json(["-m", "benchmarks.sync", "datasync", api.url, "bench-ds", str(page_size)])
         plain_stats, ds_stats = api.stats("bench-plain"), api.stats("bench-ds")
