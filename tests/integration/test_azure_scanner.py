@@ -4,6 +4,7 @@ queue (base64, as the Functions host reads them), next runs written back."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -84,6 +85,7 @@ def test_scan_enqueues_due_jobs_and_moves_next_runs_on(unique_name, cosmos_store
     )
 
     jobs = sorted((json.loads(i.body) for i in queue.peek_all()), key=lambda j: j["tenantId"])
+    assert all(re.fullmatch(r"[0-9a-f]{12}", job.pop("revision")) for job in jobs)
     assert jobs == [
         {"tenantId": "acme", "flowName": "contacts", "scheduledFor": "2026-11-23T14:00:00Z"},
         {"tenantId": "beta", "flowName": "contacts", "scheduledFor": "2026-11-20T09:15:00Z"},

@@ -131,7 +131,7 @@ def test_unknown_keys_are_reported_with_every_other_problem():
     d["flows"].append({"name": "second", "cron": "0 30 2 * * *", "overlapp": "queue"})
     lines = problems(d)
     assert lines[0].startswith("tenant acme: flows[0].cron: cron '0 * * * *' has 5 fields")
-    assert lines[1].startswith("tenant acme: flows[0].note: unknown key (known keys: config, ")
+    assert lines[1].startswith("tenant acme: flows[0].note: unknown key (known keys: catchUp, catchUpWindow, config, ")
     assert lines[2] == "tenant acme: flows[1].overlapp: unknown key; did you mean 'overlap'?"
     assert len(lines) == 3
 
@@ -253,7 +253,7 @@ def test_tenant_field_errors(change, expected):
         ({"config": "x=1"}, "flows[0].config: expected a JSON object, got 'x=1'"),
         (
             {"overlap": "never"},
-            "flows[0].overlap: expected 'skip', 'queue' or 'allow', got 'never'",
+            "flows[0].overlap: expected 'skip', 'queue', 'bufferOne' or 'allow', got 'never'",
         ),
     ],
 )
