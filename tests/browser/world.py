@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from datasync import operations
 from datasync.app import App
@@ -24,6 +24,7 @@ from datasync.names import format_utc, utcnow
 from datasync.ports import FLOW_JOBS_POISON
 from datasync.runtime.host import LocalHost
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Sup3r/Secret+Value=42&x"
 """The leaky tenant's secret: '/', '+', '=' and '&' make its percent and base64 forms differ."""
@@ -139,6 +140,21 @@ def build_world(tmp: Path) -> Iterator[World]:
         yield World(tmp / "home", flows, settings, app, apis, code)
 
 
+def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(factory())``, on a thread of its own when this thread already runs a
+    loop (Playwright's sync API does, in the browser tests of the same session)."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()
+
+
 class AsgiClient:
     """A synchronous HTTP client for an ASGI app (httpx over its ASGI transport), keeping
     cookies between requests like a browser. Redirects are not followed."""
@@ -151,7 +167,6 @@ class AsgiClient:
         self.cookies = httpx.Cookies()
 
     def request(self, method: str, url: str, **kwargs: object) -> Any:
-        import asyncio
 
         import httpx
 
@@ -164,15 +179,7 @@ class AsgiClient:
                 self.cookies = client.cookies
                 return response
 
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(go())
-        # a loop already runs on this thread (Playwright's sync API): use a thread of our own
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, go()).result()
+        return run_async(go)
 
     def get(self, url: str, **kwargs: object) -> Any:
         return self.request("GET", url, **kwargs)

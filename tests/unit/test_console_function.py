@@ -5,7 +5,6 @@ with links under the host's route prefix."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from datasync.functions import AppProvider, build_function_app
 from datasync.functions.console import CONSOLE_ROUTE, root_of
 from datasync.runtime.host import index_functions
 from datasync.runtime.validation import validate_app
-from tests.browser.world import World, build_world
+from tests.browser.world import World, build_world, run_async
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +41,7 @@ def call(fn: Any, method: str, path: str, sub: str, **kw: Any) -> func.HttpRespo
         route_params={"path": sub},
         body=kw.pop("body", b""),
     )
-    return asyncio.run(fn.get_user_function()(req, None))
+    return run_async(lambda: fn.get_user_function()(req, None))
 
 
 def test_registered_anonymous_get_post_on_the_console_route(world):
