@@ -26,6 +26,7 @@ __all__ = [
     "rerun_instance_id",
     "sanitize_instance_id",
     "secret_name",
+    "precise_utcnow",
     "utcnow",
     "validate_flow_name",
     "validate_secret_part",
@@ -170,6 +171,11 @@ def secret_name(tenant: str, system: str, key: str) -> str:
 def utcnow() -> datetime:
     """Now, aware UTC, truncated to the second."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def precise_utcnow() -> datetime:
+    """Now, aware UTC, with microseconds (lateness and durations are measured with it)."""
+    return datetime.now(UTC)
 
 
 def page_key(run_id: str, page: int) -> str:

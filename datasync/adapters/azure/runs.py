@@ -58,7 +58,7 @@ from typing import Any
 from ...config import Settings
 from ...exceptions import ConfigError, NotFound, PermanentError, TransientError
 from ...models import RunRecord
-from ...names import compact_utc, format_utc, utcnow
+from ...names import compact_utc, format_utc, precise_utcnow, utcnow
 from ...ports import (
     DONE,
     Checkpoint,
@@ -412,7 +412,7 @@ class CosmosRunStore:
         return self._update(doc["tenantId"], instance_id, change, doc)[0]
 
     def begin(self, run: RunRecord) -> RunRecord:
-        precise = (self._clock or utcnow)()
+        precise = (self._clock or precise_utcnow)()
         now = format_utc(precise)
         saved = self._checkpoint_item(run.tenant_id, run.flow_name)
         ours = saved if saved and saved.get("runId") == run.instance_id else None
@@ -474,7 +474,7 @@ class CosmosRunStore:
         doc = self._locate(instance_id)
         if doc is None:
             return fence_finish(None, status)
-        precise = (self._clock or utcnow)()
+        precise = (self._clock or precise_utcnow)()
         now = format_utc(precise)
         result = fence_finish(None, status)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from ...exceptions import NotFound, PermanentError
 from ...models import RunRecord
-from ...names import format_utc, utcnow
+from ...names import format_utc, precise_utcnow, utcnow
 from ...ports import (
     DONE,
     Checkpoint,
@@ -149,7 +149,7 @@ class SqliteRunStore:
         return format_utc((self._clock or utcnow)())
 
     def _clock_now(self) -> datetime:
-        return (self._clock or utcnow)()
+        return (self._clock or precise_utcnow)()
 
     def _insert(
         self,
