@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -580,7 +581,13 @@ class LocalHost:
             inflight = self._inflight
         if inflight:
             return False
-        if any(self.app.queues.queue(t.queue_name).count() for _, t, _ in self.functions.queues):
+        settings = self.app.settings
+        soon = datetime.now(UTC) + timedelta(
+            seconds=settings.requeue_delay + settings.start_claim_seconds + 5.0
+        )  # deferred and retried jobs count; jobs scheduled for later (look-ahead) do not
+        if any(
+            self.app.queues.queue(t.queue_name).count_due(soon) for _, t, _ in self.functions.queues
+        ):
             return False
         return self.engine.active_count() == 0
 
@@ -641,6 +648,8 @@ class LocalHost:
 def run_local(*, once: bool, settings: Settings | None = None) -> int:
     """``python -m datasync run [--once]``: exit code 0 ok, 1 a run failed."""
     configure_logging()
+    if once:  # one tick of what is due now: no look-ahead
+        settings = replace(settings or Settings.from_env(), lookahead_seconds=0.0)
     host = LocalHost(settings)
     previous = {}
 
