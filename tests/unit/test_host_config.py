@@ -20,6 +20,7 @@ EMBEDDED_ONLY = {
     "DATASYNC_LOG_LEVEL",
     "DATASYNC_ACTIVITY_WORKERS",
     "DATASYNC_QUEUE_RETRY_DELAY",
+    "DATASYNC_LOG_FORMAT",
 }
 # Test hooks: read by code (until removed) but never documented as a setting.
 TEST_HOOKS = {"DATASYNC_FAULT_POINT"}
