@@ -220,7 +220,7 @@ def _raw(fn: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_the_host_receives_exactly_these_functions(indexed):
-    assert set(indexed) == {"schedule_flows", "start_flow", "sync_flow", *ACTIVITIES}
+    assert set(indexed) == {"schedule_flows", "start_flow", "sync_flow", "console", *ACTIVITIES}
     for fn in indexed.values():
         assert fn["script_file"] == "function_app.py" and fn["language"] == "python"
         assert fn["properties"] == {"worker_indexed": "True"}

@@ -32,6 +32,7 @@ def test_every_function_is_registered(functions):
         "transform_page",
         "push_page",
         "finish_run",
+        "console",
     }
 
 
