@@ -285,6 +285,13 @@ class RunStore(Protocol):
         """The last saved cursor and state; an empty :class:`Checkpoint` when none."""
         ...
 
+    def reset_checkpoint(self, tenant: str, flow: str, checkpoint: Checkpoint | None) -> None:
+        """An operator's reset (``datasync reset``), unconditional: None deletes the saved
+        cursor and state (the next run starts from the beginning); a checkpoint replaces
+        them, with no owner and no page, so the next run's :meth:`begin` claims it and its
+        page 1 applies. The caller makes sure no run of the flow is active."""
+        ...
+
     def begin(self, run: RunRecord) -> RunRecord:
         """Mark the run Running (creating it if missing) and claim the tenant+flow
         checkpoint for it, in one atomic step. A run started before (Running: its begin

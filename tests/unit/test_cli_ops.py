@@ -13,7 +13,6 @@ import pytest
 from click.testing import CliRunner
 
 from datasync import __version__
-from datasync.adapters.local.runs import SqliteRunStore
 from datasync.app import App
 from datasync.cli import cli
 from datasync.models import Job
@@ -34,9 +33,6 @@ class ContactsToErp:
         pass
 """
 NAME = "contacts-to-erp"
-needs_reset = pytest.mark.skipif(
-    not hasattr(SqliteRunStore, "reset_checkpoint"), reason="RunStore.reset_checkpoint (S2)"
-)
 
 
 @pytest.fixture
@@ -242,7 +238,6 @@ def save_checkpoint(app: App, cursor: str) -> None:
     app.runs.reset_checkpoint("acme", NAME, Checkpoint(cursor=cursor, state={"seen": 3}))
 
 
-@needs_reset
 def test_reset_asks_first_and_forgets_the_cursor_and_state(root, app):
     apply(root)
     save_checkpoint(app, "c-42")
@@ -257,7 +252,6 @@ def test_reset_asks_first_and_forgets_the_cursor_and_state(root, app):
     assert (cp.cursor, cp.state) == (None, {})
 
 
-@needs_reset
 def test_reset_sets_a_cursor_with_yes(root, app):
     apply(root)
     save_checkpoint(app, "c-42")
@@ -267,7 +261,6 @@ def test_reset_sets_a_cursor_with_yes(root, app):
     assert (cp.cursor, cp.state) == ("c-7", {})
 
 
-@needs_reset
 def test_reset_is_refused_while_a_run_is_active(root, app):
     apply(root)
     save_checkpoint(app, "c-42")
@@ -458,7 +451,6 @@ def test_every_action_is_in_the_audit_log_with_the_os_user(root, app):
     assert "rerun by os:" in ok("runs", "show", failed.instance_id).stdout
 
 
-@needs_reset
 def test_reset_is_in_the_audit_log(root, app):
     apply(root)
     ok("reset", "acme", NAME, "--yes")

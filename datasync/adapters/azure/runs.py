@@ -52,6 +52,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -69,6 +70,7 @@ from ...ports import (
     fence_finish,
 )
 from ...records import (
+    MAX_ERROR,
     AuditEntry,
     PageRecord,
     PageSummary,
@@ -77,6 +79,7 @@ from ...records import (
     bucket,
     fold,
     fold_candidate,
+    masked,
     parse_token,
     run_duration,
     seconds_since,
@@ -347,6 +350,27 @@ class CosmosRunStore:
             self.write_step(detail, keep_pages=keep_pages)
         return result
 
+    def reset_checkpoint(self, tenant: str, flow: str, checkpoint: Checkpoint | None) -> None:
+        """Delete the checkpoint item (gone already: fine), or upsert one with cursor and
+        state only: no ``runId`` and no ``pages``, so the next ``begin`` claims it."""
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+        item_id = f"{tenant}--{flow}"
+        if checkpoint is None:
+            with contextlib.suppress(CosmosResourceNotFoundError):
+                self.checkpoints.delete_item(item_id, partition_key=tenant)
+            return
+        self.checkpoints.upsert_item(
+            {
+                "id": item_id,
+                "tenantId": tenant,
+                "flowName": flow,
+                "cursor": checkpoint.cursor,
+                "state": checkpoint.state,
+                "updatedAt": self._now(),
+            }
+        )
+
     def _claim(self, run: RunRecord, resume: bool) -> None:
         """Make ``run`` the owner of its tenant+flow checkpoint (see ``RunStore.begin``)."""
         tenant, flow = run.tenant_id, run.flow_name
@@ -509,7 +533,9 @@ class CosmosRunStore:
         )
 
     def record(self, run: RunRecord) -> None:
-        """Upsert the whole record (``createdAt`` and ``claimedAt`` kept when they exist)."""
+        """Upsert the whole record (``createdAt`` and ``claimedAt`` kept when they exist;
+        ``error`` and ``reason`` masked)."""
+        run = replace(run, error=masked(run.error, MAX_ERROR), reason=masked(run.reason))
 
         def change(cur: Doc | None) -> Doc:
             new = _item(run, cur["createdAt"] if cur and cur.get("createdAt") else self._now())

@@ -33,6 +33,7 @@ from ...ports import (
     fence_finish,
 )
 from ...records import (
+    MAX_ERROR,
     AuditEntry,
     PageRecord,
     PageSummary,
@@ -40,6 +41,7 @@ from ...records import (
     apply_step,
     fold,
     fold_candidate,
+    masked,
     parse_token,
     run_duration,
     seconds_since,
@@ -202,6 +204,28 @@ class SqliteRunStore:
         if row is None:
             return Checkpoint()
         return Checkpoint(cursor=json.loads(row["cursor"]), state=json.loads(row["state"]))
+
+    def reset_checkpoint(self, tenant: str, flow: str, checkpoint: Checkpoint | None) -> None:
+        """Delete the row, or replace cursor and state with ``run_id`` and ``page`` NULL."""
+        with self.db.write() as con:
+            if checkpoint is None:
+                con.execute(
+                    "DELETE FROM checkpoints WHERE tenant_id = ? AND flow_name = ?", (tenant, flow)
+                )
+                return
+            con.execute(
+                "INSERT INTO checkpoints (tenant_id, flow_name, cursor, state, updated_at, "
+                "run_id, page) VALUES (?, ?, ?, ?, ?, NULL, NULL) ON CONFLICT DO UPDATE SET "
+                "cursor = excluded.cursor, state = excluded.state, "
+                "updated_at = excluded.updated_at, run_id = NULL, page = NULL",
+                (
+                    tenant,
+                    flow,
+                    json.dumps(checkpoint.cursor),
+                    json.dumps(checkpoint.state),
+                    self._now(),
+                ),
+            )
 
     def begin(self, run: RunRecord) -> RunRecord:
         now = self._now()
@@ -366,6 +390,8 @@ class SqliteRunStore:
             )
 
     def record(self, run: RunRecord) -> None:
+        """Upsert ``run``, its ``error`` and ``reason`` masked."""
+        run = replace(run, error=masked(run.error, MAX_ERROR), reason=masked(run.reason))
         with self.db.write() as con:
             self._insert(con, run, upsert=True)
 

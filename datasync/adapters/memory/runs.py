@@ -25,6 +25,7 @@ from ...ports import (
     fence_finish,
 )
 from ...records import (
+    MAX_ERROR,
     AuditEntry,
     PageRecord,
     PageSummary,
@@ -33,6 +34,7 @@ from ...records import (
     bucket,
     fold,
     fold_candidate,
+    masked,
     parse_token,
     run_duration,
     seconds_since,
@@ -107,6 +109,14 @@ class MemoryRunStore:
             return Checkpoint()
         data = json.loads(saved.data)
         return Checkpoint(cursor=data["cursor"], state=data["state"])
+
+    def reset_checkpoint(self, tenant: str, flow: str, checkpoint: Checkpoint | None) -> None:
+        with self._lock:
+            if checkpoint is None:
+                self._checkpoints.pop((tenant, flow), None)
+            else:
+                data = json.dumps({"cursor": checkpoint.cursor, "state": checkpoint.state})
+                self._checkpoints[(tenant, flow)] = _Saved(data)
 
     def begin(self, run: RunRecord) -> RunRecord:
         with self._lock:
@@ -207,6 +217,7 @@ class MemoryRunStore:
                 row.run.resumes += 1
 
     def record(self, run: RunRecord) -> None:
+        run = replace(run, error=masked(run.error, MAX_ERROR), reason=masked(run.reason))
         with self._lock:
             row = self._runs.get(run.instance_id)
             if row is None:
