@@ -785,11 +785,8 @@ def reset(
     """Forget the flow's saved cursor and state (the next run is a full resync), or set the
     cursor to ``cursor`` with an empty state. Refused while a run of the flow is active."""
     check_reset(app, tenant_id, flow)
-    store = getattr(app.runs, "reset_checkpoint", None)
-    if store is None:
-        raise ConfigError("this run store cannot reset a checkpoint (RunStore.reset_checkpoint)")
     checkpoint = Checkpoint(cursor=cursor, state={})
-    store(tenant_id, flow, checkpoint if cursor is not None else None)
+    app.runs.reset_checkpoint(tenant_id, flow, checkpoint if cursor is not None else None)
     detail = "cursor and state forgotten" if cursor is None else "cursor set, state forgotten"
     _audit(app, actor, "reset", f"{tenant_id}/{flow}", tenant=tenant_id, flow=flow, detail=detail)
     return checkpoint
