@@ -117,3 +117,13 @@ def test_record_masks_the_error_and_the_reason(backend: Backend) -> None:
     assert stored.error is not None and "***" in stored.error
     assert stored.error.startswith("HTTPStatusError: 401 for https://api.example/?token=")
     assert stored.reason is not None and "***" in stored.reason
+
+
+def test_finish_masks_the_error(backend: Backend) -> None:
+    secret = "s3cr3t-fin-" + backend.name + "-Qm8tR3"
+    register_secret(secret)
+    backend.runs.begin(run(R1))
+    backend.runs.finish(R1, "Failed", f"ValueError: bad token {secret}\nmore {secret}")
+    stored = backend.runs.get(R1)
+    assert secret not in repr(stored)
+    assert stored.error == "ValueError: bad token ***\nmore ***"

@@ -510,7 +510,7 @@ class CosmosRunStore:
             return {
                 **cur,
                 "status": status,
-                "error": error,
+                "error": masked(error, MAX_ERROR),
                 "finishedAt": now,
                 "reason": short_reason(reason or error),
                 "durationSeconds": run_duration(_record(cur), precise),

@@ -374,7 +374,7 @@ class SqliteRunStore:
                     "duration_seconds = ? WHERE instance_id = ?",
                     (
                         status,
-                        error,
+                        masked(error, MAX_ERROR),
                         format_utc(clock_now),
                         short_reason(reason or error),
                         run_duration(_run(row), clock_now),

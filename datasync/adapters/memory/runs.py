@@ -205,7 +205,8 @@ class MemoryRunStore:
             result = fence_finish(row.run.status if row else None, status)
             if row is not None and result.outcome == "applied":
                 now = self.clock()
-                row.run.status, row.run.error, row.run.finished_at = status, error, format_utc(now)
+                row.run.status, row.run.finished_at = status, format_utc(now)
+                row.run.error = masked(error, MAX_ERROR)
                 row.run.reason = short_reason(reason or error)
                 row.run.duration_seconds = run_duration(row.run, now)
             return result
