@@ -34,6 +34,7 @@ from .exceptions import NotFound
 from .functions.bindings import ORCHESTRATOR
 from .models import FlowEntry, Job, RunRecord, Tenant
 from .names import format_utc, parse_utc, utcnow
+from .names import instance_id as instance_id_of
 from .ports import FLOW_JOBS
 from .schedule import jitter_offset, next_occurrence
 
@@ -246,7 +247,10 @@ class DurableStarter(Protocol):
 class _Facts:
     tenant: Tenant
     entry: FlowEntry
-    active: list[RunRecord]
+
+
+_ADMIT_ROUNDS = 4
+"""Admission attempts per delivery when active records that held a job back had ended."""
 
 
 class Admission:
@@ -269,15 +273,24 @@ class Admission:
         a job that can never run (unknown tenant or flow, broken flow file), so the host
         retries it and finally moves it to the poison queue with the reason. A deferred job
         goes back on the queue with the reason as its ``note``. ``traceparent`` (W3C) is
-        handed to the orchestration input where the contract has the field."""
+        handed to the orchestration input where the contract has the field.
+
+        The overlap and ``maxConcurrentRuns`` checks are made by the run store in the same
+        atomic step that creates the run record (``RunStore.admit``), so jobs of one flow
+        or tenant admitted at the same time — a backfill, look-ahead windows, several
+        starter instances — never all start."""
         instance_id = job.instance_id
-        decision = await self._policy(job, client)
+        checked = await asyncio.to_thread(self._check, job)
+        if isinstance(checked, _Facts):
+            decision = self._decide(job, checked, [])  # paused tenant or disabled flow
+            if isinstance(decision, Start):
+                decision = await self._claim(job, client, checked)
+        else:
+            decision = checked
         if isinstance(decision, Supersede):
             log.info("superseded %s: %s", instance_id, decision.reason)
             await asyncio.to_thread(self._record_final, job, "Superseded", decision.reason)
             return "superseded"
-        if isinstance(decision, Start):
-            decision = await self._claim(job, client)
         if isinstance(decision, Skip):
             log.info("skipping %s: %s", instance_id, decision.reason)
             return "skipped"
@@ -310,23 +323,14 @@ class Admission:
         log.info("started %s", instance_id)
         return "started"
 
-    # -- the policy, over reconciled run records ---------------------------------------
-    async def _policy(self, job: Job, client: DurableStarter) -> Decision:
+    # -- what the job may run under ------------------------------------------------------
+    def _check(self, job: Job) -> Decision | _Facts:
+        """The job's tenant and flow, or why it does not run (superseded, skipped)."""
         if job.revision is not None and job.rerun is None:
-            reason = await asyncio.to_thread(self._superseded, job)
+            reason = self._superseded(job)
             if reason is not None:
                 return Supersede(reason)
-        facts = await asyncio.to_thread(self._facts, job)
-        decision = self._decide(job, facts, facts.active)
-        others = [r for r in facts.active if r.instance_id != job.instance_id]
-        held_back = isinstance(decision, Defer) or (isinstance(decision, Skip) and decision.record)
-        if held_back and others:  # only then do the active records matter: check them
-            still = await self.reconcile(others, client)
-            if len(still) < len(others):
-                decision = self._decide(job, facts, still)
-        if isinstance(decision, Skip) and decision.record:
-            await asyncio.to_thread(self._record_skip, job, decision)
-        return decision
+        return self._facts(job)
 
     def _superseded(self, job: Job) -> str | None:
         try:
@@ -344,7 +348,7 @@ class Admission:
         tenant = app.tenants.get(job.tenant_id)
         entry = tenant.flow(job.flow_name)
         app.registry.get(job.flow_name)  # unknown or broken flow: raise → poison
-        return _Facts(tenant, entry, app.runs.active(job.tenant_id))
+        return _Facts(tenant, entry)
 
     def _decide(self, job: Job, facts: _Facts, active: list[RunRecord]) -> Decision:
         return decide(
@@ -354,18 +358,22 @@ class Admission:
     def _record_skip(self, job: Job, decision: Skip) -> None:
         self._record_final(job, "Skipped", decision.reason)
 
+    def _record(self, job: Job, status: str, **fields: Any) -> RunRecord:
+        base = instance_id_of(job.tenant_id, job.flow_name, job.scheduled_for)
+        return RunRecord(
+            instance_id=job.instance_id,
+            tenant_id=job.tenant_id,
+            flow_name=job.flow_name,
+            scheduled_for=format_utc(job.scheduled_for),
+            status=status,
+            rerun_of=base if job.rerun is not None else None,
+            **fields,
+        )
+
     def _record_final(self, job: Job, status: str, reason: str) -> None:
         # a conditional insert: a redelivered job never overwrites its run's record
         self.app.runs.create(
-            RunRecord(
-                instance_id=job.instance_id,
-                tenant_id=job.tenant_id,
-                flow_name=job.flow_name,
-                scheduled_for=format_utc(job.scheduled_for),
-                status=status,
-                finished_at=format_utc(utcnow()),
-                error=reason,
-            )
+            self._record(job, status, finished_at=format_utc(utcnow()), error=reason)
         )
 
     # -- keeping run records true -------------------------------------------------------
@@ -440,14 +448,49 @@ class Admission:
         )
         return True
 
-    # -- the dedupe ----------------------------------------------------------------------
-    async def _claim(self, job: Job, client: DurableStarter) -> Decision:
-        """Start: this starter created the run record (or took over a stranded claim) and
-        starts the run. Skip: the run exists. Defer: a Pending claim too young to tell a
-        starter that died from one about to call ``start_new``."""
-        claimed = await asyncio.to_thread(self._create, job)
-        if claimed is not None:
-            return claimed
+    # -- the dedupe and the overlap/concurrency check, one atomic step ----------------
+    async def _claim(self, job: Job, client: DurableStarter, facts: _Facts) -> Decision:
+        """Start: this starter created the run record (the store checked overlap and
+        ``maxConcurrentRuns`` in the same step) or took over a stranded claim. When the
+        store says the flow is busy or the tenant full, the active records that held it
+        back are reconciled with their instances; if one had ended, it tries again, else
+        :func:`decide` says what to do (skip recorded, defer)."""
+        run = self._record(job, "Pending")
+        exclusive = facts.entry.overlap != "allow"
+        limit = facts.tenant.max_concurrent_runs
+        for _ in range(_ADMIT_ROUNDS):
+            admitted = await asyncio.to_thread(
+                self.app.runs.admit, run, exclusive_flow=exclusive, max_active=limit
+            )
+            if admitted:
+                return Start()
+            if admitted.outcome == "exists":
+                return await self._existing(job, client)
+            holders = list(admitted.holders)
+            still = await self.reconcile(holders, client)
+            if len(still) < len(holders):
+                continue  # one had ended: its place may be free now
+            decision = self._decide(job, facts, still)
+            if isinstance(decision, Start):  # the store's view moved on: ask it again
+                continue
+            if isinstance(decision, Skip) and decision.record:
+                await asyncio.to_thread(self._record_skip, job, decision)
+            return decision
+        return Defer(
+            self.app.settings.requeue_delay,
+            "runs of this tenant kept ending and starting while admitting it",
+        )
+
+    async def _existing(self, job: Job, client: DurableStarter) -> Decision:
+        """The job's run record exists: Skip when the run exists; Start when this starter
+        took over a stranded claim; Defer for a Pending claim too young to tell a starter
+        that died from one about to call ``start_new``."""
+        try:
+            existing = await asyncio.to_thread(self.app.runs.get, job.instance_id)
+        except NotFound:  # deleted meanwhile: a later delivery retries
+            return Skip("its run record vanished while starting; retrying later")
+        if existing.status != "Pending":
+            return Skip(f"already {existing.status}")
         if await client.get_status(job.instance_id):  # the instance exists: it was started
             return Skip("it was started by another starter")
         claim = self.app.settings.start_claim_seconds
@@ -460,23 +503,3 @@ class Admission:
             max(claim, 1.0),
             "another starter claimed it and has not started it yet (checking again)",
         )
-
-    def _create(self, job: Job) -> Decision | None:
-        """Start if this starter created the run record; Skip when the run exists; None for
-        a Pending record nobody has started yet."""
-        run = RunRecord(
-            instance_id=job.instance_id,
-            tenant_id=job.tenant_id,
-            flow_name=job.flow_name,
-            scheduled_for=format_utc(job.scheduled_for),
-            status="Pending",
-        )
-        if self.app.runs.create(run):
-            return Start()
-        try:
-            existing = self.app.runs.get(job.instance_id)
-        except NotFound:  # deleted meanwhile: a later delivery retries
-            return Skip("its run record vanished while starting; retrying later")
-        if existing.status != "Pending":
-            return Skip(f"already {existing.status}")
-        return None

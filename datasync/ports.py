@@ -19,10 +19,13 @@ if TYPE_CHECKING:
     from .records import AuditEntry, PageRecord, PageSummary, StepWrite
 
 __all__ = [
+    "CREATED",
     "DONE",
+    "EXISTS",
     "FLOW_JOBS",
     "FLOW_JOBS_POISON",
     "TERMINAL",
+    "Admitted",
     "Checkpoint",
     "Clock",
     "DueFlow",
@@ -34,6 +37,7 @@ __all__ = [
     "RunStore",
     "SecretStore",
     "TenantStore",
+    "admission_check",
     "claims_checkpoint",
     "fence_checkpoint",
     "fence_finish",
@@ -146,6 +150,49 @@ def fence_finish(current: str | None, status: str) -> FencedWrite:
             return REPEAT
         return FencedWrite("stale", f"the run is {current} already")
     return APPLIED
+
+
+AdmitOutcome = Literal["created", "exists", "flow_busy", "tenant_full"]
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """What :meth:`RunStore.admit` did. ``holders``: the active runs that held it back
+    (``flow_busy``: the flow's; ``tenant_full``: the tenant's). True iff created."""
+
+    outcome: AdmitOutcome
+    holders: tuple[RunRecord, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.outcome == "created"
+
+    @property
+    def holder(self) -> str | None:
+        """The first holder's instance id (None when nothing held it back)."""
+        return self.holders[0].instance_id if self.holders else None
+
+
+CREATED = Admitted("created")
+EXISTS = Admitted("exists")
+
+
+def admission_check(
+    run: RunRecord,
+    active: Iterable[RunRecord],
+    *,
+    exclusive_flow: bool,
+    max_active: int | None,
+) -> Admitted | None:
+    """The ``admit`` rule over the tenant's active runs (``run`` itself excluded): None
+    when ``run`` may be created; else ``flow_busy`` (``exclusive_flow`` and a run of its
+    flow is active) or ``tenant_full`` (``max_active`` runs are active)."""
+    others = [r for r in active if r.instance_id != run.instance_id]
+    same = [r for r in others if r.flow_name == run.flow_name]
+    if exclusive_flow and same:
+        return Admitted("flow_busy", tuple(same))
+    if max_active is not None and len(others) >= max_active:
+        return Admitted("tenant_full", tuple(others))
+    return None
 
 
 class TenantStore(Protocol):
@@ -270,9 +317,20 @@ class RunStore(Protocol):
     starter's dedupe is :meth:`create`, an atomic conditional insert."""
 
     def create(self, run: RunRecord) -> bool:
-        """Insert ``run`` (a Pending record) iff no record with its instance id exists,
-        stamping its claim time. True: this caller won and must start the run; False: a
-        record exists already (in whatever status: the job is a duplicate, skip it)."""
+        """Insert ``run`` iff no record with its instance id exists, stamping its claim
+        time. True: this caller won (a Pending record: it must start the run); False: a
+        record exists already (in whatever status: the job is a duplicate, skip it).
+        The same as ``bool(admit(run, exclusive_flow=False, max_active=None))``."""
+        ...
+
+    def admit(self, run: RunRecord, *, exclusive_flow: bool, max_active: int | None) -> Admitted:
+        """:meth:`create` and the overlap/concurrency check as ONE atomic step, so runs
+        admitted concurrently (any threads, processes or hosts on one store) never exceed
+        what :func:`admission_check` allows over the tenant's active (Pending/Running) runs:
+        ``exists`` (a record with its id exists, whatever its status; checked first),
+        ``flow_busy``/``tenant_full`` (nothing written; ``holders`` are the active runs that
+        held it back, for the caller to reconcile with their instances and retry), or
+        ``created`` (inserted as :meth:`create` does)."""
         ...
 
     def take_over_pending(self, instance_id: str, *, older_than: datetime) -> bool:

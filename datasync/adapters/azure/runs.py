@@ -48,12 +48,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ...config import Settings
@@ -61,10 +63,14 @@ from ...exceptions import ConfigError, NotFound, PermanentError, TransientError
 from ...models import RunRecord
 from ...names import compact_utc, format_utc, precise_utcnow, utcnow
 from ...ports import (
+    CREATED,
     DONE,
+    EXISTS,
+    Admitted,
     Checkpoint,
     Clock,
     FencedWrite,
+    admission_check,
     claims_checkpoint,
     fence_checkpoint,
     fence_finish,
@@ -97,6 +103,7 @@ CHECKPOINTS_CONTAINER = "checkpoints"
 ACTIVE = ("Pending", "Running")
 _TERMINAL = ("Completed", "Failed", "Terminated", "Skipped", "Superseded")
 _ATTEMPTS = 10
+_GATE_ATTEMPTS = 60  # racing admissions of one tenant: each round lets at least one through
 _CACHE_SIZE = 10_000
 Doc = dict[str, Any]
 
@@ -417,6 +424,113 @@ class CosmosRunStore:
         except CosmosResourceExistsError:
             return False
         return True
+
+    def admit(self, run: RunRecord, *, exclusive_flow: bool, max_active: int | None) -> Admitted:
+        """The check and the claim as one compare-and-set on the tenant's admission gate
+        (see :meth:`_admit_gated`); with no limit to check, :meth:`create`."""
+        if not exclusive_flow and max_active is None:
+            return CREATED if self.create(run) else EXISTS
+        return self._admit_gated(run, exclusive_flow=exclusive_flow, max_active=max_active)
+
+    def _gate_slots(self, tenant: str, slots: dict[str, Doc]) -> tuple[list[RunRecord], Doc]:
+        """The tenant's active runs and the gate's slots still needed.
+
+        A slot stays while its run item is active (or not written yet, for up to
+        ``start_claim_seconds``); a lagging read only keeps a slot longer, never drops
+        one too soon. Active runs admitted without the gate (``begin`` of a record-less
+        run) count too."""
+        active = {r.instance_id: r for r in self.active(tenant)}
+        kept: Doc = {}
+        young = format_utc(utcnow() - timedelta(seconds=self.settings.start_claim_seconds))
+        for instance_id, slot in slots.items():
+            if not isinstance(slot, dict):
+                continue
+            if instance_id in active:
+                kept[instance_id] = slot
+                continue
+            doc = self._read(tenant, instance_id)
+            if doc is not None and doc.get("status") in ACTIVE:
+                active[instance_id] = _record(doc)
+            elif doc is None and str(slot.get("at") or "") >= young:
+                active[instance_id] = RunRecord(  # claimed, its item about to be written
+                    instance_id=instance_id,
+                    tenant_id=tenant,
+                    flow_name=str(slot.get("flow") or ""),
+                    scheduled_for=str(slot.get("scheduledFor") or ""),
+                    status="Pending",
+                )
+            else:
+                continue
+            kept[instance_id] = slot
+        return list(active.values()), kept
+
+    def _admit_gated(
+        self, run: RunRecord, *, exclusive_flow: bool, max_active: int | None
+    ) -> Admitted:
+        """One gate item per tenant (``type: "Admission"``, ``id`` = ``admission--<tenant>``,
+        in the runs container, the tenant's partition) lists the runs it admitted
+        (``slots``). An admission reads it, decides over the active runs and the slots, and
+        writes the gate with its own slot added iff the gate is unchanged (``create_item`` /
+        an ``IfNotModified`` replace; 409/412: re-read and decide again), then creates the
+        run item. So of racing admissions each decides over every earlier one's slot: no
+        two can both pass a check that only one may pass. (The emulator's batch is not
+        atomic, so the gate is the transaction.)"""
+        from azure.core import MatchConditions
+        from azure.cosmos.exceptions import (
+            CosmosAccessConditionFailedError,
+            CosmosResourceExistsError,
+            CosmosResourceNotFoundError,
+        )
+
+        tenant = run.tenant_id
+        gate_id = f"admission--{tenant}"
+        for attempt in range(_GATE_ATTEMPTS):
+            if self._read(tenant, run.instance_id) is not None:
+                return EXISTS
+            gate = self._item_or_none(tenant, gate_id)
+            slots = gate.get("slots") if gate is not None else None
+            active, kept = self._gate_slots(tenant, slots if isinstance(slots, dict) else {})
+            if run.instance_id in kept:
+                return EXISTS  # another admission claimed this very run
+            verdict = admission_check(
+                run, active, exclusive_flow=exclusive_flow, max_active=max_active
+            )
+            if verdict is not None:
+                return verdict
+            now = self._now()
+            kept[run.instance_id] = {
+                "flow": run.flow_name,
+                "scheduledFor": run.scheduled_for,
+                "at": now,
+            }
+            item = {"id": gate_id, "tenantId": tenant, "type": "Admission", "slots": kept}
+            try:
+                if gate is None:
+                    self.runs.create_item(item)
+                else:
+                    self.runs.replace_item(
+                        gate_id,
+                        item,
+                        etag=gate["_etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+            except (
+                CosmosAccessConditionFailedError,
+                CosmosResourceExistsError,
+                CosmosResourceNotFoundError,
+            ):
+                log.debug("admission gate of %s changed; deciding again", tenant)
+                time.sleep(random.uniform(0.0, 0.01 * min(attempt + 1, 10)))
+                continue
+            try:
+                self._remember(self.runs.create_item({**_item(run, now), "claimedAt": now}))
+            except CosmosResourceExistsError:
+                return EXISTS  # its slot ends with the existing record
+            return CREATED
+        raise TransientError(
+            f"the admission gate of tenant {tenant} kept changing; "
+            f"gave up after {_GATE_ATTEMPTS} tries"
+        )
 
     def take_over_pending(self, instance_id: str, *, older_than: datetime) -> bool:
         """An etag-guarded replace of a stale Pending item's ``claimedAt``: of racing

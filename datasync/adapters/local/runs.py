@@ -24,10 +24,14 @@ from ...exceptions import NotFound, PermanentError
 from ...models import RunRecord
 from ...names import format_utc, precise_utcnow, utcnow
 from ...ports import (
+    CREATED,
     DONE,
+    EXISTS,
+    Admitted,
     Checkpoint,
     Clock,
     FencedWrite,
+    admission_check,
     claims_checkpoint,
     fence_checkpoint,
     fence_finish,
@@ -180,6 +184,31 @@ class SqliteRunStore:
     def create(self, run: RunRecord) -> bool:
         with self.db.write() as con:
             return self._insert(con, run, claimed=True) == 1
+
+    def admit(self, run: RunRecord, *, exclusive_flow: bool, max_active: int | None) -> Admitted:
+        """Existence, the tenant's active runs and the insert in one ``BEGIN IMMEDIATE``
+        transaction: SQLite's write lock keeps every other writer (thread or process) out
+        between the check and the insert."""
+        with self.db.write() as con:
+            if con.execute(
+                "SELECT 1 FROM runs WHERE instance_id = ?", (run.instance_id,)
+            ).fetchone():
+                return EXISTS
+            if exclusive_flow or max_active is not None:
+                active = [
+                    _run(r)
+                    for r in con.execute(
+                        "SELECT * FROM runs WHERE tenant_id = ? "
+                        "AND status IN ('Pending', 'Running')",
+                        (run.tenant_id,),
+                    ).fetchall()
+                ]
+                verdict = admission_check(
+                    run, active, exclusive_flow=exclusive_flow, max_active=max_active
+                )
+                if verdict is not None:
+                    return verdict
+            return CREATED if self._insert(con, run, claimed=True) == 1 else EXISTS
 
     def take_over_pending(self, instance_id: str, *, older_than: datetime) -> bool:
         now = (self._clock or utcnow)()

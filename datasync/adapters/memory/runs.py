@@ -16,10 +16,14 @@ from ...exceptions import NotFound, PermanentError
 from ...models import RunRecord
 from ...names import format_utc
 from ...ports import (
+    CREATED,
     DONE,
+    EXISTS,
+    Admitted,
     Checkpoint,
     Clock,
     FencedWrite,
+    admission_check,
     claims_checkpoint,
     fence_checkpoint,
     fence_finish,
@@ -83,12 +87,25 @@ class MemoryRunStore:
 
     # -- the dedupe ----------------------------------------------------------------------
     def create(self, run: RunRecord) -> bool:
+        return bool(self.admit(run, exclusive_flow=False, max_active=None))
+
+    def admit(self, run: RunRecord, *, exclusive_flow: bool, max_active: int | None) -> Admitted:
+        """Check and insert under the store's lock: one step for every thread."""
         with self._lock:
             if run.instance_id in self._runs:
-                return False
+                return EXISTS
+            if exclusive_flow or max_active is not None:
+                verdict = admission_check(
+                    run,
+                    self.active(run.tenant_id),
+                    exclusive_flow=exclusive_flow,
+                    max_active=max_active,
+                )
+                if verdict is not None:
+                    return verdict
             now = self._now()
             self._runs[run.instance_id] = _Row(replace(run), now, now)
-            return True
+            return CREATED
 
     def take_over_pending(self, instance_id: str, *, older_than: datetime) -> bool:
         with self._lock:
