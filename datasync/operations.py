@@ -175,10 +175,9 @@ def _merge(new: Tenant, stored: Tenant | None, now: datetime) -> tuple[Tenant, t
             and ("next_run_utc" not in given.model_fields_set)
         ):
             pending = old.next_run_utc <= now
-            same = stored is not None and (old.cron, stored.timezone) == (
-                entry.cron,
-                merged.timezone,
-            )
+            # the stored next run stands only while everything that decides the schedule
+            # (cron, timezone, enabled, paused, options) is unchanged
+            same = stored is not None and old.revision(stored) == entry.revision(merged)
             if pending or same:
                 entry.next_run_utc = old.next_run_utc
                 if pending:
