@@ -43,6 +43,21 @@ CREATE TABLE IF NOT EXISTS flow_options (
 # as JSON: most flows have none, so the due query's LEFT JOIN finds nothing for them.
 
 
+_DUE_COLUMNS = (
+    "SELECT s.tenant_id, s.flow_index, s.flow_name, s.cron, s.timezone, s.next_run_utc, "
+    "o.options, s.rowid FROM flow_schedule AS s LEFT JOIN flow_options AS o "
+    "ON o.tenant_id = s.tenant_id AND o.flow_index = s.flow_index"
+)
+_COUNT_DUE = "SELECT count(*) FROM flow_schedule WHERE active = 1 AND next_run_utc <= ?"
+_DENSE = 20
+"""Read in storage order when at least one row in this many is due (a table page holds
+some 50 rows: from about one due row per page, neighbours share their write-back)."""
+
+
+def _due_page(rows: list[sqlite3.Row]) -> list[DueFlow]:
+    return [DueFlow(r[0], r[1], r[2], r[3], r[4], r[5] or None, r[5], _options(r[6])) for r in rows]
+
+
 def _options(text: str | None) -> Any:
     """A flow_options row as stored (None: the flow sets no schedule option)."""
     if not text:
@@ -169,50 +184,71 @@ class SqliteTenantStore:
         """Active flows with ``nextRunUtc`` missing or <= now, in keyset-paged batches.
 
         The etag of a row is the ``nextRunUtc`` it was read with: :meth:`advance` is a
-        compare-and-set on that value, so racing schedulers and edits lose cleanly."""
+        compare-and-set on that value, so racing schedulers and edits lose cleanly.
+
+        When many rows are due (at least one in :data:`_DENSE`, e.g. a look-ahead tick) the
+        table is read in storage order rather than through the due index: each page of
+        write-backs then lands on a few neighbouring table pages instead of one page per
+        flow, which is most of a big tick's cost."""
         cutoff = format_utc(now)
-        last: tuple[str, str, int] = ("", "", -1)
         con = self.db.read()
         if tenant_id is not None:
             yield from self._due_of(con, cutoff, tenant_id)
             return
+        due = con.execute(_COUNT_DUE, (cutoff,)).fetchone()[0]
+        if not due:
+            return
+        low, high = con.execute("SELECT min(rowid), max(rowid) FROM flow_schedule").fetchone()
+        if due * _DENSE >= high - low + 1:
+            yield from self._due_in_storage_order(con, cutoff, page_size, low - 1)
+        else:
+            yield from self._due_in_time_order(con, cutoff, page_size)
+
+    @staticmethod
+    def _due_in_time_order(
+        con: sqlite3.Connection, cutoff: str, page_size: int
+    ) -> Iterator[list[DueFlow]]:
+        last: tuple[str, str, int] = ("", "", -1)
         while True:
             rows = con.execute(
-                "SELECT s.tenant_id, s.flow_index, s.flow_name, s.cron, s.timezone, "
-                "s.next_run_utc, o.options FROM flow_schedule AS s "
-                "LEFT JOIN flow_options AS o "
-                "ON o.tenant_id = s.tenant_id AND o.flow_index = s.flow_index "
-                "WHERE s.active = 1 AND s.next_run_utc <= ? "
+                f"{_DUE_COLUMNS} WHERE s.active = 1 AND s.next_run_utc <= ? "
                 "AND (s.next_run_utc, s.tenant_id, s.flow_index) > (?, ?, ?) "
                 "ORDER BY s.next_run_utc, s.tenant_id, s.flow_index LIMIT ?",
                 (cutoff, *last, page_size),
             ).fetchall()
             if not rows:
                 return
-            yield [
-                DueFlow(r[0], r[1], r[2], r[3], r[4], r[5] or None, r[5], _options(r[6]))
-                for r in rows
-            ]
+            yield _due_page(rows)
             last = (rows[-1][5], rows[-1][0], rows[-1][1])
+            if len(rows) < page_size:
+                return
+
+    @staticmethod
+    def _due_in_storage_order(
+        con: sqlite3.Connection, cutoff: str, page_size: int, last: int
+    ) -> Iterator[list[DueFlow]]:
+        while True:
+            rows = con.execute(
+                f"{_DUE_COLUMNS} WHERE s.rowid > ? AND s.active = 1 AND s.next_run_utc <= ? "
+                "ORDER BY s.rowid LIMIT ?",
+                (last, cutoff, page_size),
+            ).fetchall()
+            if not rows:
+                return
+            yield _due_page(rows)
+            last = rows[-1][7]
             if len(rows) < page_size:
                 return
 
     @staticmethod
     def _due_of(con: sqlite3.Connection, cutoff: str, tenant_id: str) -> Iterator[list[DueFlow]]:
         rows = con.execute(
-            "SELECT s.tenant_id, s.flow_index, s.flow_name, s.cron, s.timezone, "
-            "s.next_run_utc, o.options FROM flow_schedule AS s "
-            "LEFT JOIN flow_options AS o "
-            "ON o.tenant_id = s.tenant_id AND o.flow_index = s.flow_index "
-            "WHERE s.tenant_id = ? AND s.active = 1 AND s.next_run_utc <= ? "
+            f"{_DUE_COLUMNS} WHERE s.tenant_id = ? AND s.active = 1 AND s.next_run_utc <= ? "
             "ORDER BY s.flow_index",
             (tenant_id, cutoff),
         ).fetchall()
         if rows:
-            yield [
-                DueFlow(r[0], r[1], r[2], r[3], r[4], r[5] or None, r[5], _options(r[6]))
-                for r in rows
-            ]
+            yield _due_page(rows)
 
     def advance(self, updates: list[tuple[DueFlow, str]]) -> list[DueFlow]:
         """Compare-and-set each flow's next run against the value the scan read.
