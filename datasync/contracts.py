@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 C = TypeVar("C", bound="Contract")
+_TRACE = frozenset({"traceparent"})
 Cursor = str | int | None
 
 
@@ -67,16 +68,31 @@ def _keys(cls: type) -> tuple[tuple[str, str, bool, type[Contract] | None], ...]
     )
 
 
+@cache
+def _quiet_defaults(cls: type) -> dict[str, Any]:
+    """Default value per field of ``cls._quiet`` (written only when it differs)."""
+    quiet: frozenset[str] = getattr(cls, "_quiet", frozenset())
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.name in quiet}
+
+
 class Contract:
-    """Mixin for the message dataclasses: camelCase JSON in and out."""
+    """Mixin for the message dataclasses: camelCase JSON in and out.
+
+    Fields named in ``_quiet`` are left out of the JSON while they hold their default (the
+    decoder restores it): the optional additions (``traceparent``, ``pipeline``, …) leave
+    every message of a plain run byte for byte as it was before them."""
 
     _nested: ClassVar[dict[str, type[Contract]]] = {}
+    _quiet: ClassVar[frozenset[str]] = frozenset()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         klass: type = type(self)  # a plain type: mypy does not see type[C] as Hashable
+        quiet = _quiet_defaults(klass)
         for name, key, _, nested in _keys(klass):
             value = getattr(self, name)
+            if name in quiet and value == quiet[name]:
+                continue
             out[key] = value.to_json() if nested is not None and value is not None else value
         return out
 
@@ -120,6 +136,7 @@ class Carry(Contract):
     """Where a run stands: cursor, ``ctx.state`` and the run's cumulative counters."""
 
     _nested: ClassVar[dict[str, type[Contract]]] = {"prefetched": PullOutput}
+    _quiet: ClassVar[frozenset[str]] = frozenset({"pipeline", "transform", "prefetched"})
 
     cursor: Cursor = None
     state: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -143,6 +160,7 @@ class RunInput(Contract):
     the carried position."""
 
     _nested: ClassVar[dict[str, type[Contract]]] = {"carry": Carry}
+    _quiet: ClassVar[frozenset[str]] = _TRACE
 
     tenant_id: str
     flow_name: str
@@ -154,6 +172,8 @@ class RunInput(Contract):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class BeginInput(Contract):
+    _quiet: ClassVar[frozenset[str]] = _TRACE
+
     tenant_id: str
     flow_name: str
     run_id: str
@@ -163,6 +183,8 @@ class BeginInput(Contract):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PullInput(Contract):
+    _quiet: ClassVar[frozenset[str]] = _TRACE
+
     tenant_id: str
     flow_name: str
     run_id: str
@@ -174,6 +196,8 @@ class PullInput(Contract):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TransformInput(Contract):
+    _quiet: ClassVar[frozenset[str]] = _TRACE
+
     tenant_id: str
     flow_name: str
     run_id: str
@@ -194,6 +218,8 @@ class TransformOutput(Contract):
 class PushInput(Contract):
     """Push the staged page ``key`` (if ``count``), then checkpoint cursor, state and the
     run's cumulative counters."""
+
+    _quiet: ClassVar[frozenset[str]] = _TRACE
 
     tenant_id: str
     flow_name: str
@@ -216,6 +242,8 @@ class PushOutput(Contract):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FinishInput(Contract):
+    _quiet: ClassVar[frozenset[str]] = _TRACE
+
     tenant_id: str
     flow_name: str
     run_id: str

@@ -42,6 +42,7 @@ INPUTS = [
 @pytest.mark.parametrize(("cls", "data"), INPUTS, ids=[c.__name__ for c, _ in INPUTS])
 def test_every_input_carries_an_optional_traceparent(cls, data):
     assert cls.from_json(data).traceparent is None  # absent key: None (old histories)
+    assert "traceparent" not in cls.from_json(data).to_json()  # unset: messages as before
     message = cls.from_json({**data, "traceparent": TRACE})
     assert message.traceparent == TRACE
     assert message.to_json()["traceparent"] == TRACE
@@ -58,6 +59,15 @@ def test_decoding_stays_strict(cls, data):
 
 def test_carry_says_whether_pages_are_pipelined_and_defaults_to_yes():
     assert Carry.from_json({}).pipeline is True
+    assert Carry.from_json({}).transform is True
+    # at their defaults the new keys stay out: begin's output is what it was before them
+    assert Carry().to_json() == {
+        "cursor": None,
+        "state": {},
+        "pages": 0,
+        "recordsIn": 0,
+        "recordsOut": 0,
+    }
     carry = Carry.from_json({"cursor": 3, "pipeline": False})
     assert carry.pipeline is False
     run = RunInput.from_json({**INPUTS[0][1], "carry": carry.to_json(), "traceparent": TRACE})
