@@ -92,7 +92,7 @@ def _check(cron: object, timezone: object) -> str | None:
 def _problem(
     flow: DueFlow, known_flows: Collection[str] | None, pair_problem: str | None
 ) -> str | None:
-    where = f"tenant {flow.tenant_id}: flows[{flow.flow_index}]"
+    where = _where(flow)
     if known_flows is not None and flow.flow_name not in known_flows:
         return f"{where}.name: unknown flow {flow.flow_name!r}"
     if pair_problem is not None:
@@ -176,6 +176,7 @@ class _Tick:
     checked: dict[tuple[object, object], str | None] = field(default_factory=dict)
     revisions: dict[tuple[str, str], str] = field(default_factory=dict)
     plans: dict[tuple[str, str, str | None], _Plan] = field(default_factory=dict)
+    safe_names: dict[str, bool] = field(default_factory=dict)
 
     def pair_problem(self, flow: DueFlow) -> str | None:
         key = (flow.cron, flow.timezone)
@@ -190,13 +191,24 @@ class _Tick:
             return _check(flow.cron, flow.timezone)
 
     def revision(self, cron: str, tz: str, options: ScheduleOptions) -> str:
-        if options != _DEFAULT:
+        if options is not _DEFAULT:
             return revision(cron, tz, options)
         found = self.revisions.get((cron, tz))
         if found is None:
             found = revision(cron, tz, options)
             if len(self.revisions) < _MAX_PLANS:
                 self.revisions[(cron, tz)] = found
+        return found
+
+    def safe(self, name: str) -> bool:
+        """Whether ``name`` goes into a job's JSON as it is (remembered per tick)."""
+        if not isinstance(name, str):
+            return False
+        found = self.safe_names.get(name)
+        if found is None:
+            found = _SAFE.fullmatch(name) is not None
+            if len(self.safe_names) < _MAX_PLANS:
+                self.safe_names[name] = found
         return found
 
     def _plan(self, cron: str, tz: str, stored_text: str | None, options: ScheduleOptions) -> _Plan:
@@ -219,44 +231,54 @@ class _Tick:
 
     def plan(self, flow: DueFlow) -> tuple[str | None, list[tuple[str, datetime]], str]:
         """``(problem, [(job message, visible at)], new nextRunUtc text)`` for one row."""
-        where = f"tenant {flow.tenant_id}: flows[{flow.flow_index}]"
-        problem = _problem(flow, self.known_flows, self.pair_problem(flow))
-        if problem is not None:
-            return problem, [], ""
-        try:
-            options = parse_schedule_options(flow.options, where)
-        except ValidationError as exc:
-            return str(exc), [], ""
+        pair_problem = self.pair_problem(flow)
+        known = self.known_flows
+        if pair_problem is not None or (known is not None and flow.flow_name not in known):
+            return _problem(flow, known, pair_problem), [], ""
+        raw = flow.options
+        if raw:
+            try:
+                options = parse_schedule_options(raw, _where(flow))
+            except ValidationError as exc:
+                return str(exc), [], ""
+        else:
+            options = _DEFAULT
         cron, tz, stored = flow.cron, flow.timezone, flow.next_run_utc
         try:
             if stored is not None and not isinstance(stored, str):
                 parse_utc(stored)  # raises: says what it got
             plan = self._plan(cron, tz, stored, options)
         except _StoredNextRun as exc:
-            return f"{where}.nextRunUtc: {exc}", [], ""
+            return f"{_where(flow)}.nextRunUtc: {exc}", [], ""
         except ValidationError as exc:
             if stored is not None and not isinstance(stored, str):
-                return f"{where}.nextRunUtc: {exc}", [], ""
-            return f"{where}.cron: {exc}", [], ""  # e.g. a cron that never fires
+                return f"{_where(flow)}.nextRunUtc: {exc}", [], ""
+            return f"{_where(flow)}.cron: {exc}", [], ""  # e.g. a cron that never fires
         if not plan.times:
             return None, [], plan.next_run
         rev = self.revision(cron, tz, options)
         offset = jitter_offset(flow.tenant_id, flow.flow_name, options.jitter)
-        delay = timedelta(seconds=offset)
-        out: list[tuple[str, datetime]] = []
         tenant, name = flow.tenant_id, flow.flow_name
-        if self.on_job is None and _SAFE.fullmatch(tenant) and _SAFE.fullmatch(name):
+        if self.on_job is None and self.safe(name) and _SAFE.fullmatch(tenant):
             head = f'{{"tenantId":"{tenant}","flowName":"{name}","scheduledFor":"'
             tail = f'","revision":"{rev}"}}'
-            for at, text in plan.times:  # the text Job.to_message writes, without the Job
-                out.append((head + text + tail, at + delay if offset else at))
-            return None, out, plan.next_run
+            if not offset:  # the text Job.to_message writes, without the Job
+                return None, [(head + text + tail, at) for at, text in plan.times], plan.next_run
+            delay = timedelta(seconds=offset)
+            jobs = [(head + text + tail, at + delay) for at, text in plan.times]
+            return None, jobs, plan.next_run
+        out: list[tuple[str, datetime]] = []
+        delay = timedelta(seconds=offset)
         for at, _text in plan.times:
             job = Job(tenant, name, at, revision=rev)
             if self.on_job is not None:
                 job = self.on_job(job)
             out.append((job.to_message(), at + delay if offset else at))
         return None, out, plan.next_run
+
+
+def _where(flow: DueFlow) -> str:
+    return f"tenant {flow.tenant_id}: flows[{flow.flow_index}]"
 
 
 _DEFAULT = DEFAULT_OPTIONS
