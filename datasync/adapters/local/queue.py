@@ -80,10 +80,15 @@ class SqliteMessageQueue:
         """One transaction; each text hidden until its time by this queue's clock."""
         now = self._time()
         prefix = uuid.uuid4().hex[:24]
-        rows = [
-            (f"{prefix}{i:08x}", self.name, text, max(now, at.timestamp()), now)
-            for i, (text, at) in enumerate(items)
-        ]
+        name = self.name
+        rows: list[tuple[str, str, str, float, float]] = []
+        append = rows.append
+        stamps: dict[datetime, float] = {}  # a big batch holds a few distinct times
+        for i, (text, at) in enumerate(items):
+            visible = stamps.get(at)
+            if visible is None:
+                visible = stamps[at] = max(now, at.timestamp())
+            append((f"{prefix}{i:08x}", name, text, visible, now))
         if rows:
             with self.db.write() as con:
                 con.executemany(
