@@ -39,7 +39,7 @@ def _takeover_delay(log: str) -> int:
     """Seconds from the runtime coming up to it taking over the dead runtime's work."""
 
     def seconds(line: str) -> int:
-        h, m, s = map(int, line[:8].split(":"))
+        h, m, s = map(int, line[11:19].split(":"))  # 2026-12-01T14:00:00.123Z ...
         return h * 3600 + m * 60 + s
 
     up = next(line for line in log.splitlines() if "local runtime up" in line)
@@ -69,8 +69,24 @@ def test_kill_after_push_before_checkpoint(project, apis):
     assert stats["duplicateKeys"] >= 1  # page 3 pushed again, same key
 
 
+def _due_for_the_scheduler(project, tid: str) -> None:
+    """``tenants apply`` queues a due flow at once; put the store back as a scheduler tick
+    finds it — the flow due at DUE, nothing on the queue — so the tick does the enqueue."""
+    project.sql("datasync.db", "DELETE FROM queue_messages WHERE queue = ?", "flow-jobs")
+    project.sql(
+        "datasync.db", "UPDATE flow_schedule SET next_run_utc = ? WHERE tenant_id = ?", DUE, tid
+    )
+    project.sql(
+        "datasync.db",
+        "UPDATE tenants SET doc = json_set(doc, '$.flows[0].nextRunUtc', ?) WHERE id = ?",
+        DUE,
+        tid,
+    )
+
+
 def test_kill_between_enqueue_and_write_back(project, apis):
     setup_gated(project, apis, "acme", 25)
+    _due_for_the_scheduler(project, "acme")
     crashed = project.run_once(expect=-9, DATASYNC_FAULT_POINT="scan-after-enqueue")
     assert "scheduler tick" not in crashed.stderr()  # died before finishing the tick
     queued = project.sql(
