@@ -7,16 +7,26 @@ tenant's active runs it returns :class:`Start`, :class:`Skip` or :class:`Defer`.
 a run record keyed by the instance id (tenant, flow, ``scheduledFor``) is created with a
 conditional insert before ``start_new``; whoever creates it starts the run, everyone else
 skips — on every host, whatever the Durable backend does with an existing instance id.
+That insert is also the overlap and ``maxConcurrentRuns`` check: ``RunStore.admit`` makes
+both in one atomic step (a SQLite write transaction, the memory store's lock, an
+etag-guarded admission gate on Cosmos), so jobs of one flow or tenant admitted at the same
+time never all start. A rerun's record names the run it reruns (``rerun_of``).
 A starter that died between the insert and ``start_new`` leaves a Pending record without
 an instance: a redelivery of the job takes it over once it is older than
 ``Settings.start_claim_seconds`` (an atomic compare-and-set, so one redelivery wins); a
 redelivery that comes sooner is deferred until then, so the job is never dropped.
 
 Run records are reconciled with their Durable instances (:func:`settle` is the pure rule,
-:meth:`Admission.reconcile` applies it): when the overlap or concurrency check would hold a
-job back, each active record it counts is checked against ``get_status``; one whose instance
-has ended (terminated through the Durable API, or its history lost) is ended first, as its
-instance ended, with the reason.
+:meth:`Admission.reconcile` applies it): when the store's check holds a job back, each
+active record it names is checked against ``get_status``; one whose instance has ended
+(terminated through the Durable API, or its history lost) is ended first, as its instance
+ended, with the reason, and the job is admitted again.
+
+A job never runs under a document that no longer allows it: a tenant document that no
+longer parses, a stored schedule that is invalid or not the job's revision, or a flow no
+flow file defines (or whose file is broken) — the job is recorded ``Superseded`` (a rerun
+or hand-queued job: ``Skipped``) with the validation message, not retried into the poison
+queue, and other tenants' jobs are untouched.
 """
 
 from __future__ import annotations
@@ -26,17 +36,24 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .contracts import RunInput
-from .exceptions import NotFound
+from .exceptions import InvalidDocument, NotFound, ValidationError
 from .functions.bindings import ORCHESTRATOR
-from .models import FlowEntry, Job, RunRecord, Tenant
+from .models import FlowEntry, Job, RunRecord, Tenant, parse_schedule_options
 from .names import format_utc, parse_utc, utcnow
 from .names import instance_id as instance_id_of
-from .ports import FLOW_JOBS
-from .schedule import jitter_offset, next_occurrence
+from .ports import FLOW_JOBS, DueFlow
+from .registry import UnknownFlow
+from .schedule import (
+    jitter_offset,
+    next_occurrence,
+    revision,
+    validate_cron,
+    validate_timezone,
+)
 
 if TYPE_CHECKING:
     from .app import App
@@ -230,6 +247,45 @@ def settle(record: RunRecord, instance: str | None, output: Any, *, stale: bool)
     return None
 
 
+_END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def _one_line(exc: Exception) -> str:
+    return "; ".join(line for line in str(exc).splitlines() if line)
+
+
+def _cannot_run(job: Job, reason: str) -> Decision:
+    """A job whose document no longer allows it to run: a scheduled job is superseded,
+    another (rerun, hand-queued) skipped; recorded either way."""
+    if job.revision is not None and job.rerun is None:
+        return Supersede(reason)
+    return Skip(reason, record=True)
+
+
+def _row_problem(job: Job, row: DueFlow) -> str | None:
+    """The stored schedule row's problem for ``job`` (see ``Admission._stored_problem``)."""
+    where = f"tenant {row.tenant_id}: flows[{row.flow_index}]"
+    try:
+        validate_cron(row.cron)
+    except ValidationError as exc:
+        return f"{where}.cron: {exc}"
+    try:
+        validate_timezone(row.timezone)
+    except ValidationError as exc:
+        return f"tenant {row.tenant_id}: timezone: {exc}"
+    try:
+        options = parse_schedule_options(row.options, where)
+    except ValidationError as exc:
+        return str(exc)
+    current = revision(row.cron, row.timezone, options)
+    if current == job.revision:
+        return None
+    return (
+        f"the flow's stored schedule changed after the job was enqueued "
+        f"(revision {job.revision} → {current})"
+    )
+
+
 class DurableStarter(Protocol):
     """The part of ``DurableOrchestrationClient`` the starter uses."""
 
@@ -269,9 +325,11 @@ class Admission:
         ``superseded``).
 
         A job that carries a schedule revision its flow no longer has (paused, disabled,
-        deleted, cron or options changed) is recorded ``Superseded`` and not run. Raises for
-        a job that can never run (unknown tenant or flow, broken flow file), so the host
-        retries it and finally moves it to the poison queue with the reason. A deferred job
+        deleted, cron or options changed, or its stored schedule invalid) is recorded
+        ``Superseded`` and not run; so is one whose tenant document no longer parses or
+        whose flow file is missing or broken (see :meth:`_check`). Raises for a job without
+        a revision of an unknown tenant or flow, so the host retries it and finally moves
+        it to the poison queue with the reason. A deferred job
         goes back on the queue with the reason as its ``note``. ``traceparent`` (W3C) is
         handed to the orchestration input where the contract has the field.
 
@@ -293,6 +351,8 @@ class Admission:
             return "superseded"
         if isinstance(decision, Skip):
             log.info("skipping %s: %s", instance_id, decision.reason)
+            if decision.record:
+                await asyncio.to_thread(self._record_final, job, "Skipped", decision.reason)
             return "skipped"
         if isinstance(decision, Defer):
             log.info("deferring %s by %ss: %s", instance_id, decision.delay, decision.reason)
@@ -325,38 +385,58 @@ class Admission:
 
     # -- what the job may run under ------------------------------------------------------
     def _check(self, job: Job) -> Decision | _Facts:
-        """The job's tenant and flow, or why it does not run (superseded, skipped)."""
-        if job.revision is not None and job.rerun is None:
-            reason = self._superseded(job)
-            if reason is not None:
-                return Supersede(reason)
-        return self._facts(job)
+        """The job's tenant and flow, or why it does not run.
 
-    def _superseded(self, job: Job) -> str | None:
+        Scheduled jobs (with a revision) are ``Superseded`` when the flow's schedule — as
+        the document has it and as the scheduler's stored rows have it — is no longer the
+        one they were enqueued under, or is no longer valid. A tenant document that no
+        longer parses, or a flow no flow file defines, never starts a job: it is recorded
+        (``Superseded``, or ``Skipped`` for a rerun or a hand-queued job) with the
+        validation message; so is a job whose flow no flow file defines now, or whose file
+        is broken or ambiguous (the message names it; ``trigger`` runs it once fixed).
+        Raises (the host retries, then poisons) only for a job of an unknown tenant or
+        flow that carries no revision."""
+        scheduled = job.revision is not None and job.rerun is None
         try:
             tenant = self.app.tenants.get(job.tenant_id)
         except NotFound:
-            return superseded_reason(job, None, None)
+            if scheduled:
+                return Supersede(superseded_reason(job, None, None) or "")
+            raise
+        except InvalidDocument as exc:
+            return _cannot_run(job, f"the tenant document is invalid: {_one_line(exc)}")
         try:
             entry = tenant.flow(job.flow_name)
         except NotFound:
-            return superseded_reason(job, tenant, None)
-        return superseded_reason(job, tenant, entry)
-
-    def _facts(self, job: Job) -> _Facts:
-        app = self.app
-        tenant = app.tenants.get(job.tenant_id)
-        entry = tenant.flow(job.flow_name)
-        app.registry.get(job.flow_name)  # unknown or broken flow: raise → poison
+            if scheduled:
+                return Supersede(superseded_reason(job, tenant, None) or "")
+            raise
+        if scheduled:
+            reason = superseded_reason(job, tenant, entry) or self._stored_problem(job, tenant)
+            if reason is not None:
+                return Supersede(reason)
+        try:
+            self.app.registry.get(job.flow_name)
+        except UnknownFlow as exc:  # no flow file defines it, or its file is broken
+            index = tenant.flows.index(entry)
+            return _cannot_run(job, f"tenant {tenant.tenant_id}: flows[{index}].name: {exc}")
         return _Facts(tenant, entry)
+
+    def _stored_problem(self, job: Job, tenant: Tenant) -> str | None:
+        """Why the schedule the scheduler stores for the job's flow (its due-query row:
+        cron, timezone, options) is invalid or no longer the job's revision; None when it
+        matches (or the store keeps no row for it: paused or disabled, which the document's
+        revision covers)."""
+        for page in self.app.tenants.due_flows(_END_OF_TIME, tenant_id=job.tenant_id):
+            for row in page:
+                if row.flow_name == job.flow_name:
+                    return _row_problem(job, row)
+        return None
 
     def _decide(self, job: Job, facts: _Facts, active: list[RunRecord]) -> Decision:
         return decide(
             job, facts.tenant, facts.entry, active, requeue_delay=self.app.settings.requeue_delay
         )
-
-    def _record_skip(self, job: Job, decision: Skip) -> None:
-        self._record_final(job, "Skipped", decision.reason)
 
     def _record(self, job: Job, status: str, **fields: Any) -> RunRecord:
         base = instance_id_of(job.tenant_id, job.flow_name, job.scheduled_for)
@@ -473,8 +553,6 @@ class Admission:
             decision = self._decide(job, facts, still)
             if isinstance(decision, Start):  # the store's view moved on: ask it again
                 continue
-            if isinstance(decision, Skip) and decision.record:
-                await asyncio.to_thread(self._record_skip, job, decision)
             return decision
         return Defer(
             self.app.settings.requeue_delay,

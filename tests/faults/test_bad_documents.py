@@ -101,10 +101,14 @@ def test_every_invalid_document_is_rejected_and_nothing_is_overwritten(project, 
     assert project.cli("tenants", "list", "--json").stdout == before
 
 
-def test_documents_broken_in_the_store_are_reported_and_the_others_run(project, apis):
+def test_documents_broken_after_their_jobs_were_queued_never_run_and_the_others_do(project, apis):
+    """``tenants apply`` queues each tenant's due job at once; documents broken in the store
+    after that (behind the CLI's back) must not run: each job is recorded Superseded with
+    the validation message, nothing is poisoned, and the good tenant still runs."""
     setup_gated(project, apis, "good", 25)
     for tid in ("badcron", "badtz", "badfield", "badkey"):
         setup_gated(project, apis, tid, 5)
+    setup_gated(project, apis, "noflow", 5, flow="other")
     # someone edits the store behind the CLI's back
     project.sql(
         "datasync.db", "UPDATE flow_schedule SET cron = 'every minute' WHERE tenant_id = 'badcron'"
@@ -121,20 +125,30 @@ def test_documents_broken_in_the_store_are_reported_and_the_others_run(project, 
     doc = json.loads(raw)
     doc["pasued"] = True  # meant to pause it: it must not run
     project.sql("datasync.db", "UPDATE tenants SET doc = ? WHERE id = 'badkey'", json.dumps(doc))
+    (project.flows / "other.py").unlink()  # its flow file is gone
 
-    runtime = project.run_once(expect=1)  # 1: the badfield and badkey jobs end in poison
+    runtime = project.run_once()  # exit 0: nothing poisoned
     log = runtime.stderr()
-    assert "tenant badcron: flows[0].cron" in log
-    assert "tenant badtz: timezone" in log
     assert "Traceback" not in log
-    runs = project.runs()
-    assert [(r["tenantId"], r["status"]) for r in runs] == [("good", "Completed")]
+    runs = {r["tenantId"]: r for r in project.runs()}
+    assert sorted(runs) == ["badcron", "badfield", "badkey", "badtz", "good", "noflow"]
+    assert runs["good"]["status"] == "Completed"
     assert apis.stats("good")["count"] == 25
-    assert all(apis.stats(t)["count"] == 0 for t in ("badcron", "badtz", "badfield", "badkey"))
-    poisoned = {json.loads(p["body"])["tenantId"]: p["reason"] for p in project.poison()}
-    assert sorted(poisoned) == ["badfield", "badkey"]
-    assert "tenant badfield: flows[0].enabled" in poisoned["badfield"]
-    assert "tenant badkey: pasued: unknown key; did you mean 'paused'?" in poisoned["badkey"]
+    expected = {
+        "badcron": "tenant badcron: flows[0].cron",
+        "badtz": "tenant badtz: timezone",
+        "badfield": "tenant badfield: flows[0].enabled",
+        "badkey": "tenant badkey: pasued: unknown key; did you mean 'paused'?",
+        "noflow": "tenant noflow: flows[0].name: unknown flow 'other'",
+    }
+    for tid, message in expected.items():
+        assert runs[tid]["status"] == "Superseded", runs[tid]
+        assert message in runs[tid]["error"], runs[tid]
+        assert message in log, (tid, log[-3000:])
+        assert apis.stats(tid)["count"] == 0
+        shown = project.cli("runs", "show", runs[tid]["instanceId"], check=None)
+        assert message in shown.stdout and "Traceback" not in shown.stderr
+    assert project.poison() == []
     listed = project.cli("tenants", "list", "--json", check=None)  # the others still list
     assert "Traceback" not in listed.stderr
 
@@ -157,12 +171,21 @@ def test_broken_and_duplicate_flow_files_do_not_stop_the_other_flows(project, ap
         assert name in listed.stderr, (name, listed.stderr)
     assert "datasync_no_such_module" in listed.stderr
 
+    # the twins job was queued by apply, before its flow became ambiguous: it must not run
+    # (nor be poisoned), and its record says why
     runtime = project.run_once()
-    assert [(r["tenantId"], r["status"]) for r in project.runs()] == [("acme", "Completed")]
+    runs = {r["tenantId"]: r for r in project.runs()}
+    assert (runs["acme"]["status"], runs["twins"]["status"]) == ("Completed", "Superseded")
+    ambiguous = "tenant twins: flows[0].name: unknown flow 'twin' (ambiguous: registered in"
+    assert ambiguous in runs["twins"]["error"]
+    assert "flows/twin_copy.py" in runs["twins"]["error"]
     assert apis.stats("acme")["count"] == 25 and apis.stats("twins")["count"] == 0
+    assert project.poison() == []
     log = runtime.stderr()
     assert "syntax_error.py" in log and "import_error.py" in log and "twin" in log
+    assert "Traceback" not in log
 
-    (project.flows / "twin_copy.py").unlink()  # fixed: the skipped flow runs
+    (project.flows / "twin_copy.py").unlink()  # fixed: a trigger runs the flow
+    project.cli("trigger", "twins", "twin")
     project.run_once()
     assert apis.stats("twins")["count"] == 5

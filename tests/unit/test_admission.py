@@ -156,8 +156,7 @@ def test_a_job_starts_once_with_its_run_input(app: App) -> None:
                 "flowName": "contacts",
                 "scheduledFor": "2026-11-23T14:00:00Z",
                 "pagesPerGeneration": 10,
-                "carry": None,
-                "traceparent": None,
+                "carry": None,  # no traceparent: the contract leaves it out at its default
             },
         )
     ]
