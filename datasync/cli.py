@@ -134,11 +134,20 @@ def cli(home: Path | None) -> None:
 @click.option(
     "--once", is_flag=True, help="One scheduler tick now, then work until nothing is pending."
 )
-def run(once: bool) -> None:
-    """The local runtime: timer, queue, orchestrations and activities of function_app.py."""
+@click.option(
+    "--console-port",
+    type=click.IntRange(1, 65535),
+    default=8765,
+    show_default=True,
+    help="Serve the web console on 127.0.0.1 at this port (not with --once).",
+)
+@click.option("--no-console", is_flag=True, help="Do not serve the web console.")
+def run(once: bool, console_port: int, no_console: bool) -> None:
+    """The local runtime: timer, queue, orchestrations and activities of function_app.py,
+    and the web console on loopback."""
     from .runtime.host import run_local
 
-    sys.exit(run_local(once=once))
+    sys.exit(run_local(once=once, console_port=None if no_console else console_port))
 
 
 @cli.command()

@@ -277,6 +277,7 @@ class LocalHost:
         self.started_at = time.time()
         self.poisoned = 0
         self.ticks = 0
+        self.last_tick: datetime | None = None  # when a timer function last succeeded
         self._once = False
         self._full_since: float | None = None  # the disk under DATASYNC_HOME is full since
         self._full_logged = 0.0
@@ -427,6 +428,7 @@ class LocalHost:
         try:
             self._call(fn.get_user_function(), {trigger.name: TimerRequest(past_due=past_due)})
             self.ticks += 1
+            self.last_tick = utcnow()
         except Exception:
             log.exception("timer function %s failed", fn.get_function_name())
 
@@ -645,12 +647,28 @@ class LocalHost:
             self.stop()
 
 
-def run_local(*, once: bool, settings: Settings | None = None) -> int:
-    """``python -m datasync run [--once]``: exit code 0 ok, 1 a run failed."""
+def _start_console(host: LocalHost, port: int) -> Callable[[], None] | None:
+    """The web console on 127.0.0.1:``port`` beside the runtime; a taken port or a missing
+    dependency costs the console (one warning), never the runtime."""
+    try:
+        from ..console import start_in_background
+
+        return start_in_background(host.app, port, last_tick=lambda: host.last_tick)
+    except (ConfigError, ImportError, OSError) as exc:
+        log.warning("web console not started: %s", exc)
+        return None
+
+
+def run_local(
+    *, once: bool, settings: Settings | None = None, console_port: int | None = None
+) -> int:
+    """``python -m datasync run [--once]``: exit code 0 ok, 1 a run failed. Without
+    ``--once`` the web console is served on ``console_port`` (None: no console)."""
     configure_logging()
     if once:  # one tick of what is due now: no look-ahead
         settings = replace(settings or Settings.from_env(), lookahead_seconds=0.0)
     host = LocalHost(settings)
+    stop_console = None if once or console_port is None else _start_console(host, console_port)
     previous = {}
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -664,5 +682,7 @@ def run_local(*, once: bool, settings: Settings | None = None) -> int:
     try:
         return host.run(once=once)
     finally:
+        if stop_console is not None:
+            stop_console()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
