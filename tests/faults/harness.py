@@ -253,6 +253,8 @@ class Project:
 
     # -- runtimes --------------------------------------------------------------------------
     def start(self, *args: str, **env: str) -> Runtime:
+        if "--once" not in args:  # several runtimes per test: the console is tested elsewhere
+            args = ("--no-console", *args)
         runtime = Runtime(self, ["run", *args], {**self.env, **env})
         self.runtimes.append(runtime)
         return runtime
