@@ -188,11 +188,6 @@ def test_backfill_starts_one_run_per_occurrence(project):
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(
-    reason="admission checks overlap, then creates the run record: jobs of one flow admitted "
-    "at the same time all start (datasync/admission.py, S1)",
-    strict=False,
-)
 def test_backfill_with_overlap_queue_runs_one_after_another(project):
     tmp, env = project
     apply(tmp, env, cron="0 0 */6 * * *", overlap="queue", nextRunUtc="2099-01-01T00:00:00Z")
