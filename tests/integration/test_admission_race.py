@@ -140,3 +140,52 @@ def test_max_concurrent_runs_holds_racing_admissions_to_the_limit(settings):
             app.runs.finish(instance, "Completed")
         later = next(j for j in jobs if j.instance_id not in durable.starts)
         assert asyncio.run(app.admission.admit(later, durable)) == "started"
+
+
+def _gate(app: App, tenant: str, instance: str, at: str) -> None:
+    """A starter that died between claiming its slot and writing its run item."""
+    app.runs.runs.upsert_item(  # type: ignore[attr-defined]
+        {
+            "id": f"admission--{tenant}",
+            "tenantId": tenant,
+            "type": "Admission",
+            "slots": {instance: {"flow": FLOW, "scheduledFor": "2026-11-23T00:00:00Z", "at": at}},
+        }
+    )
+
+
+def test_cosmos_a_claimed_slot_holds_its_flow_until_the_start_claim_passes(
+    cosmos_settings, tmp_path
+):
+    from datasync.models import RunRecord
+    from datasync.names import format_utc, utcnow
+
+    settings = Settings(
+        **{
+            **cosmos_settings.__dict__,
+            "home": tmp_path / "home",
+            "storage_connection": None,
+            "start_claim_seconds": 30.0,
+        }
+    )
+
+    def record(hour: int) -> RunRecord:
+        when = FIRST + timedelta(hours=hour)
+        return RunRecord(
+            instance_id=Job("gated", FLOW, when).instance_id,
+            tenant_id="gated",
+            flow_name=FLOW,
+            scheduled_for=format_utc(when),
+            status="Pending",
+        )
+
+    dead, waiting = record(0).instance_id, record(1)
+    with App.from_settings(settings) as app:
+        _gate(app, "gated", dead, format_utc(utcnow()))  # fresh: its item may be on its way
+        busy = app.runs.admit(waiting, exclusive_flow=True, max_active=None)
+        assert (busy.outcome, busy.holder) == ("flow_busy", dead)
+        _gate(app, "gated", dead, format_utc(utcnow() - timedelta(seconds=31)))  # stranded
+        admitted = app.runs.admit(waiting, exclusive_flow=True, max_active=None)
+        assert admitted.outcome == "created"
+        assert [r.instance_id for r in app.runs.active("gated")] == [waiting.instance_id]
+        assert [r.instance_id for r in app.runs.recent(tenant="gated")] == [waiting.instance_id]
