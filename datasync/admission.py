@@ -453,7 +453,9 @@ class Admission:
     def _record_final(self, job: Job, status: str, reason: str) -> None:
         # a conditional insert: a redelivered job never overwrites its run's record
         self.app.runs.create(
-            self._record(job, status, finished_at=format_utc(utcnow()), error=reason)
+            self._record(
+                job, status, finished_at=format_utc(utcnow()), error=reason, reason=reason
+            )
         )
 
     # -- keeping run records true -------------------------------------------------------
