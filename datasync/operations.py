@@ -105,7 +105,8 @@ def apply(app: App, obj: Any, now: datetime, *, schedule: bool = True) -> list[A
     Any invalid document raises :class:`ValidationError` and nothing is written. What the
     file does not mention and the CLI manages is kept from the stored document: the tenant's
     ``paused``, a flow's ``enabled``, and its stored ``nextRunUtc`` when that run is pending
-    (due: a ``trigger`` or a missed occurrence) or its cron and the timezone did not change.
+    (due: a ``trigger`` or a missed occurrence) or its schedule revision
+    (:meth:`FlowEntry.revision`) is unchanged.
     A flow left without ``nextRunUtc`` gets the next occurrence of its cron after ``now``.
     A stored document is replaced only if it did not change meanwhile (its etag)."""
     tenants = parse_tenants(obj, known_flows=set(app.registry.names()))
