@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from . import telemetry
 from .exceptions import ValidationError
 from .models import Job, parse_schedule_options
 from .names import format_utc, parse_utc
@@ -151,6 +152,20 @@ def plan_flow(
     return times, next_occurrence(cron, tz, last)
 
 
+MISSED_COUNT_CAP = 10_000
+"""Occurrences counted at most per flow and tick for the missed metric."""
+_MISSED_REASON = {"latest": "coalesced", "all": "window", "none": "catch-up-none"}
+
+
+def missed_count(
+    cron: str, tz: str, stored: datetime, now: datetime, ran: Sequence[datetime]
+) -> int:
+    """Occurrences due by ``now`` (the stored next run and the cron's occurrences after
+    it, at most :data:`MISSED_COUNT_CAP`) that are not among those ``ran``."""
+    due = 1 + sum(1 for _ in occurrences(cron, tz, stored, now, limit=MISSED_COUNT_CAP))
+    return max(0, due - sum(1 for t in ran if t <= now))
+
+
 class _StoredNextRun(ValidationError):
     """A stored ``nextRunUtc`` that is not a time."""
 
@@ -165,6 +180,7 @@ class _Plan:
 
     times: tuple[tuple[datetime, str], ...]
     next_run: str
+    missed: int = 0  # occurrences up to now that catchUp coalesced or dropped (when counted)
 
 
 @dataclass
@@ -177,6 +193,7 @@ class _Tick:
     revisions: dict[tuple[str, str], str] = field(default_factory=dict)
     plans: dict[tuple[str, str, str | None], _Plan] = field(default_factory=dict)
     safe_names: dict[str, bool] = field(default_factory=dict)
+    count_missed: bool = False  # telemetry is on: count what catchUp does not run
 
     def pair_problem(self, flow: DueFlow) -> str | None:
         key = (flow.cron, flow.timezone)
@@ -224,7 +241,10 @@ class _Tick:
         except ValidationError as exc:
             raise _StoredNextRun(str(exc)) from None
         times, next_run = plan_flow(cron, tz, stored, self.now, self.horizon, options)
-        result = _Plan(tuple((t, format_utc(t)) for t in times), format_utc(next_run))
+        missed = 0
+        if self.count_missed and stored is not None and stored <= self.now:
+            missed = missed_count(cron, tz, stored, self.now, times)
+        result = _Plan(tuple((t, format_utc(t)) for t in times), format_utc(next_run), missed)
         if shared and len(self.plans) < _MAX_PLANS:
             self.plans[key] = result
         return result
@@ -254,6 +274,8 @@ class _Tick:
             if stored is not None and not isinstance(stored, str):
                 return f"{_where(flow)}.nextRunUtc: {exc}", [], ""
             return f"{_where(flow)}.cron: {exc}", [], ""  # e.g. a cron that never fires
+        if plan.missed:
+            telemetry.count_missed(_MISSED_REASON[options.catch_up], plan.missed)
         if not plan.times:
             return None, [], plan.next_run
         rev = self.revision(cron, tz, options)
@@ -338,7 +360,7 @@ def scan_and_enqueue(
     changed job, e.g. with a ``traceparent``). Invalid flows are reported (tenant id and
     field) and skipped; the scan goes on."""
     horizon = now + timedelta(seconds=max(0.0, lookahead))
-    tick = _Tick(now, horizon, known_flows, on_job)
+    tick = _Tick(now, horizon, known_flows, on_job, count_missed=telemetry.active() is not None)
     result = _run(tenants, queue, tick, tenants.due_flows(horizon, page_size=page_size))
     log.info(
         "scheduler tick at %s (window to %s): %d jobs for %d flows, %d advanced, "
