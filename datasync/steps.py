@@ -221,12 +221,18 @@ class RunSteps:
             )
         )
         cp = runs.load_checkpoint(step.tenant_id, step.flow_name)
+        spec = self.app.registry.get(step.flow_name)
         return Carry(
             cursor=cp.cursor,
             state=cp.state,
             pages=run.pages,
             records_in=run.records_in,
             records_out=run.records_out,
+            # the flow's own choices: a flow whose pull reads what its push writes to
+            # ctx.state opts out of pipelining (``pipeline = False``); without a
+            # ``transform`` the pulled page is pushed as staged (no transform_page)
+            pipeline=bool(getattr(spec.cls, "pipeline", True)),
+            transform=spec.has_transform,
         )
 
     def pull(self, step: PullInput) -> PullOutput:
