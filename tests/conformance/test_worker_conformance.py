@@ -332,6 +332,7 @@ def test_begin_run_returns_its_value_to_the_host(indexed, worker, project, kind)
         "pages": 0,
         "recordsIn": 0,
         "recordsOut": 0,
+        "transform": False,  # the flow has no transform: its pages are pushed as staged
     }
     runs = json.loads(run_cli(["runs", "--json"], project).stdout)
     assert {r["instanceId"]: r["status"] for r in runs}[run_id] == "Running"
