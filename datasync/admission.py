@@ -405,6 +405,7 @@ class Admission:
             raise
         except InvalidDocument as exc:
             return _cannot_run(job, f"the tenant document is invalid: {_one_line(exc)}")
+        self.app.steps.tenants.put(tenant)  # the run's first step reads it from there
         try:
             entry = tenant.flow(job.flow_name)
         except NotFound:
@@ -453,9 +454,7 @@ class Admission:
     def _record_final(self, job: Job, status: str, reason: str) -> None:
         # a conditional insert: a redelivered job never overwrites its run's record
         self.app.runs.create(
-            self._record(
-                job, status, finished_at=format_utc(utcnow()), error=reason, reason=reason
-            )
+            self._record(job, status, finished_at=format_utc(utcnow()), error=reason, reason=reason)
         )
 
     # -- keeping run records true -------------------------------------------------------

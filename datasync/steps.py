@@ -140,11 +140,18 @@ class TenantCache:
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
         tenant: Tenant = load(tenant_id)
+        self.put(tenant, now)
+        return tenant
+
+    def put(self, tenant: Tenant, now: float | None = None) -> None:
+        """Remember ``tenant`` as read at ``now`` (default: now): the starter hands over
+        the document it admitted a job under, so the run's first step does not read it
+        again (an edit is still seen after at most ``ttl`` seconds)."""
+        stamp = time.monotonic() if now is None else now
         with self._lock:
             if len(self._data) >= self.max_entries:
                 self._data.clear()
-            self._data[tenant_id] = (now, tenant)
-        return tenant
+            self._data[tenant.tenant_id] = (stamp, tenant)
 
 
 def _records(value: Any, step: str, flow: str) -> list[dict[str, Any]]:

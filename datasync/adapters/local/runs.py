@@ -257,6 +257,9 @@ class SqliteRunStore:
             )
 
     def begin(self, run: RunRecord) -> RunRecord:
+        """Mark the run Running (insert it, Pending → Running, or count a resume) and claim
+        its checkpoint, in one transaction; the record returned is the one written (built
+        from the row read at the start and the change made: no read back)."""
         now = self._now()
         with self.db.write() as con:
             row = con.execute(
@@ -268,30 +271,28 @@ class SqliteRunStore:
                 )
             resume = row is not None and row["started_at"] is not None
             if row is None:
-                self._insert(
-                    con,
-                    replace(
-                        run,
-                        status="Running",
-                        started_at=now,
-                        finished_at=None,
-                        pages=0,
-                        records_in=0,
-                        records_out=0,
-                        resumes=0,
-                        error=None,
-                        lateness_seconds=seconds_since(run.scheduled_for, self._clock_now()),
-                    ),
+                stored = replace(
+                    run,
+                    status="Running",
+                    started_at=now,
+                    finished_at=None,
+                    pages=0,
+                    records_in=0,
+                    records_out=0,
+                    resumes=0,
+                    error=None,
+                    lateness_seconds=seconds_since(run.scheduled_for, self._clock_now()),
                 )
+                self._insert(con, stored)
             elif not resume:  # Pending → Running
+                lateness = seconds_since(row["scheduled_for"], self._clock_now())
                 con.execute(
                     "UPDATE runs SET status = 'Running', started_at = ?, lateness_seconds = ? "
                     "WHERE instance_id = ?",
-                    (
-                        now,
-                        seconds_since(row["scheduled_for"], self._clock_now()),
-                        run.instance_id,
-                    ),
+                    (now, lateness, run.instance_id),
+                )
+                stored = replace(
+                    _run(row), status="Running", started_at=now, lateness_seconds=lateness
                 )
             else:  # started before (its begin re-ran, or a failed run started again)
                 con.execute(
@@ -299,11 +300,10 @@ class SqliteRunStore:
                     "error = NULL, resumes = resumes + 1 WHERE instance_id = ?",
                     (run.instance_id,),
                 )
-            stored = _run(
-                con.execute(
-                    "SELECT * FROM runs WHERE instance_id = ?", (run.instance_id,)
-                ).fetchone()
-            )
+                old = _run(row)
+                stored = replace(
+                    old, status="Running", finished_at=None, error=None, resumes=old.resumes + 1
+                )
             self._claim(con, stored, resume, now)
             return stored
 
@@ -708,7 +708,15 @@ class SqlitePageStore:
         return decode_records(row[0])
 
     def delete_prefix(self, prefix: str) -> None:
+        """Delete every staged page under ``prefix``; a look first, so a prefix with none
+        left (a run's end after its last push) costs no write transaction."""
+        bounds = (prefix, prefix + "\U0010ffff")
+        if (
+            self.db.read()
+            .execute("SELECT 1 FROM pages WHERE key >= ? AND key < ? LIMIT 1", bounds)
+            .fetchone()
+            is None
+        ):
+            return
         with self.db.write() as con:
-            con.execute(
-                "DELETE FROM pages WHERE key >= ? AND key < ?", (prefix, prefix + "\U0010ffff")
-            )
+            con.execute("DELETE FROM pages WHERE key >= ? AND key < ?", bounds)
