@@ -407,10 +407,10 @@ def fold(summary: dict[str, Any] | None, page_doc: dict[str, Any]) -> dict[str, 
 
 
 def seconds_since(start: str, now: datetime) -> float:
-    """``now - start`` in seconds, ms precision."""
+    """``now - start`` in seconds, to the millisecond (rounded down: never later than now)."""
     from .names import parse_utc
 
-    return round((now - parse_utc(start)).total_seconds(), 3)
+    return math.floor((now - parse_utc(start)).total_seconds() * 1000) / 1000
 
 
 def run_duration(run: RunRecord, now: datetime) -> float | None:

@@ -467,8 +467,10 @@ def _run_start(run: Any) -> datetime | None:
         return None
     lateness = getattr(run, "lateness_seconds", None)
     try:
-        if isinstance(lateness, (int, float)):
-            return parse_utc(run.scheduled_for) + timedelta(seconds=lateness)
+        if isinstance(lateness, (int, float)):  # to the second below: the start is measured
+            # inside begin_run, whose span must still lie within the run's
+            start = parse_utc(run.scheduled_for) + timedelta(seconds=lateness)
+            return start.replace(microsecond=0)
         if run.started_at:
             return parse_utc(run.started_at)
     except ValueError:
