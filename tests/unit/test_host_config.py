@@ -25,7 +25,14 @@ EMBEDDED_ONLY = {
 # Test hooks: read by code (until removed) but never documented as a setting.
 TEST_HOOKS = {"DATASYNC_FAULT_POINT"}
 # Set on Azure by the Bicep only (the host or the platform reads them, not the app).
-AZURE_ONLY = {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
+AZURE_ONLY = {
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    # the Durable Task Scheduler backend (durableBackend = 'durableTaskScheduler'): host.json's
+    # storageProvider overridden by app settings, read by the Durable extension only
+    "DURABLE_TASK_SCHEDULER_CONNECTION_STRING",
+    "AzureFunctionsJobHost__extensions__durableTask__storageProvider__type",
+    "AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName",
+}
 FLEX_MIN_MAXIMUM_INSTANCES = 40  # the documented floor (newer docs say 1: 40 fits both)
 FLEX_MAX_MAXIMUM_INSTANCES = 1000
 DEMO_MODULES = ("datasync.demo", "datasync.demo_apis")
