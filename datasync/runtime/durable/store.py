@@ -422,21 +422,19 @@ class DurableStore:
     def step_state(self, instance_id: str, now: float) -> tuple[sqlite3.Row | None, bool]:
         """A look without the write lock: the instance row, and whether an event of its
         current execution is deliverable now (then a direct step is not possible)."""
-        con = self.db.read()
-        row = con.execute(
-            "SELECT * FROM instances WHERE instance_id = ?", (instance_id,)
-        ).fetchone()
+        row = (
+            self.db.read()
+            .execute(  # one statement, one snapshot: the row and its inbox together
+                "SELECT i.*, EXISTS (SELECT 1 FROM inbox b WHERE b.instance_id = i.instance_id "
+                "AND b.execution_id = i.execution_id AND b.visible_at <= ?) AS waiting__ "
+                "FROM instances i WHERE i.instance_id = ?",
+                (now, instance_id),
+            )
+            .fetchone()
+        )
         if row is None:
             return None, False
-        waiting = (
-            con.execute(
-                "SELECT 1 FROM inbox WHERE instance_id = ? AND execution_id = ? "
-                "AND visible_at <= ? LIMIT 1",
-                (instance_id, row["execution_id"], now),
-            ).fetchone()
-            is not None
-        )
-        return row, waiting
+        return row, bool(row["waiting__"])
 
     def commit_step(
         self,
@@ -502,7 +500,17 @@ class DurableStore:
                 self._continue_as_new(con, seen, plan.continue_input, now)
                 return Committed([])
             return self._append(
-                con, instance_id, execution, plan, rows, seq0, now, owner, until, True
+                con,
+                instance_id,
+                execution,
+                plan,
+                rows,
+                seq0,
+                now,
+                owner,
+                until,
+                True,
+                inbox_empty=True,  # looked at above, in this transaction
             )
 
     def _append(
@@ -517,7 +525,12 @@ class DurableStore:
         owner: str,
         until: float | None,
         lease_activities: bool,
+        *,
+        inbox_empty: bool = False,
     ) -> Committed:
+        """Append the episode's events, schedule its work items and timers, update the
+        instance. ``inbox_empty``: the caller saw no deliverable event in this transaction,
+        so only a timer this episode posted could make one (no look needed otherwise)."""
         con.executemany(
             "INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)",
             [(instance_id, seq0 + i, r) for i, r in enumerate(rows)],
@@ -544,13 +557,17 @@ class DurableStore:
                 ids.append(cur.lastrowid)
         for fired, fire_at in plan.timers:
             self._post(con, instance_id, execution, fired, fire_at)
-        again = until is not None and (
-            con.execute(
-                "SELECT 1 FROM inbox WHERE instance_id = ? AND execution_id = ? "
-                "AND visible_at <= ? LIMIT 1",
-                (instance_id, execution, now),
-            ).fetchone()
-            is not None
+        again = (
+            until is not None
+            and (not inbox_empty or bool(plan.timers))
+            and (
+                con.execute(
+                    "SELECT 1 FROM inbox WHERE instance_id = ? AND execution_id = ? "
+                    "AND visible_at <= ? LIMIT 1",
+                    (instance_id, execution, now),
+                ).fetchone()
+                is not None
+            )
         )
         con.execute(
             "UPDATE instances SET status = 'Running', next_event_id = ?, "
