@@ -24,9 +24,11 @@ ended, with the reason, and the job is admitted again.
 
 A job never runs under a document that no longer allows it: a tenant document that no
 longer parses, a stored schedule that is invalid or not the job's revision, or a flow no
-flow file defines (or whose file is broken) — the job is recorded ``Superseded`` (a rerun
-or hand-queued job: ``Skipped``) with the validation message, not retried into the poison
-queue, and other tenants' jobs are untouched.
+flow file defines any more — the job is recorded ``Superseded`` (a rerun or hand-queued
+job: ``Skipped``) with the validation message, not retried into the poison queue, and
+other tenants' jobs are untouched. A flow whose file is broken or ambiguous is a code
+problem a deploy fixes: its jobs are retried and then poisoned with the reason, so
+``poison replay`` runs them once the file is fixed (nothing is lost).
 """
 
 from __future__ import annotations
@@ -392,10 +394,10 @@ class Admission:
         one they were enqueued under, or is no longer valid. A tenant document that no
         longer parses, or a flow no flow file defines, never starts a job: it is recorded
         (``Superseded``, or ``Skipped`` for a rerun or a hand-queued job) with the
-        validation message; so is a job whose flow no flow file defines now, or whose file
-        is broken or ambiguous (the message names it; ``trigger`` runs it once fixed).
-        Raises (the host retries, then poisons) only for a job of an unknown tenant or
-        flow that carries no revision."""
+        validation message; so is a scheduled job whose flow no flow file defines now.
+        Raises (the host retries, then poisons the job with the reason, to be replayed once
+        fixed) for a flow whose file is broken or ambiguous, and for a job of an unknown
+        tenant or flow that carries no revision."""
         scheduled = job.revision is not None and job.rerun is None
         try:
             tenant = self.app.tenants.get(job.tenant_id)
@@ -418,8 +420,13 @@ class Admission:
                 return Supersede(reason)
         try:
             self.app.registry.get(job.flow_name)
-        except UnknownFlow as exc:  # no flow file defines it, or its file is broken
-            index = tenant.flows.index(entry)
+        except UnknownFlow as exc:
+            if exc.hint or not scheduled:
+                # a flow file is broken or ambiguous (a code problem a deploy fixes), or a
+                # hand-queued job names a flow nothing defines: the host retries the job,
+                # then poisons it with this reason; `poison replay` runs it once fixed
+                raise
+            index = tenant.flows.index(entry)  # the flow's file is gone: superseded
             return _cannot_run(job, f"tenant {tenant.tenant_id}: flows[{index}].name: {exc}")
         return _Facts(tenant, entry)
 

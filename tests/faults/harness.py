@@ -248,6 +248,19 @@ class Project:
     def poison(self) -> list[dict[str, Any]]:
         return json.loads(self.cli("poison", "list", "--json").stdout)
 
+    def due_for_the_scheduler(self, tid: str, when: str = DUE) -> None:
+        """``tenants apply`` queues a due flow at once; put the store back as a scheduler
+        tick finds it — the tenant's flows due at ``when``, nothing on the queue — so the
+        tick does the enqueue (the scheduler's own handling is what a test is about)."""
+        self.sql("datasync.db", "DELETE FROM queue_messages WHERE queue = ?", "flow-jobs")
+        schedule = "UPDATE flow_schedule SET next_run_utc = ? WHERE tenant_id = ?"
+        self.sql("datasync.db", schedule, when, tid)
+        (doc,) = self.sql("datasync.db", "SELECT doc FROM tenants WHERE id = ?", tid)[0]
+        data = json.loads(doc)
+        for entry in data.get("flows", []):
+            entry["nextRunUtc"] = when
+        self.sql("datasync.db", "UPDATE tenants SET doc = ? WHERE id = ?", json.dumps(data), tid)
+
     def put(self, text: str) -> str:
         return self.cli("queue", "put", text).stdout.strip()
 

@@ -69,24 +69,9 @@ def test_kill_after_push_before_checkpoint(project, apis):
     assert stats["duplicateKeys"] >= 1  # page 3 pushed again, same key
 
 
-def _due_for_the_scheduler(project, tid: str) -> None:
-    """``tenants apply`` queues a due flow at once; put the store back as a scheduler tick
-    finds it — the flow due at DUE, nothing on the queue — so the tick does the enqueue."""
-    project.sql("datasync.db", "DELETE FROM queue_messages WHERE queue = ?", "flow-jobs")
-    project.sql(
-        "datasync.db", "UPDATE flow_schedule SET next_run_utc = ? WHERE tenant_id = ?", DUE, tid
-    )
-    project.sql(
-        "datasync.db",
-        "UPDATE tenants SET doc = json_set(doc, '$.flows[0].nextRunUtc', ?) WHERE id = ?",
-        DUE,
-        tid,
-    )
-
-
 def test_kill_between_enqueue_and_write_back(project, apis):
     setup_gated(project, apis, "acme", 25)
-    _due_for_the_scheduler(project, "acme")
+    project.due_for_the_scheduler("acme")
     crashed = project.run_once(expect=-9, DATASYNC_FAULT_POINT="scan-after-enqueue")
     assert "scheduler tick" not in crashed.stderr()  # died before finishing the tick
     queued = project.sql(
