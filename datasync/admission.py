@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import telemetry
 from .contracts import RunInput
 from .exceptions import InvalidDocument, NotFound, ValidationError
 from .functions.bindings import ORCHESTRATOR
@@ -349,10 +350,12 @@ class Admission:
             decision = checked
         if isinstance(decision, Supersede):
             log.info("superseded %s: %s", instance_id, decision.reason)
+            telemetry.count_skipped("superseded")
             await asyncio.to_thread(self._record_final, job, "Superseded", decision.reason)
             return "superseded"
         if isinstance(decision, Skip):
             log.info("skipping %s: %s", instance_id, decision.reason)
+            telemetry.count_skipped(decision.reason)
             if decision.record:
                 await asyncio.to_thread(self._record_final, job, "Skipped", decision.reason)
             return "skipped"
