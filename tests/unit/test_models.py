@@ -131,7 +131,9 @@ def test_unknown_keys_are_reported_with_every_other_problem():
     d["flows"].append({"name": "second", "cron": "0 30 2 * * *", "overlapp": "queue"})
     lines = problems(d)
     assert lines[0].startswith("tenant acme: flows[0].cron: cron '0 * * * *' has 5 fields")
-    assert lines[1].startswith("tenant acme: flows[0].note: unknown key (known keys: catchUp, catchUpWindow, config, ")
+    assert lines[1].startswith(
+        "tenant acme: flows[0].note: unknown key (known keys: catchUp, catchUpWindow, config, "
+    )
     assert lines[2] == "tenant acme: flows[1].overlapp: unknown key; did you mean 'overlap'?"
     assert len(lines) == 3
 
