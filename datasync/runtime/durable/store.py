@@ -650,11 +650,20 @@ class DurableStore:
 
         A work item whose lease expired while still owned (not handed back: its runtime
         died, or stalled past the lease, while running it) counts one more death; the
-        returned row's ``deaths`` includes it."""
+        returned row's ``deaths`` includes it.
+
+        While a work item that has died before is leased again, no other work item of its
+        instance is claimed: taken-over items of an instance run one at a time, oldest
+        first. So a step that kills its process (pull N+1 of pipelined pages) cannot take
+        the step running beside it (push N, scheduled first) down with it again and again:
+        push N finishes, then pull N+1 dies alone until its deaths fail the run."""
         with self.db.write() as con:
             found = con.execute(
-                "SELECT id, lease_owner FROM activities WHERE lease_until < ? ORDER BY id LIMIT 1",
-                (now,),
+                "SELECT a.id, a.lease_owner FROM activities a WHERE a.lease_until < ? "
+                "AND NOT EXISTS (SELECT 1 FROM activities b WHERE b.instance_id = a.instance_id "
+                "AND b.id != a.id AND b.deaths > 0 AND b.lease_until >= ?) "
+                "ORDER BY a.id LIMIT 1",
+                (now, now),
             ).fetchone()
             if found is None:
                 return None
