@@ -28,7 +28,7 @@ $(NODE_STAMP): package.json package-lock.json
 ## the gates, then every test suite: unit, end-to-end on the local runtime, integration on
 ## the emulators, faults, conformance (pytest turns every warning into an error)
 test: lint typecheck $(NODE_STAMP) chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 ## Debian's headless Chromium for the web console's browser tests (tests/browser)
 chromium:

@@ -53,8 +53,11 @@ def operator(world) -> Iterator[BackgroundConsole]:
     app.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium through Playwright's sync API, which keeps an asyncio loop running on the
+    main thread while it is open: module scope closes it before other suites' tests run
+    (``asyncio.run`` refuses to start inside a running loop)."""
     if not CHROMIUM.exists() or shutil.which("chromium") is None:
         pytest.fail("Debian's chromium is not installed (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
