@@ -55,7 +55,10 @@ def test_kill_during_pull(project, apis):
     assert apis.stats("acme")["count"] == 20  # pages 1 and 2 were pushed
     assert project.runs()[0]["status"] == "Running"
     stats = _resume_and_check(project, apis, 55)
-    assert stats["duplicateKeys"] == 0
+    # pages are pipelined: page 2's push runs beside page 3's pull, so the kill may catch it
+    # after its POST and before its result was committed — then page 2 is pushed once more,
+    # with the same Idempotency-Key (every record still arrives once: checked above)
+    assert stats["duplicateKeys"] <= 1
 
 
 def test_kill_after_push_before_checkpoint(project, apis):
