@@ -441,7 +441,8 @@ class CosmosRunStore:
         run) count too."""
         active = {r.instance_id: r for r in self.active(tenant)}
         kept: Doc = {}
-        young = format_utc(utcnow() - timedelta(seconds=self.settings.start_claim_seconds))
+        now = (self._clock or utcnow)()  # the clock the slots' "at" was written with
+        young = format_utc(now - timedelta(seconds=self.settings.start_claim_seconds))
         for instance_id, slot in slots.items():
             if not isinstance(slot, dict):
                 continue
